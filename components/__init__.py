@@ -1,0 +1,1 @@
+"""timescale-k8s component library: TimescaleDB, Autoscaler, Workload and Monitoring components."""
