@@ -1,0 +1,246 @@
+"""Checks over rendered manifests: strict schema validity and cross-object wiring.
+
+``wiring_problems`` answers what a cluster would only reveal at run time: a Service that selects no
+pod, a port name no container declares, an HPA aimed at nothing, a pod that references a Secret key
+that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes_validate
+
+from tests.harness import K8S_VERSION, validate_manifest
+
+Manifest = Mapping[str, Any]
+
+_POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+def schema_problems(manifests: Iterable[Manifest], k8s_version: str = K8S_VERSION) -> list[str]:
+    """Strict OpenAPI errors for built-in kinds; custom resources (no built-in schema) are skipped."""
+    problems = []
+    for manifest in manifests:
+        try:
+            validate_manifest(manifest, k8s_version)
+        except kubernetes_validate.SchemaNotFoundError:
+            continue
+        except kubernetes_validate.ValidationError as error:
+            location = "/".join(str(p) for p in error.path)
+            problems.append(f"{_ref(manifest)}: {error.message} (at {location or 'top level'})")
+    return problems
+
+
+@dataclass(frozen=True)
+class _PodSet:
+    owner: str
+    namespace: str
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any]
+    claim_templates: frozenset[str] = frozenset()
+
+    def container_ports(self) -> list[Mapping[str, Any]]:
+        return [p for c in _containers(self.spec) for p in c.get("ports") or []]
+
+
+def wiring_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """Every broken reference between objects, as readable sentences; empty when all wiring resolves."""
+    index = {(m["kind"], _namespace(m), _name(m)): m for m in manifests}
+    pods = [_pod_set(m) for m in manifests if m["kind"] in _POD_OWNERS]
+    problems: list[str] = []
+    for manifest in manifests:
+        kind = manifest["kind"]
+        if kind in _POD_OWNERS:
+            problems += _owner_problems(manifest, index)
+        elif kind == "Service":
+            problems += _service_problems(manifest, pods)
+        elif kind == "PodDisruptionBudget":
+            problems += _selector_problems(manifest, manifest["spec"].get("selector") or {}, pods)
+        elif kind == "NetworkPolicy":
+            selector = manifest["spec"].get("podSelector") or {}
+            if selector:
+                problems += _selector_problems(manifest, selector, pods)
+        elif kind == "HorizontalPodAutoscaler":
+            problems += _hpa_problems(manifest, index)
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            problems += _binding_problems(manifest, index)
+    return problems
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions) or a plain label map selects ``labels``."""
+    match_labels = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
+    if not all(labels.get(k) == v for k, v in match_labels.items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _owner_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
+    pod_set = _pod_set(manifest)
+    problems = []
+    selector = manifest["spec"].get("selector")
+    if manifest["kind"] != "Job" or selector:
+        if not selector or not selects(selector, pod_set.labels):
+            problems.append(f"{_ref(manifest)}: selector {selector} does not match its pod template labels {dict(pod_set.labels)}")
+    if manifest["kind"] == "StatefulSet":
+        service = manifest["spec"].get("serviceName")
+        if service and not _find(index, "Service", pod_set.namespace, service):
+            problems.append(f"{_ref(manifest)}: serviceName {service!r} names no Service")
+    problems += [f"{_ref(manifest)}: {p}" for p in _pod_reference_problems(pod_set, index)]
+    return problems
+
+
+def _pod_reference_problems(pod_set: _PodSet, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
+    spec, ns = pod_set.spec, pod_set.namespace
+    problems = []
+    account = spec.get("serviceAccountName")
+    if account and account != "default" and not _find(index, "ServiceAccount", ns, account):
+        problems.append(f"serviceAccountName {account!r} names no ServiceAccount")
+    for container in _containers(spec):
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            for ref_key, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+                ref = source.get(ref_key)
+                if ref and not ref.get("optional"):
+                    problems += _key_problem(index, kind, ns, ref["name"], ref["key"], f"env {env['name']}")
+        for env_from in container.get("envFrom") or []:
+            for ref_key, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+                ref = env_from.get(ref_key)
+                if ref and not ref.get("optional") and not _find(index, kind, ns, ref["name"]):
+                    problems.append(f"envFrom names missing {kind} {ref['name']!r}")
+        declared = {m["name"] for m in (spec.get("volumes") or [])}
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] not in declared | pod_set.claim_templates:
+                problems.append(f"container {container['name']} mounts undeclared volume {mount['name']!r}")
+    for volume in spec.get("volumes") or []:
+        problems += _volume_problems(volume, index, ns)
+    return problems
+
+
+def _volume_problems(volume: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> list[str]:
+    problems = []
+    secret = volume.get("secret")
+    if secret and not secret.get("optional"):
+        for item in secret.get("items") or [{}]:
+            if "key" in item:
+                problems += _key_problem(index, "Secret", ns, secret["secretName"], item["key"], f"volume {volume['name']}")
+            elif not _find(index, "Secret", ns, secret["secretName"]):
+                problems.append(f"volume {volume['name']} names missing Secret {secret['secretName']!r}")
+    config_map = volume.get("configMap")
+    if config_map and not config_map.get("optional"):
+        for item in config_map.get("items") or [{}]:
+            if "key" in item:
+                problems += _key_problem(index, "ConfigMap", ns, config_map["name"], item["key"], f"volume {volume['name']}")
+            elif not _find(index, "ConfigMap", ns, config_map["name"]):
+                problems.append(f"volume {volume['name']} names missing ConfigMap {config_map['name']!r}")
+    return problems
+
+
+def _key_problem(index: Mapping[tuple[str, str, str], Manifest], kind: str, ns: str, name: str, key: str, what: str) -> list[str]:
+    target = _find(index, kind, ns, name)
+    if target is None:
+        return [f"{what} references missing {kind} {name!r}"]
+    keys = set(target.get("data") or {}) | set(target.get("stringData") or {}) | set(target.get("binaryData") or {})
+    if key not in keys:
+        return [f"{what} references key {key!r} that {kind} {name!r} lacks (has {sorted(keys)})"]
+    return []
+
+
+def _service_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
+    spec = manifest.get("spec") or {}
+    selector = spec.get("selector")
+    if not selector:
+        return [] if spec.get("type") == "ExternalName" else [f"{_ref(manifest)}: has no selector"]
+    matched = [p for p in pods if _same_namespace(p.namespace, _namespace(manifest)) and selects(selector, p.labels)]
+    if not matched:
+        return [f"{_ref(manifest)}: selector {selector} matches no pod template"]
+    problems = []
+    for port in spec.get("ports") or []:
+        target = port.get("targetPort", port["port"])
+        for pod_set in matched:
+            ports = pod_set.container_ports()
+            found = any(p.get("name") == target for p in ports) if isinstance(target, str) else any(p["containerPort"] == target for p in ports)
+            if not found:
+                problems.append(f"{_ref(manifest)}: port {port.get('name', port['port'])} targets {target!r}, which {pod_set.owner} does not declare")
+    return problems
+
+
+def _selector_problems(manifest: Manifest, selector: Mapping[str, Any], pods: Sequence[_PodSet]) -> list[str]:
+    if any(_same_namespace(p.namespace, _namespace(manifest)) and selects(selector, p.labels) for p in pods):
+        return []
+    return [f"{_ref(manifest)}: selector {dict(selector)} matches no pod template"]
+
+
+def _hpa_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
+    ref = manifest["spec"]["scaleTargetRef"]
+    target = _find(index, ref["kind"], _namespace(manifest), ref["name"])
+    if target is None:
+        return [f"{_ref(manifest)}: scaleTargetRef {ref['kind']}/{ref['name']} names no object"]
+    if ref.get("apiVersion") != target["apiVersion"]:
+        return [f"{_ref(manifest)}: scaleTargetRef apiVersion {ref.get('apiVersion')!r} != target's {target['apiVersion']!r}"]
+    return []
+
+
+def _binding_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
+    problems = []
+    role = manifest["roleRef"]
+    role_ns = "" if role["kind"] == "ClusterRole" else _namespace(manifest)
+    if role["kind"] == "Role" and not _find(index, role["kind"], role_ns, role["name"]):
+        problems.append(f"{_ref(manifest)}: roleRef names missing {role['kind']} {role['name']!r}")
+    for subject in manifest.get("subjects") or []:
+        if subject["kind"] == "ServiceAccount" and not _find(index, "ServiceAccount", subject.get("namespace", _namespace(manifest)), subject["name"]):
+            problems.append(f"{_ref(manifest)}: subject names missing ServiceAccount {subject['name']!r}")
+    return problems
+
+
+def _pod_set(manifest: Manifest) -> _PodSet:
+    spec = manifest["spec"]
+    template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
+    return _PodSet(
+        owner=_ref(manifest),
+        namespace=_namespace(manifest),
+        labels=(template.get("metadata") or {}).get("labels") or {},
+        spec=template.get("spec") or {},
+        claim_templates=frozenset(c["metadata"]["name"] for c in spec.get("volumeClaimTemplates") or []),
+    )
+
+
+def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
+
+def _find(index: Mapping[tuple[str, str, str], Manifest], kind: str, ns: str, name: str) -> Manifest | None:
+    for (k, n, nm), manifest in index.items():
+        if k == kind and nm == name and _same_namespace(n, ns):
+            return manifest
+    return None
+
+
+def _same_namespace(a: str, b: str) -> bool:
+    return not a or not b or a == b
+
+
+def _namespace(manifest: Manifest) -> str:
+    return (manifest.get("metadata") or {}).get("namespace") or ""
+
+
+def _name(manifest: Manifest) -> str:
+    return (manifest.get("metadata") or {}).get("name") or ""
+
+
+def _ref(manifest: Manifest) -> str:
+    return f"{manifest['kind']}/{_name(manifest)}"
