@@ -1,0 +1,296 @@
+"""Typed, validated stack configuration: read once from structured Pulumi config, then passed around.
+
+Components never read config; ``__main__`` calls :func:`read_stack_config` and hands the typed values
+to the components. Every mistake fails here, before a single resource is registered, with an error that
+names the config key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+
+from components.autoscaler import AutoscalingSpec
+from components.config_reader import ConfigError, ConfigSection, checked
+from components.types import Resources
+
+PROJECT = "timescale-k8s"
+
+MonitoringMode = Literal["install", "existing", "disabled"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """Where to deploy: kube context, namespace, and optional manifest rendering for GitOps."""
+
+    context: str | None = None
+    """Kube context of the provider; default: the kubeconfig's current context."""
+    namespace: str = "timescale"
+    """Namespace of everything this stack creates; default ``timescale``."""
+    create_namespace: bool = True
+    """Create (and own) the namespace; default true. False uses an existing one."""
+    render_dir: str | None = None
+    """Write plain manifests here instead of deploying (``render_yaml_to_directory``); default off."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    """The TimescaleDB cluster."""
+
+    replicas: int = 1
+    image: str | None = None
+    exporter_image: str | None = None
+    resources: Resources | None = None
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    wal_size: str | None = None
+    database: str = "app"
+    app_user: str = "app"
+    reader_user: str = "reader"
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    anti_affinity: Literal["preferred", "required"] = "preferred"
+    protect: bool = False
+    autoscaling: AutoscalingSpec | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    """One long-running workload (generator or consumer)."""
+
+    replicas: int
+    resources: Resources
+    settings: Mapping[str, str]
+    """Environment settings (``TSFLOW_*``) for the app, from typed config keys."""
+    autoscaling: AutoscalingSpec | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadsConfig:
+    """The generator, the consumer and the migration Job."""
+
+    enabled: bool
+    image: str | None
+    generator: AppConfig
+    consumer: AppConfig
+    migration_resources: Resources
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallMonitoringConfig:
+    """Settings for installing kube-prometheus-stack."""
+
+    namespace: str = "monitoring"
+    chart_version: str | None = None
+    retention: str = "7d"
+    storage_size: str = "20Gi"
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingMonitoringConfig:
+    """Settings for a cluster that already runs the Prometheus Operator and Grafana."""
+
+    monitor_labels: Mapping[str, str]
+    namespace: str | None = None
+    """Namespace of that Prometheus (admitted by the database NetworkPolicy for scrapes)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringConfig:
+    mode: MonitoringMode
+    install: InstallMonitoringConfig | None = None
+    existing: ExistingMonitoringConfig | None = None
+
+    @property
+    def scraper_namespace(self) -> str | None:
+        """Namespace Prometheus scrapes from (None: same namespace)."""
+        if self.install is not None:
+            return self.install.namespace
+        return self.existing.namespace if self.existing is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """The whole stack's configuration."""
+
+    cluster: ClusterConfig
+    database: DatabaseConfig
+    workloads: WorkloadsConfig
+    monitoring: MonitoringConfig
+
+
+DEFAULT_DATABASE_RESOURCES = Resources(cpu_request="500m", memory_request="1Gi")
+DEFAULT_APP_RESOURCES = Resources(cpu_request="100m", memory_request="128Mi", memory_limit="256Mi")
+
+
+def read_stack_config(project: str = PROJECT) -> StackConfig:
+    """Read every key of this project's stack config and parse it (see :func:`parse_stack_config`)."""
+    config = pulumi.Config(project)
+    raw = {key: config.get_object(key) for key in _configured_keys(project)}
+    return parse_stack_config(raw, project=project)
+
+
+def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> StackConfig:
+    """Parse the project's config (top-level key → decoded value) into a :class:`StackConfig`."""
+    root = ConfigSection(raw, f"{project}:")
+    stack = StackConfig(
+        cluster=_cluster(root.section("cluster")),
+        database=_database(root.section("timescaledb")),
+        workloads=_workloads(root.section("workloads")),
+        monitoring=_monitoring(root.section("monitoring")),
+    )
+    root.done()
+    return stack
+
+
+def _cluster(section: ConfigSection) -> ClusterConfig:
+    cluster = ClusterConfig(
+        context=section.optional(section.text, "context"),
+        namespace=section.dns_label("namespace", ClusterConfig.namespace),
+        create_namespace=section.boolean("createNamespace", True),
+        render_dir=section.optional(section.text, "renderDir"),
+    )
+    section.done()
+    return cluster
+
+
+def _database(section: ConfigSection) -> DatabaseConfig:
+    replicas = section.integer("replicas", 1, minimum=1, maximum=9)
+    storage = section.section("storage")
+    resources = section.optional(lambda key: section.resources(key, DEFAULT_DATABASE_RESOURCES), "resources")
+    database = DatabaseConfig(
+        replicas=replicas,
+        image=section.optional(section.image, "image"),
+        exporter_image=section.optional(section.image, "exporterImage"),
+        resources=resources,
+        storage_size=storage.size("size", DatabaseConfig.storage_size),
+        storage_class=storage.optional(storage.text, "storageClass"),
+        wal_size=storage.optional(storage.size, "walSize"),
+        database=section.sql_identifier("database", DatabaseConfig.database),
+        app_user=section.sql_identifier("appUser", DatabaseConfig.app_user),
+        reader_user=section.sql_identifier("readerUser", DatabaseConfig.reader_user),
+        parameters=section.string_map("parameters"),
+        anti_affinity=section.text("antiAffinity", "preferred", choices=("preferred", "required")),  # type: ignore[arg-type]
+        protect=section.boolean("protect", False),
+        autoscaling=_autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"})),
+    )
+    storage.done()
+    section.done()
+    if database.app_user == database.reader_user:
+        raise ConfigError(
+            f"{section.key_path('readerUser')} ({database.reader_user!r}): must differ from appUser ({database.app_user!r})"
+        )
+    return database
+
+
+def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requested: frozenset[str]) -> AutoscalingSpec | None:
+    block = section.optional(section.section, "autoscaling")
+    if block is None or not block.boolean("enabled", True):
+        if block is not None:
+            block.optional(block.integer, "minReplicas")
+            block.optional(block.integer, "maxReplicas")
+            block.optional(block.integer, "cpuUtilization")
+            block.optional(block.integer, "memoryUtilization")
+            block.done()
+        return None
+    min_replicas = block.integer("minReplicas", max(floor, 1), minimum=1)
+    spec = AutoscalingSpec(
+        min_replicas=min_replicas,
+        max_replicas=block.integer("maxReplicas", minimum=1),
+        cpu_utilization=block.optional(lambda k: block.integer(k, minimum=1, maximum=100), "cpuUtilization", 70),
+        memory_utilization=block.optional(lambda k: block.integer(k, minimum=1, maximum=100), "memoryUtilization"),
+    )
+    block.done()
+    return checked(
+        lambda: spec.check(block.path, requested_resources=requested, min_replicas_floor=floor, stateful=stateful)
+    )
+
+
+def _workloads(section: ConfigSection) -> WorkloadsConfig:
+    generator = section.section("generator")
+    consumer = section.section("consumer")
+    migration = section.section("migration")
+    workloads = WorkloadsConfig(
+        enabled=section.boolean("enabled", True),
+        image=section.optional(section.image, "image"),
+        generator=AppConfig(
+            replicas=generator.integer("replicas", 1, minimum=1),
+            resources=generator.resources("resources", DEFAULT_APP_RESOURCES),
+            settings={
+                "TSFLOW_DEVICES": str(generator.integer("devices", 100, minimum=1, maximum=1_000_000)),
+                "TSFLOW_METRICS_PER_DEVICE": str(generator.integer("metricsPerDevice", 4, minimum=1, maximum=100)),
+                "TSFLOW_INTERVAL": _number_text(generator.number("intervalSeconds", 1.0, minimum=0.01, maximum=3600)),
+                "TSFLOW_BATCH_ROWS": str(generator.integer("batchRows", 5000, minimum=1, maximum=1_000_000)),
+            },
+            autoscaling=_autoscaling(generator, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
+        ),
+        consumer=AppConfig(
+            replicas=consumer.integer("replicas", 1, minimum=1),
+            resources=consumer.resources("resources", DEFAULT_APP_RESOURCES),
+            settings={
+                "TSFLOW_INTERVAL": _number_text(consumer.number("intervalSeconds", 30.0, minimum=1, maximum=3600)),
+                "TSFLOW_ZSCORE_THRESHOLD": _number_text(consumer.number("zscoreThreshold", 4.0, minimum=1, maximum=100)),
+            },
+            autoscaling=_autoscaling(consumer, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
+        ),
+        migration_resources=migration.resources("resources", DEFAULT_APP_RESOURCES),
+    )
+    for block in (generator, consumer, migration, section):
+        block.done()
+    if workloads.enabled and workloads.image is None:
+        raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
+    return workloads
+
+
+def _monitoring(section: ConfigSection) -> MonitoringConfig:
+    mode = section.text("mode", "install", choices=("install", "existing", "disabled"))
+    install_block = section.optional(section.section, "install")
+    existing_block = section.optional(section.section, "existing")
+    if mode != "install" and install_block is not None:
+        raise ConfigError(f"{install_block.path}: only applies when mode is 'install' (mode is {mode!r})")
+    if mode != "existing" and existing_block is not None:
+        raise ConfigError(f"{existing_block.path}: only applies when mode is 'existing' (mode is {mode!r})")
+    install = None
+    existing = None
+    if mode == "install":
+        block = install_block or ConfigSection({}, section.key_path("install"))
+        install = InstallMonitoringConfig(
+            namespace=block.dns_label("namespace", InstallMonitoringConfig.namespace),
+            chart_version=block.optional(block.text, "chartVersion"),
+            retention=block.text("retention", InstallMonitoringConfig.retention),
+            storage_size=block.size("storageSize", InstallMonitoringConfig.storage_size),
+            storage_class=block.optional(block.text, "storageClass"),
+        )
+        block.done()
+    elif mode == "existing":
+        if existing_block is None:
+            raise ConfigError(f"{section.key_path('existing')}: is required when mode is 'existing' (monitorLabels at least)")
+        labels = existing_block.string_map("monitorLabels")
+        if not labels:
+            raise ConfigError(
+                f"{existing_block.key_path('monitorLabels')}: must name the labels your Prometheus selects "
+                "monitors and rules by, e.g. {release: kube-prometheus-stack}"
+            )
+        existing = ExistingMonitoringConfig(
+            monitor_labels=labels,
+            namespace=existing_block.optional(existing_block.dns_label, "namespace"),
+        )
+        existing_block.done()
+    section.done()
+    return MonitoringConfig(mode=mode, install=install, existing=existing)  # type: ignore[arg-type]
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _configured_keys(project: str) -> list[str]:
+    """Keys set in this project's namespace of the stack config (the CLI passes them all to the program)."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{project}:"
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return sorted(key[len(prefix) :] for key in keys if key.startswith(prefix))
