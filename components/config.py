@@ -232,7 +232,7 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
             resources=consumer.resources("resources", DEFAULT_APP_RESOURCES),
             settings={
                 "TSFLOW_INTERVAL": _number_text(consumer.number("intervalSeconds", 30.0, minimum=1, maximum=3600)),
-                "TSFLOW_ZSCORE_THRESHOLD": _number_text(consumer.number("zscoreThreshold", 4.0, minimum=1, maximum=100)),
+                "TSFLOW_THRESHOLD": _number_text(consumer.number("zscoreThreshold", 4.0, minimum=1, maximum=100)),
             },
             autoscaling=_autoscaling(consumer, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
         ),

@@ -181,7 +181,12 @@ def run_program(
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     root = settings.get_root_resource()
-    _sync_await(run_pulumi_func(program))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as error:
+        # Keep what was registered before the failure, so tests can prove validation ran first.
+        error.registered_resources = list(monitor.registrations)  # type: ignore[attr-defined]
+        raise
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
     for key, value in root.outputs.items():

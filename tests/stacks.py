@@ -1,0 +1,32 @@
+"""Run the whole program (``__main__.py``) for a stack file under the mock harness."""
+
+from __future__ import annotations
+
+import functools
+import runpy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness import Recording, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+STACKS = [p.name.split(".")[1] for p in STACK_FILES]
+
+
+def stack_file_config(stack: str) -> dict[str, Any]:
+    """The ``config:`` block of ``Pulumi.<stack>.yaml`` as the CLI would pass it."""
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+
+def run_main(stack: str, config: dict[str, Any]) -> Recording:
+    """Run ``__main__.py`` with ``config`` (full keys such as ``timescale-k8s:cluster``)."""
+    return run_program(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), stack=stack, config=config)
+
+
+@functools.cache
+def run_stack(stack: str) -> Recording:
+    """Run the program for a stack file in the repo (cached: the recording is read-only in tests)."""
+    return run_main(stack, stack_file_config(stack))
