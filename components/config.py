@@ -8,16 +8,19 @@ names the config key, the bad value and what is allowed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import pulumi
 
 from components.autoscaler import AutoscalingSpec
 from components.config_reader import ConfigError, ConfigSection, checked
+from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
 from components.types import Resources
 
 PROJECT = "timescale-k8s"
+DATABASE_NAME = "timescaledb"
+"""Component name of the database: also its StatefulSet name and Patroni scope, so it never changes."""
 
 MonitoringMode = Literal["install", "existing", "disabled"]
 
@@ -38,21 +41,11 @@ class ClusterConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
-    """The TimescaleDB cluster."""
+    """The TimescaleDB cluster: the component's validated args, and the optional autoscaler."""
 
-    replicas: int = 1
-    image: str | None = None
-    exporter_image: str | None = None
-    resources: Resources | None = None
-    storage_size: str = "10Gi"
-    storage_class: str | None = None
-    wal_size: str | None = None
-    database: str = "app"
-    app_user: str = "app"
-    reader_user: str = "reader"
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    anti_affinity: Literal["preferred", "required"] = "preferred"
-    protect: bool = False
+    args: TimescaleDBArgs
+    """Checked with the component's own rules; ``namespace`` is the configured name (replace it with the
+    Namespace resource's output to order creation)."""
     autoscaling: AutoscalingSpec | None = None
 
 
@@ -136,11 +129,15 @@ def read_stack_config(project: str = PROJECT) -> StackConfig:
 def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> StackConfig:
     """Parse the project's config (top-level key → decoded value) into a :class:`StackConfig`."""
     root = ConfigSection(raw, f"{project}:")
+    cluster = _cluster(root.section("cluster"))
+    monitoring = _monitoring(root.section("monitoring"))
     stack = StackConfig(
-        cluster=_cluster(root.section("cluster")),
-        database=_database(root.section("timescaledb")),
+        cluster=cluster,
+        database=_database(
+            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.scraper_namespace
+        ),
         workloads=_workloads(root.section("workloads")),
-        monitoring=_monitoring(root.section("monitoring")),
+        monitoring=monitoring,
     )
     root.done()
     return stack
@@ -157,33 +154,46 @@ def _cluster(section: ConfigSection) -> ClusterConfig:
     return cluster
 
 
-def _database(section: ConfigSection) -> DatabaseConfig:
+def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str | None) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     storage = section.section("storage")
-    resources = section.optional(lambda key: section.resources(key, DEFAULT_DATABASE_RESOURCES), "resources")
-    database = DatabaseConfig(
+    args = TimescaleDBArgs(
+        namespace=namespace,
         replicas=replicas,
-        image=section.optional(section.image, "image"),
-        exporter_image=section.optional(section.image, "exporterImage"),
-        resources=resources,
-        storage_size=storage.size("size", DatabaseConfig.storage_size),
-        storage_class=storage.optional(storage.text, "storageClass"),
-        wal_size=storage.optional(storage.size, "walSize"),
-        database=section.sql_identifier("database", DatabaseConfig.database),
-        app_user=section.sql_identifier("appUser", DatabaseConfig.app_user),
-        reader_user=section.sql_identifier("readerUser", DatabaseConfig.reader_user),
-        parameters=section.string_map("parameters"),
+        image=section.image("image", DEFAULT_IMAGE),
+        exporter_image=section.image("exporterImage", DEFAULT_EXPORTER_IMAGE),
+        resources=section.resources("resources", DEFAULT_DATABASE_RESOURCES),
+        storage=StorageArgs(
+            data_size=storage.size("size", "10Gi"),
+            storage_class=storage.optional(storage.text, "storageClass"),
+            wal_size=storage.optional(storage.size, "walSize"),
+        ),
+        database=section.sql_identifier("database", "app"),
+        app_user=section.sql_identifier("appUser", "app"),
+        reader_user=section.sql_identifier("readerUser", "reader"),
+        postgresql_parameters=section.string_map("parameters"),
         anti_affinity=section.text("antiAffinity", "preferred", choices=("preferred", "required")),  # type: ignore[arg-type]
         protect=section.boolean("protect", False),
-        autoscaling=_autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"})),
+        monitoring_namespace=scraper_namespace,
     )
+    autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage.done()
     section.done()
-    if database.app_user == database.reader_user:
-        raise ConfigError(
-            f"{section.key_path('readerUser')} ({database.reader_user!r}): must differ from appUser ({database.app_user!r})"
-        )
-    return database
+    args = replace(args, autoscaled=autoscaling is not None)
+    checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    return DatabaseConfig(args=args, autoscaling=autoscaling)
+
+
+_DATABASE_KEYS = {
+    "storage.data_size": "storage.size",
+    "storage.wal_size": "storage.walSize",
+    "storage.storage_class": "storage.storageClass",
+    "postgresql_parameters": "parameters",
+    "exporter_image": "exporterImage",
+    "app_user": "appUser",
+    "reader_user": "readerUser",
+    "anti_affinity": "antiAffinity",
+}
 
 
 def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requested: frozenset[str]) -> AutoscalingSpec | None:

@@ -168,14 +168,22 @@ class ConfigSection:
             )
 
 
-def checked(check: Callable[[], T]) -> T:
-    """Run a component-level check, re-raising its error as a ``ConfigError`` in config-key spelling."""
+def checked(check: Callable[[], T], *, prefix: str = "", renames: Mapping[str, str] | None = None) -> T:
+    """Run a component-level check, re-raising its error as a ``ConfigError`` in config-key spelling.
+
+    ``renames`` maps component field paths to config keys where they differ; ``prefix`` is the config
+    section the component's field names are relative to.
+    """
     try:
         return check()
     except (QuantityError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
-        raise ConfigError(_SNAKE_WORD.sub(lambda m: _camel(m.group(0)), str(error))) from error
+        message = str(error)
+        for field_path, key in (renames or {}).items():
+            message = re.sub(rf"\b{re.escape(field_path)}\b", key, message)
+        message = _SNAKE_WORD.sub(lambda m: _camel(m.group(0)), message)
+        raise ConfigError(f"{prefix}.{message}" if prefix else message) from error
 
 
 _SNAKE_WORD = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")

@@ -8,10 +8,12 @@ that does not exist.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes_validate
+import yaml
 
 from tests.harness import K8S_VERSION, validate_manifest
 
@@ -41,6 +43,18 @@ class _PodSet:
     labels: Mapping[str, str]
     spec: Mapping[str, Any]
     claim_templates: frozenset[str] = frozenset()
+    runtime_labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Labels a controller inside the pod sets at run time (Patroni's role label), with their values."""
+
+    def could_be_selected_by(self, selector: Mapping[str, Any]) -> bool:
+        """Whether some pod of this set matches ``selector``, given the labels it may gain at run time."""
+        plain = dict(selector.get("matchLabels", selector if "matchExpressions" not in selector else {}))
+        for key, values in self.runtime_labels.items():
+            if key in plain and key not in self.labels:
+                if plain[key] not in values:
+                    return False
+                del plain[key]
+        return selects({**selector, "matchLabels": plain} if "matchLabels" in selector else plain, self.labels)
 
     def container_ports(self) -> list[Mapping[str, Any]]:
         return [p for c in _containers(self.spec) for p in c.get("ports") or []]
@@ -49,7 +63,7 @@ class _PodSet:
 def wiring_problems(manifests: Sequence[Manifest]) -> list[str]:
     """Every broken reference between objects, as readable sentences; empty when all wiring resolves."""
     index = {(m["kind"], _namespace(m), _name(m)): m for m in manifests}
-    pods = [_pod_set(m) for m in manifests if m["kind"] in _POD_OWNERS]
+    pods = [_pod_set(m, index) for m in manifests if m["kind"] in _POD_OWNERS]
     problems: list[str] = []
     for manifest in manifests:
         kind = manifest["kind"]
@@ -90,12 +104,18 @@ def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 
 def _owner_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
-    pod_set = _pod_set(manifest)
+    pod_set = _pod_set(manifest, index)
     problems = []
     selector = manifest["spec"].get("selector")
     if manifest["kind"] != "Job" or selector:
         if not selector or not selects(selector, pod_set.labels):
             problems.append(f"{_ref(manifest)}: selector {selector} does not match its pod template labels {dict(pod_set.labels)}")
+    for container in _containers(pod_set.spec):
+        for env in container.get("env") or []:
+            if env["name"] == "PATRONI_KUBERNETES_LABELS" and "value" in env:
+                declared = json.loads(env["value"])
+                if any(pod_set.labels.get(k) != v for k, v in declared.items()):
+                    problems.append(f"{_ref(manifest)}: PATRONI_KUBERNETES_LABELS {declared} are not all pod labels")
     if manifest["kind"] == "StatefulSet":
         service = manifest["spec"].get("serviceName")
         if service and not _find(index, "Service", pod_set.namespace, service):
@@ -165,7 +185,7 @@ def _service_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
     selector = spec.get("selector")
     if not selector:
         return [] if spec.get("type") == "ExternalName" else [f"{_ref(manifest)}: has no selector"]
-    matched = [p for p in pods if _same_namespace(p.namespace, _namespace(manifest)) and selects(selector, p.labels)]
+    matched = [p for p in pods if _same_namespace(p.namespace, _namespace(manifest)) and p.could_be_selected_by(selector)]
     if not matched:
         return [f"{_ref(manifest)}: selector {selector} matches no pod template"]
     problems = []
@@ -180,7 +200,7 @@ def _service_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
 
 
 def _selector_problems(manifest: Manifest, selector: Mapping[str, Any], pods: Sequence[_PodSet]) -> list[str]:
-    if any(_same_namespace(p.namespace, _namespace(manifest)) and selects(selector, p.labels) for p in pods):
+    if any(_same_namespace(p.namespace, _namespace(manifest)) and p.could_be_selected_by(selector) for p in pods):
         return []
     return [f"{_ref(manifest)}: selector {dict(selector)} matches no pod template"]
 
@@ -207,16 +227,40 @@ def _binding_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], M
     return problems
 
 
-def _pod_set(manifest: Manifest) -> _PodSet:
+def _pod_set(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest]) -> _PodSet:
     spec = manifest["spec"]
     template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
+    pod_spec = template.get("spec") or {}
     return _PodSet(
         owner=_ref(manifest),
         namespace=_namespace(manifest),
         labels=(template.get("metadata") or {}).get("labels") or {},
-        spec=template.get("spec") or {},
+        spec=pod_spec,
         claim_templates=frozenset(c["metadata"]["name"] for c in spec.get("volumeClaimTemplates") or []),
+        runtime_labels=_patroni_role_labels(pod_spec, index, _namespace(manifest)),
     )
+
+
+PATRONI_DEFAULT_ROLE_LABELS = {"role_label": "role", "leader_label_value": "primary", "follower_label_value": "replica"}
+"""Patroni 4 defaults for the Kubernetes DCS role label (before 4.0 the leader value was ``master``)."""
+
+
+def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:
+    """The role label Patroni will put on these pods, read from the Patroni config the pods mount."""
+    env = {e["name"] for c in _containers(pod_spec) for e in c.get("env") or []}
+    if "PATRONI_KUBERNETES_LABELS" not in env:
+        return {}
+    settings = dict(PATRONI_DEFAULT_ROLE_LABELS)
+    for volume in pod_spec.get("volumes") or []:
+        config_map = _find(index, "ConfigMap", ns, (volume.get("configMap") or {}).get("name", ""))
+        for text in (config_map or {}).get("data", {}).values():
+            try:
+                document = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            if isinstance(document, dict) and isinstance(document.get("kubernetes"), dict):
+                settings.update({k: v for k, v in document["kubernetes"].items() if k in settings})
+    return {settings["role_label"]: frozenset({settings["leader_label_value"], settings["follower_label_value"]})}
 
 
 def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -105,3 +105,55 @@ def test_selects_supports_expressions() -> None:
     assert selects({"matchLabels": {"app": "db"}, "matchExpressions": [{"key": "role", "operator": "In", "values": ["replica"]}]}, labels)
     assert not selects({"matchExpressions": [{"key": "role", "operator": "NotIn", "values": ["replica"]}]}, labels)
     assert not selects({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels)
+
+
+def _patroni_objects(service_role: str, patroni_labels: str = '{"app": "db"}') -> list[dict[str, Any]]:
+    patroni_yaml = "kubernetes:\n  role_label: role\n  leader_label_value: primary\n  follower_label_value: replica\n"
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "patroni"}, "data": {"patroni.yaml": patroni_yaml}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db"},
+            "spec": {
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {
+                    "metadata": {"labels": {"app": "db"}},
+                    "spec": {
+                        "volumes": [{"name": "config", "configMap": {"name": "patroni"}}],
+                        "containers": [
+                            {
+                                "name": "patroni",
+                                "image": "timescale/timescaledb-ha:pg17.4-ts2.18.2",
+                                "ports": [{"name": "postgresql", "containerPort": 5432}],
+                                "env": [{"name": "PATRONI_KUBERNETES_LABELS", "value": patroni_labels}],
+                                "volumeMounts": [{"name": "config", "mountPath": "/etc/patroni"}],
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "db-primary"},
+            "spec": {"selector": {"app": "db", "role": service_role}, "ports": [{"port": 5432, "targetPort": "postgresql"}]},
+        },
+    ]
+
+
+def test_role_label_that_patroni_sets_at_run_time_is_selectable() -> None:
+    assert wiring_problems(_patroni_objects("primary")) == []
+
+
+def test_pre_patroni_4_master_role_value_selects_nothing() -> None:
+    problems = wiring_problems(_patroni_objects("master"))
+    assert any("Service/db-primary" in p and "matches no pod template" in p for p in problems), problems
+
+
+def test_patroni_labels_must_be_pod_labels() -> None:
+    problems = wiring_problems(_patroni_objects("primary", patroni_labels='{"app": "database"}'))
+    assert any("PATRONI_KUBERNETES_LABELS" in p for p in problems), problems

@@ -40,31 +40,31 @@ def test_stack_files_exist() -> None:
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_every_stack_file_parses(path: Path) -> None:
     config = parse_stack_config(stack_config(path))
-    assert config.database.replicas >= 1
+    assert config.database.args.replicas >= 1
     assert config.workloads.image
 
 
 def test_defaults_are_sensible() -> None:
     config = parse_stack_config(MINIMAL)
     assert config.cluster.namespace == "timescale"
-    assert config.database.replicas == 1 and not config.database.protect
-    assert config.database.storage_size == "10Gi"
+    assert config.database.args.replicas == 1 and not config.database.args.protect
+    assert config.database.args.storage.data_size == "10Gi"
     assert config.monitoring.mode == "install" and config.monitoring.install is not None
     assert config.workloads.generator.settings["TSFLOW_BATCH_ROWS"] == "5000"
 
 
 def test_prod_is_protected_and_highly_available() -> None:
     prod = parse_stack_config(stack_config(ROOT / "Pulumi.prod.yaml"))
-    assert prod.database.replicas >= 3
-    assert prod.database.protect
-    assert prod.database.anti_affinity == "required"
-    assert prod.database.autoscaling is not None and prod.database.autoscaling.min_replicas >= prod.database.replicas
+    assert prod.database.args.replicas >= 3
+    assert prod.database.args.protect
+    assert prod.database.args.anti_affinity == "required"
+    assert prod.database.autoscaling is not None and prod.database.autoscaling.min_replicas >= prod.database.args.replicas
     assert prod.monitoring.mode == "existing"
 
 
 def test_numbers_from_yaml_strings_and_floats_are_accepted() -> None:
     config = parse_stack_config(with_value("timescaledb.replicas", "3") | {"timescaledb": {"replicas": 3.0}})
-    assert config.database.replicas == 3
+    assert config.database.args.replicas == 3
 
 
 BAD_CONFIGS = [
@@ -110,7 +110,11 @@ BAD_CONFIGS = [
     ("database name with a dash", with_value("timescaledb.database", "my-app"),
      "timescale-k8s:timescaledb.database ('my-app'): must be a lower-case SQL identifier"),
     ("same user for app and reader", with_value("timescaledb.readerUser", "app"),
-     "timescale-k8s:timescaledb.readerUser ('app'): must differ from appUser ('app')"),
+     "timescale-k8s:timescaledb.readerUser ('app') must differ from appUser ('app')"),
+    ("database volume too small for PostgreSQL", with_value("timescaledb.storage.size", "512Mi"),
+     "timescale-k8s:timescaledb.storage.size (512Mi) must be at least 1Gi"),
+    ("application role named like a system role", with_value("timescaledb.appUser", "postgres"),
+     "timescale-k8s:timescaledb.appUser ('postgres') is reserved for the cluster"),
     ("unknown monitoring mode", with_value("monitoring.mode", "operator"),
      "timescale-k8s:monitoring.mode ('operator'): must be one of install, existing, disabled"),
     ("existing mode without labels", with_value("monitoring", {"mode": "existing", "existing": {"namespace": "monitoring"}}),

@@ -71,7 +71,7 @@ def test_every_object_carries_the_recommended_labels(recording: Recording) -> No
 
 def test_every_kubernetes_object_belongs_to_a_component(recording: Recording) -> None:
     component_urns = {r.urn for r in recording.resources if not r.custom}
-    orphans = [r.name for r in recording.kubernetes_objects() if r.parent not in component_urns and r.type != "kubernetes:core/v1:Namespace"]
+    orphans = [r.name for r in recording.kubernetes_objects() if r.parent not in component_urns]
     assert orphans == []
 
 

@@ -1,0 +1,114 @@
+"""timescale-k8s: TimescaleDB with autoscaling, monitoring and time-series workloads, per stack."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.autoscaler import Autoscaler, AutoscalerArgs
+from components.config import DATABASE_NAME, read_stack_config
+from components.migration import MigrationJob, MigrationJobArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.namespace import StackNamespace, StackNamespaceArgs
+from components.timescaledb import TimescaleDB
+from components.workload import Workload, WorkloadArgs
+
+# 1. Config: typed and validated; a bad value stops here, before any resource exists.
+config = read_stack_config()
+
+# 2. Provider: kube context from config, or plain manifests rendered for GitOps.
+provider = k8s.Provider(
+    "kubernetes",
+    context=config.cluster.context,
+    namespace=config.cluster.namespace,
+    render_yaml_to_directory=config.cluster.render_dir,
+    enable_server_side_apply=True,
+)
+with_provider = pulumi.ResourceOptions(provider=provider)
+
+# 3. Namespace (owned and protected with the data, or an existing one).
+namespace = StackNamespace(
+    "namespace",
+    StackNamespaceArgs(
+        name=config.cluster.namespace, create=config.cluster.create_namespace, protect=config.database.args.protect
+    ),
+    opts=with_provider,
+)
+
+# 4. Database, and its autoscaler (which adds read replicas).
+database = TimescaleDB(DATABASE_NAME, dataclasses.replace(config.database.args, namespace=namespace.name), opts=with_provider)
+if config.database.autoscaling is not None:
+    Autoscaler(
+        f"{DATABASE_NAME}-autoscaler",
+        AutoscalerArgs(namespace=namespace.name, target=database.scale_target, **config.database.autoscaling.spec_fields()),
+        opts=with_provider,
+    )
+
+# 5. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
+#    (reads from the replicas).
+scrape_targets = list(database.scrape_targets)
+if config.workloads.enabled:
+    image = config.workloads.image
+    migration = MigrationJob(
+        "migrate",
+        MigrationJobArgs(
+            namespace=namespace.name,
+            image=image,
+            database=database.app_connection,
+            resources=config.workloads.migration_resources,
+        ),
+        opts=with_provider,
+    )
+    for role, command, app, read_only in (
+        ("generator", "generate", config.workloads.generator, False),
+        ("consumer", "consume", config.workloads.consumer, True),
+    ):
+        workload = Workload(
+            role,
+            WorkloadArgs(
+                namespace=namespace.name,
+                image=image,
+                command_args=[command],
+                component=role,
+                database=database.app_connection,
+                read_only=read_only,
+                replicas=app.replicas,
+                resources=app.resources,
+                env=app.settings,
+                autoscaling=app.autoscaling,
+                after=[migration.job],
+            ),
+            opts=with_provider,
+        )
+        scrape_targets.append(workload.scrape_target)
+
+# 6. Monitoring: our monitors, rules and dashboards (and the Prometheus stack itself in "install" mode).
+grafana_url_hint: pulumi.Input[str] = "monitoring is disabled for this stack"
+if config.monitoring.mode != "disabled":
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            namespace=namespace.name,
+            mode=config.monitoring.mode,
+            scrape_targets=scrape_targets,
+            analysis_datasource=database.reader_connection,
+            install=config.monitoring.install,
+            existing=config.monitoring.existing,
+        ),
+        opts=with_provider,
+    )
+    grafana_url_hint = monitoring.grafana_url_hint
+
+# 7. Exports: where things are; passwords only as secrets.
+pulumi.export("namespace", namespace.name)
+pulumi.export("primaryHost", database.app_connection.read_write_host)
+pulumi.export("replicaHost", database.app_connection.read_only_host)
+pulumi.export("port", database.port)
+pulumi.export("statefulSetName", database.statefulset.metadata.name)
+pulumi.export("appSecretName", database.app_connection.secret_name)
+pulumi.export("readerSecretName", database.reader_connection.secret_name)
+pulumi.export("superuserSecretName", database.superuser_secret_name)
+pulumi.export("appPassword", pulumi.Output.secret(database.app_password))
+pulumi.export("grafanaUrlHint", grafana_url_hint)
