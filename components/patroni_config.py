@@ -1,0 +1,306 @@
+"""Patroni configuration and bootstrap script for the TimescaleDB component, built as plain data.
+
+Pure functions: the component renders their results into a ConfigMap; tests read them directly.
+
+Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRONMENT.rst):
+
+* Kubernetes DCS in ConfigMaps mode (``use_endpoints: false``) keeps leader/config/failover/sync keys in
+  ConfigMaps named ``<scope>-leader`` etc., lists pods by ``labels`` plus ``scope_label=<scope>``, and
+  PATCHes its own pod's ``role_label``; Patroni 4.0 changed the leader value from ``master`` to
+  ``primary``, so both values are set explicitly. It never touches Endpoints or Services in this mode.
+* Parameters that must match on primary and replicas (``max_connections``, ``max_worker_processes``...)
+  are read only from the DCS (dynamic configuration), so they go to ``bootstrap.dcs``; Patroni ignores
+  them in the local file. They apply at bootstrap; later changes need ``patronictl edit-config``.
+  Every other parameter lives in the local file, which wins over the DCS and is re-read on restart.
+* ``bootstrap.post_init`` runs once, on the new primary, right after initdb, with a superuser
+  connection URL as ``$1`` and ``PGPASSFILE`` set. (``bootstrap.users`` was removed in Patroni 4.0.)
+
+The config is emitted as JSON, which is valid YAML, so the runtime needs no YAML library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+POSTGRES_PORT = 5432
+PATRONI_PORT = 8008
+EXPORTER_PORT = 9187
+
+SUPERUSER = "postgres"
+REPLICATION_USER = "standby"
+MONITOR_USER = "monitor"
+RESTAPI_USER = "patroni"
+RESERVED_ROLES = frozenset({SUPERUSER, REPLICATION_USER, MONITOR_USER, RESTAPI_USER})
+
+ROLE_LABEL = "role"
+LEADER_LABEL_VALUE = "primary"
+FOLLOWER_LABEL_VALUE = "replica"
+SCOPE_LABEL = "cluster-name"
+
+DATA_MOUNT = "/home/postgres/pgdata"
+DATA_DIR = f"{DATA_MOUNT}/data"
+WAL_MOUNT = "/home/postgres/pgwal"
+WAL_DIR = f"{WAL_MOUNT}/pg_wal"
+SOCKET_DIR = "/var/run/postgresql"
+CONFIG_DIR = "/etc/patroni"
+CONFIG_FILE = "patroni.yaml"
+SCRIPTS_DIR = "/etc/timescaledb/scripts"
+POST_INIT_FILE = "post_init.sh"
+SECRETS_DIR = "/etc/timescaledb/secrets"
+TLS_DIR = "/etc/timescaledb/tls"
+PGPASS_FILE = "/tmp/pgpass"
+
+DCS_ONLY_PARAMETERS = frozenset({
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_worker_processes",
+    "max_prepared_transactions",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_level",
+    "wal_log_hints",
+    "wal_keep_size",
+    "track_commit_timestamp",
+})
+"""Parameters Patroni takes only from the DCS (identical on every member)."""
+
+PATRONI_MANAGED_PARAMETERS = frozenset({
+    "listen_addresses", "port", "data_directory", "config_file", "hba_file", "ident_file",
+    "hot_standby", "cluster_name", "primary_conninfo", "primary_slot_name", "restore_command",
+    "recovery_target_timeline", "unix_socket_directories",
+})
+"""Parameters Patroni or this component set themselves; user overrides of these are rejected."""
+
+BASE_PARAMETERS: Mapping[str, str] = {
+    "shared_preload_libraries": "timescaledb,pg_stat_statements",
+    "password_encryption": "scram-sha-256",
+    "wal_level": "replica",
+    "wal_log_hints": "on",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "hot_standby_feedback": "on",
+    "timescaledb.telemetry_level": "off",
+    "log_destination": "stderr",
+    "logging_collector": "off",
+    "log_min_duration_statement": "1s",
+    "log_checkpoints": "on",
+    "log_lock_waits": "on",
+    "log_temp_files": "0",
+    "unix_socket_directories": SOCKET_DIR,
+}
+"""Settings every member needs regardless of size (replication, preload, logging to stderr)."""
+
+TLS_PARAMETERS: Mapping[str, str] = {
+    "ssl": "on",
+    "ssl_cert_file": f"{TLS_DIR}/tls.crt",
+    "ssl_key_file": f"{TLS_DIR}/tls.key",
+    "ssl_min_protocol_version": "TLSv1.2",
+}
+"""Server TLS from a mounted ``kubernetes.io/tls`` Secret (root-owned key, mode 0440: PostgreSQL accepts it)."""
+
+_PARAMETER_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(value: str, *, field_name: str) -> str:
+    """A PostgreSQL role or database name that needs no quoting (lower case, digits, underscores)."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{field_name} ({value!r}) must be a lower-case PostgreSQL identifier: letters, digits, "
+            "underscores, starting with a letter or underscore, at most 63 characters"
+        )
+    return value
+
+
+def check_parameters(parameters: Mapping[str, str], *, field_name: str) -> dict[str, str]:
+    """Validate user PostgreSQL parameter overrides and return them as a plain dict."""
+    checked: dict[str, str] = {}
+    for name, value in parameters.items():
+        if not isinstance(name, str) or not _PARAMETER_NAME.match(name):
+            raise ValueError(f"{field_name} has an invalid parameter name {name!r}; use names like 'work_mem'")
+        if name in PATRONI_MANAGED_PARAMETERS:
+            raise ValueError(f"{field_name}[{name!r}] is managed by Patroni/the component and cannot be overridden")
+        if not isinstance(value, str) or not value or "\n" in value or "\x00" in value:
+            raise ValueError(f"{field_name}[{name!r}] ({value!r}) must be a non-empty single-line string")
+        checked[name] = value
+    libraries = checked.get("shared_preload_libraries")
+    if libraries is not None and "timescaledb" not in [lib.strip() for lib in libraries.split(",")]:
+        raise ValueError(f"{field_name}['shared_preload_libraries'] ({libraries!r}) must include 'timescaledb'")
+    return checked
+
+
+def split_parameters(parameters: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(DCS-only parameters, local parameters), each sorted by name."""
+    dcs = {k: v for k, v in sorted(parameters.items()) if k in DCS_ONLY_PARAMETERS}
+    local = {k: v for k, v in sorted(parameters.items()) if k not in DCS_ONLY_PARAMETERS}
+    return dcs, local
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatroniSettings:
+    """Everything the Patroni file depends on; secrets and pod identity come from env vars instead."""
+
+    scope: str
+    """Patroni cluster name (also the value of the scope label on every member pod)."""
+    kubernetes_labels: Mapping[str, str]
+    """Labels Patroni uses to find member pods and puts on the ConfigMaps it creates."""
+    parameters: Mapping[str, str]
+    """All PostgreSQL parameters (tuned, base and user overrides merged)."""
+    pod_network_cidrs: Sequence[str]
+    """Networks replication connections may come from."""
+    separate_wal: bool = False
+    """True when pg_wal lives on its own volume."""
+    ttl: int = 30
+    """Leader lock TTL in seconds: a dead primary is replaced within about this long."""
+    loop_wait: int = 10
+    """Seconds between Patroni HA loop runs."""
+    retry_timeout: int = 10
+    """Seconds of DCS/PostgreSQL trouble tolerated before the primary demotes itself."""
+    maximum_lag_on_failover: int = 32 * 1024 * 1024
+    """Bytes a replica may lag and still be promoted (32MiB)."""
+
+
+def pg_hba(pod_network_cidrs: Sequence[str]) -> list[str]:
+    """Host-based auth: scram-sha-256 everywhere, replication only from the pod networks."""
+    rules = [
+        f"local all {SUPERUSER} peer",
+        "local all all scram-sha-256",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        "host all all ::1/128 scram-sha-256",
+    ]
+    rules += [f"host replication {REPLICATION_USER} {cidr} scram-sha-256" for cidr in pod_network_cidrs]
+    rules += [
+        "host replication all 0.0.0.0/0 reject",
+        "host replication all ::/0 reject",
+        "host all all 0.0.0.0/0 scram-sha-256",
+        "host all all ::/0 scram-sha-256",
+    ]
+    return rules
+
+
+def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
+    """The Patroni configuration file as a dict (pod name, IPs and passwords come from env vars)."""
+    dcs_parameters, local_parameters = split_parameters(settings.parameters)
+    initdb: list[Any] = ["data-checksums", {"encoding": "UTF8"}, {"locale": "C.UTF-8"},
+                         {"auth-host": "scram-sha-256"}, {"auth-local": "peer"}]
+    basebackup: list[Any] = [{"checkpoint": "fast"}]
+    if settings.separate_wal:
+        initdb.append({"waldir": WAL_DIR})
+        basebackup.append({"waldir": WAL_DIR})
+    return {
+        "scope": settings.scope,
+        "kubernetes": {
+            "use_endpoints": False,
+            "labels": dict(settings.kubernetes_labels),
+            "scope_label": SCOPE_LABEL,
+            "role_label": ROLE_LABEL,
+            "leader_label_value": LEADER_LABEL_VALUE,
+            "follower_label_value": FOLLOWER_LABEL_VALUE,
+            "standby_leader_label_value": LEADER_LABEL_VALUE,
+        },
+        "bootstrap": {
+            "dcs": {
+                "ttl": settings.ttl,
+                "loop_wait": settings.loop_wait,
+                "retry_timeout": settings.retry_timeout,
+                "maximum_lag_on_failover": settings.maximum_lag_on_failover,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": dcs_parameters,
+                },
+            },
+            "initdb": initdb,
+            "post_init": f"{SCRIPTS_DIR}/{POST_INIT_FILE}",
+        },
+        "restapi": {"listen": f"0.0.0.0:{PATRONI_PORT}"},
+        "postgresql": {
+            "listen": f"0.0.0.0:{POSTGRES_PORT}",
+            "data_dir": DATA_DIR,
+            "pgpass": PGPASS_FILE,
+            "use_unix_socket": True,
+            "use_unix_socket_repl": False,
+            "remove_data_directory_on_rewind_failure": True,
+            "remove_data_directory_on_diverged_timelines": True,
+            "basebackup": basebackup,
+            "authentication": {
+                "superuser": {"username": SUPERUSER},
+                "replication": {"username": REPLICATION_USER},
+            },
+            "pg_hba": pg_hba(settings.pod_network_cidrs),
+            "parameters": local_parameters,
+        },
+        "watchdog": {"mode": "off"},
+    }
+
+
+def render(config: Mapping[str, Any]) -> str:
+    """The config file text: JSON (a subset of YAML), with stable key order."""
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BootstrapRoles:
+    """The database and roles post_init creates, and the files holding their passwords."""
+
+    database: str
+    app_user: str
+    reader_user: str
+    monitor_user: str = MONITOR_USER
+    secrets_dir: str = SECRETS_DIR
+    extensions: Sequence[str] = ("timescaledb", "pg_stat_statements")
+
+
+def password_file(role: str) -> str:
+    """Name of the file (in the secrets volume) holding ``role``'s password."""
+    return f"{role}-password"
+
+
+def post_init_script(roles: BootstrapRoles) -> str:
+    """Idempotent bash script for ``bootstrap.post_init``: roles, database, grants, extensions.
+
+    Passwords are read by psql from mounted files (``\\set x `cat file```), never put on a command
+    line, and statement logging is switched off for the session so no password reaches the log.
+    """
+    for value, name in ((roles.database, "database"), (roles.app_user, "app_user"),
+                        (roles.reader_user, "reader_user"), (roles.monitor_user, "monitor_user")):
+        check_identifier(value, field_name=name)
+    for extension in roles.extensions:
+        check_identifier(extension, field_name="extension")
+    role_blocks = "\n".join(
+        _role_sql(role, f"{roles.secrets_dir}/{password_file(role)}")
+        for role in (roles.app_user, roles.reader_user, roles.monitor_user)
+    )
+    extensions = "\n".join(f"CREATE EXTENSION IF NOT EXISTS {name};" for name in roles.extensions)
+    return f"""#!/bin/bash
+# Patroni bootstrap.post_init: runs once on the new primary after initdb; $1 is a superuser URL.
+set -euo pipefail
+export PGOPTIONS="-c log_statement=none -c log_min_duration_statement=-1"
+psql "$1" --no-psqlrc --set=ON_ERROR_STOP=1 --quiet <<'SQL'
+{role_blocks}
+SELECT format('CREATE DATABASE %I OWNER %I', '{roles.database}', '{roles.app_user}')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{roles.database}') \\gexec
+ALTER DATABASE {roles.database} OWNER TO {roles.app_user};
+REVOKE ALL ON DATABASE {roles.database} FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE {roles.database} TO {roles.app_user};
+GRANT CONNECT ON DATABASE {roles.database} TO {roles.reader_user}, {roles.monitor_user};
+GRANT pg_read_all_data TO {roles.reader_user};
+GRANT pg_monitor TO {roles.monitor_user};
+\\connect {roles.database}
+{extensions}
+SQL
+"""
+
+
+def _role_sql(role: str, path: str) -> str:
+    return (
+        f"\\set pw `cat {path}`\n"
+        f"SELECT format('CREATE ROLE %I LOGIN', '{role}')"
+        f" WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
+        f"SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'pw') \\gexec\n"
+        "\\unset pw"
+    )
