@@ -38,7 +38,6 @@ Data safety on updates and deletes:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import ipaddress
@@ -57,7 +56,7 @@ from components.labels import recommended_labels, selector_labels
 from components.pgtune import TuneInput, tune
 from components.quantity import byte_size
 from components.timescaledb_credentials import RolePassword, connection_data, opaque_secret, role_password
-from components.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget
+from components.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
 
 DEFAULT_IMAGE = "timescale/timescaledb-ha:pg17.4-ts2.18.2"
 DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
@@ -225,14 +224,6 @@ def _check_storage(storage: StorageArgs) -> None:
         raise ValueError(f"storage.storage_class ({storage.storage_class!r}) must be a StorageClass name")
 
 
-def _registrable(value: object) -> dict[str, object]:
-    """A dataclass output as a dict ``register_outputs`` can serialize (frozensets become sorted lists)."""
-    return {
-        f.name: sorted(v) if isinstance(v := getattr(value, f.name), frozenset) else v
-        for f in dataclasses.fields(value)  # type: ignore[arg-type]
-    }
-
-
 class TimescaleDB(pulumi.ComponentResource):
     """A Patroni-managed TimescaleDB cluster with Services, credentials, metrics and network policy."""
 
@@ -345,12 +336,12 @@ class TimescaleDB(pulumi.ComponentResource):
         self.superuser_secret_name = superuser_secret.metadata.name
         self.app_password = pulumi.Output.secret(passwords["app"].password)
         self.register_outputs({
-            "app_connection": _registrable(self.app_connection),
-            "reader_connection": _registrable(self.reader_connection),
+            "app_connection": registrable(self.app_connection),
+            "reader_connection": registrable(self.reader_connection),
             "client_labels": self.client_labels,
             "statefulset": self.statefulset,
-            "scale_target": _registrable(self.scale_target),
-            "scrape_targets": [_registrable(target) for target in self.scrape_targets],
+            "scale_target": registrable(self.scale_target),
+            "scrape_targets": [registrable(target) for target in self.scrape_targets],
             "pod_labels": self.pod_labels,
             "port": self.port,
             "primary_service_name": self.primary_service_name,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -150,3 +151,12 @@ class ScaleTarget:
             min_replicas_floor=min_replicas_floor,
             stateful=stateful,
         )
+
+
+def registrable(value: DatabaseConnection | ScrapeTarget | ScaleTarget) -> dict[str, Any]:
+    """A typed value as a dict ``register_outputs`` can record (the engine serializes no dataclasses or sets)."""
+    plain: dict[str, Any] = {}
+    for item in fields(value):
+        raw = getattr(value, item.name)
+        plain[item.name] = sorted(raw) if isinstance(raw, frozenset) else dict(raw) if isinstance(raw, Mapping) else raw
+    return plain

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,7 +19,7 @@ from components.pod_spec import (
     image_version,
     merge_pod_labels,
 )
-from components.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget
+from components.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
 from components.validate import check_range
 
 METRICS_PORT_NAME = "metrics"
@@ -154,20 +153,11 @@ class Workload(pulumi.ComponentResource):
                 "deployment": self.deployment,
                 "service": self.service,
                 "disruption_budget": self.disruption_budget,
-                "scrape_target": _registrable(self.scrape_target),
-                "scale_target": _registrable(self.scale_target),
+                "scrape_target": registrable(self.scrape_target),
+                "scale_target": registrable(self.scale_target),
                 "autoscaler": self.autoscaler,
             }
         )
-
-
-def _registrable(value: ScrapeTarget | ScaleTarget) -> dict[str, Any]:
-    """A typed value as a dict the engine can record (it cannot serialize dataclasses or sets)."""
-    plain: dict[str, Any] = {}
-    for item in fields(value):
-        raw = getattr(value, item.name)
-        plain[item.name] = sorted(raw) if isinstance(raw, frozenset) else dict(raw) if isinstance(raw, Mapping) else raw
-    return plain
 
 
 def _check(args: WorkloadArgs) -> None:
