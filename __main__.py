@@ -93,7 +93,11 @@ if config.monitoring.mode != "disabled":
             namespace=namespace.name,
             mode=config.monitoring.mode,
             scrape_targets=scrape_targets,
-            analysis_datasource=database.reader_connection,
+            # The SQL dashboard's data source reads the reader Secret from the cluster, which a
+            # rendering run has no access to.
+            analysis_datasource=database.reader_connection if config.cluster.render_dir is None else None,
+            # The database serves plain connections unless a TLS Secret is configured (not yet in config).
+            analysis_sslmode="disable",
             install=config.monitoring.install,
             existing=config.monitoring.existing,
         ),

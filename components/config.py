@@ -15,6 +15,7 @@ import pulumi
 
 from components.autoscaler import AutoscalingSpec
 from components.config_reader import ConfigError, ConfigSection, checked
+from components.monitoring_settings import ExistingSettings, InstallSettings
 from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
 from components.types import Resources
 
@@ -72,37 +73,14 @@ class WorkloadsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class InstallMonitoringConfig:
-    """Settings for installing kube-prometheus-stack."""
-
-    namespace: str = "monitoring"
-    chart_version: str | None = None
-    retention: str = "7d"
-    storage_size: str = "20Gi"
-    storage_class: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExistingMonitoringConfig:
-    """Settings for a cluster that already runs the Prometheus Operator and Grafana."""
-
-    monitor_labels: Mapping[str, str]
-    namespace: str | None = None
-    """Namespace of that Prometheus (admitted by the database NetworkPolicy for scrapes)."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class MonitoringConfig:
-    mode: MonitoringMode
-    install: InstallMonitoringConfig | None = None
-    existing: ExistingMonitoringConfig | None = None
+    """How the stack is monitored; ``install``/``existing`` are the Monitoring component's checked settings."""
 
-    @property
-    def scraper_namespace(self) -> str | None:
-        """Namespace Prometheus scrapes from (None: same namespace)."""
-        if self.install is not None:
-            return self.install.namespace
-        return self.existing.namespace if self.existing is not None else None
+    mode: MonitoringMode
+    install: InstallSettings | None = None
+    existing: ExistingSettings | None = None
+    prometheus_namespace: str | None = None
+    """Namespace Prometheus scrapes from, admitted by the database NetworkPolicy (None: same namespace)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,11 +108,11 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
     """Parse the project's config (top-level key → decoded value) into a :class:`StackConfig`."""
     root = ConfigSection(raw, f"{project}:")
     cluster = _cluster(root.section("cluster"))
-    monitoring = _monitoring(root.section("monitoring"))
+    monitoring = _monitoring(root.section("monitoring"), render_dir=cluster.render_dir)
     stack = StackConfig(
         cluster=cluster,
         database=_database(
-            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.scraper_namespace
+            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace
         ),
         workloads=_workloads(root.section("workloads")),
         monitoring=monitoring,
@@ -255,42 +233,62 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
     return workloads
 
 
-def _monitoring(section: ConfigSection) -> MonitoringConfig:
+def _monitoring(section: ConfigSection, *, render_dir: str | None) -> MonitoringConfig:
     mode = section.text("mode", "install", choices=("install", "existing", "disabled"))
-    install_block = section.optional(section.section, "install")
-    existing_block = section.optional(section.section, "existing")
-    if mode != "install" and install_block is not None:
-        raise ConfigError(f"{install_block.path}: only applies when mode is 'install' (mode is {mode!r})")
-    if mode != "existing" and existing_block is not None:
-        raise ConfigError(f"{existing_block.path}: only applies when mode is 'existing' (mode is {mode!r})")
-    install = None
-    existing = None
+    blocks = {key: section.optional(section.section, key) for key in ("install", "existing")}
+    for key, block in blocks.items():
+        if block is not None and key != mode:
+            raise ConfigError(f"{block.path}: only applies when mode is {key!r} (mode is {mode!r})")
+    if mode == "install" and render_dir is not None:
+        raise ConfigError(
+            f"{section.key_path('mode')} ('install'): cannot be rendered to cluster.renderDir ({render_dir!r}); "
+            "a Helm release is installed, not rendered. Use 'existing' or 'disabled'"
+        )
     if mode == "install":
-        block = install_block or ConfigSection({}, section.key_path("install"))
-        install = InstallMonitoringConfig(
-            namespace=block.dns_label("namespace", InstallMonitoringConfig.namespace),
-            chart_version=block.optional(block.text, "chartVersion"),
-            retention=block.text("retention", InstallMonitoringConfig.retention),
-            storage_size=block.size("storageSize", InstallMonitoringConfig.storage_size),
+        block = blocks["install"] or ConfigSection({}, section.key_path("install"))
+        defaults = InstallSettings()
+        install = InstallSettings(
+            monitoring_namespace=block.dns_label("namespace", defaults.monitoring_namespace),
+            create_namespace=block.boolean("createNamespace", defaults.create_namespace),
+            chart_version=block.text("chartVersion", defaults.chart_version),
+            prometheus_retention=block.text("retention", defaults.prometheus_retention),
+            prometheus_storage_size=block.size("storageSize", defaults.prometheus_storage_size),
             storage_class=block.optional(block.text, "storageClass"),
+            prometheus_resources=block.resources("prometheusResources", defaults.prometheus_resources),
+            grafana_resources=block.resources("grafanaResources", defaults.grafana_resources),
         )
         block.done()
-    elif mode == "existing":
-        if existing_block is None:
+        section.done()
+        checked(lambda: install.check(block.path), renames=_MONITORING_KEYS)
+        return MonitoringConfig(mode="install", install=install, prometheus_namespace=install.monitoring_namespace)
+    if mode == "existing":
+        block = blocks["existing"]
+        if block is None:
             raise ConfigError(f"{section.key_path('existing')}: is required when mode is 'existing' (monitorLabels at least)")
-        labels = existing_block.string_map("monitorLabels")
+        labels = block.string_map("monitorLabels")
         if not labels:
             raise ConfigError(
-                f"{existing_block.key_path('monitorLabels')}: must name the labels your Prometheus selects "
+                f"{block.key_path('monitorLabels')}: must name the labels your Prometheus selects "
                 "monitors and rules by, e.g. {release: kube-prometheus-stack}"
             )
-        existing = ExistingMonitoringConfig(
-            monitor_labels=labels,
-            namespace=existing_block.optional(existing_block.dns_label, "namespace"),
+        existing = ExistingSettings(
+            monitor_labels=labels, grafana_namespace=block.optional(block.dns_label, "grafanaNamespace")
         )
-        existing_block.done()
+        prometheus_namespace = block.optional(block.dns_label, "prometheusNamespace")
+        block.done()
+        section.done()
+        checked(lambda: existing.check(block.path))
+        return MonitoringConfig(mode="existing", existing=existing, prometheus_namespace=prometheus_namespace)
     section.done()
-    return MonitoringConfig(mode=mode, install=install, existing=existing)  # type: ignore[arg-type]
+    return MonitoringConfig(mode="disabled")
+
+
+_MONITORING_KEYS = {
+    "monitoring_namespace": "namespace",
+    "chart_version": "chartVersion",
+    "prometheus_retention": "retention",
+    "prometheus_storage_size": "storageSize",
+}
 
 
 def _number_text(value: float) -> str:
