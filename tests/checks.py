@@ -110,12 +110,7 @@ def _owner_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Man
     if manifest["kind"] != "Job" or selector:
         if not selector or not selects(selector, pod_set.labels):
             problems.append(f"{_ref(manifest)}: selector {selector} does not match its pod template labels {dict(pod_set.labels)}")
-    for container in _containers(pod_set.spec):
-        for env in container.get("env") or []:
-            if env["name"] == "PATRONI_KUBERNETES_LABELS" and "value" in env:
-                declared = json.loads(env["value"])
-                if any(pod_set.labels.get(k) != v for k, v in declared.items()):
-                    problems.append(f"{_ref(manifest)}: PATRONI_KUBERNETES_LABELS {declared} are not all pod labels")
+    problems += [f"{_ref(manifest)}: {p}" for p in _patroni_problems(pod_set, index)]
     if manifest["kind"] == "StatefulSet":
         service = manifest["spec"].get("serviceName")
         if service and not _find(index, "Service", pod_set.namespace, service):
@@ -241,16 +236,21 @@ def _pod_set(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest])
     )
 
 
-PATRONI_DEFAULT_ROLE_LABELS = {"role_label": "role", "leader_label_value": "primary", "follower_label_value": "replica"}
-"""Patroni 4 defaults for the Kubernetes DCS role label (before 4.0 the leader value was ``master``)."""
+PATRONI_DEFAULTS = {
+    "role_label": "role",
+    "leader_label_value": "primary",
+    "follower_label_value": "replica",
+    "scope_label": "cluster-name",
+}
+"""Patroni 4 defaults for the Kubernetes DCS labels (before 4.0 the leader value was ``master``)."""
 
 
-def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:
-    """The role label Patroni will put on these pods, read from the Patroni config the pods mount."""
-    env = {e["name"] for c in _containers(pod_spec) for e in c.get("env") or []}
+def _patroni_settings(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, str] | None:
+    """The Kubernetes DCS label settings of a Patroni pod (from the config it mounts), or None if not Patroni."""
+    env = {e["name"]: e.get("value") for c in _containers(pod_spec) for e in c.get("env") or []}
     if "PATRONI_KUBERNETES_LABELS" not in env:
-        return {}
-    settings = dict(PATRONI_DEFAULT_ROLE_LABELS)
+        return None
+    settings = dict(PATRONI_DEFAULTS)
     for volume in pod_spec.get("volumes") or []:
         config_map = _find(index, "ConfigMap", ns, (volume.get("configMap") or {}).get("name", ""))
         for text in (config_map or {}).get("data", {}).values():
@@ -260,7 +260,39 @@ def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, 
                 continue
             if isinstance(document, dict) and isinstance(document.get("kubernetes"), dict):
                 settings.update({k: v for k, v in document["kubernetes"].items() if k in settings})
+                if isinstance(document.get("scope"), str):
+                    settings["scope"] = document["scope"]
+    if env.get("PATRONI_SCOPE"):
+        settings["scope"] = env["PATRONI_SCOPE"]
+    return settings
+
+
+def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:
+    """The role label Patroni will put on these pods at run time, with its values."""
+    settings = _patroni_settings(pod_spec, index, ns)
+    if settings is None:
+        return {}
     return {settings["role_label"]: frozenset({settings["leader_label_value"], settings["follower_label_value"]})}
+
+
+def _patroni_problems(pod_set: _PodSet, index: Mapping[tuple[str, str, str], Manifest]) -> list[str]:
+    """Patroni lists its members by PATRONI_KUBERNETES_LABELS plus scope_label=scope: pods must carry both."""
+    settings = _patroni_settings(pod_set.spec, index, pod_set.namespace)
+    if settings is None:
+        return []
+    problems = []
+    for container in _containers(pod_set.spec):
+        for env in container.get("env") or []:
+            if env["name"] == "PATRONI_KUBERNETES_LABELS" and "value" in env:
+                declared = json.loads(env["value"])
+                if any(pod_set.labels.get(k) != v for k, v in declared.items()):
+                    problems.append(f"PATRONI_KUBERNETES_LABELS {declared} are not all pod labels")
+    scope = settings.get("scope")
+    if scope is None:
+        problems.append("Patroni pods set no scope (PATRONI_SCOPE or scope in the mounted config)")
+    elif pod_set.labels.get(settings["scope_label"]) != scope:
+        problems.append(f"pods lack the label {settings['scope_label']}={scope} Patroni lists its members by")
+    return problems
 
 
 def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -107,8 +107,10 @@ def test_selects_supports_expressions() -> None:
     assert not selects({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels)
 
 
-def _patroni_objects(service_role: str, patroni_labels: str = '{"app": "db"}') -> list[dict[str, Any]]:
-    patroni_yaml = "kubernetes:\n  role_label: role\n  leader_label_value: primary\n  follower_label_value: replica\n"
+def _patroni_objects(
+    service_role: str, patroni_labels: str = '{"app": "db"}', scope_label_value: str = "db"
+) -> list[dict[str, Any]]:
+    patroni_yaml = "scope: db\nkubernetes:\n  role_label: role\n  leader_label_value: primary\n  follower_label_value: replica\n"
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "patroni"}, "data": {"patroni.yaml": patroni_yaml}},
         {
@@ -119,7 +121,7 @@ def _patroni_objects(service_role: str, patroni_labels: str = '{"app": "db"}') -
                 "serviceName": "db",
                 "selector": {"matchLabels": {"app": "db"}},
                 "template": {
-                    "metadata": {"labels": {"app": "db"}},
+                    "metadata": {"labels": {"app": "db", "cluster-name": scope_label_value}},
                     "spec": {
                         "volumes": [{"name": "config", "configMap": {"name": "patroni"}}],
                         "containers": [
@@ -157,3 +159,8 @@ def test_pre_patroni_4_master_role_value_selects_nothing() -> None:
 def test_patroni_labels_must_be_pod_labels() -> None:
     problems = wiring_problems(_patroni_objects("primary", patroni_labels='{"app": "database"}'))
     assert any("PATRONI_KUBERNETES_LABELS" in p for p in problems), problems
+
+
+def test_patroni_pods_must_carry_the_scope_label() -> None:
+    problems = wiring_problems(_patroni_objects("primary", scope_label_value="other"))
+    assert any("cluster-name=db" in p for p in problems), problems
