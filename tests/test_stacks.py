@@ -16,7 +16,7 @@ from components.labels import (
     NAME_LABEL,
     PART_OF_LABEL,
 )
-from tests.checks import schema_problems, wiring_problems
+from tests.checks import schema_problems, selects, wiring_problems
 from tests.harness import Recording, RecordedResource, walk_strings
 from tests.stacks import STACKS, run_main, run_stack, stack_file_config
 
@@ -139,11 +139,11 @@ def test_prod_is_highly_available_and_protected(stack_name: str) -> None:
     assert "spec.replicas" in statefulset.ignore_changes, "the database HPA owns replicas in prod"
     namespace = recording.of_type("kubernetes:core/v1:Namespace")
     assert all(n.protect and n.retain_on_delete for n in namespace), "deleting the namespace would delete the PVCs"
-    pdb = [m for m in recording.manifests() if m["kind"] == "PodDisruptionBudget" and "postgres" in str(m["spec"])]
-    assert recording.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    pod_labels = statefulset.inputs["spec"]["template"]["metadata"]["labels"]
+    budgets = [m for m in recording.manifests() if m["kind"] == "PodDisruptionBudget" and selects(m["spec"]["selector"], pod_labels)]
+    assert [b["spec"].get("maxUnavailable") for b in budgets] == [1]
     affinity = statefulset.inputs["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    del pdb
 
 
 def test_dev_is_not_protected_so_it_can_be_torn_down() -> None:
