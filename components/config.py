@@ -204,25 +204,21 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
     workloads = WorkloadsConfig(
         enabled=section.boolean("enabled", True),
         image=section.optional(section.image, "image"),
-        generator=AppConfig(
-            replicas=generator.integer("replicas", 1, minimum=1),
-            resources=generator.resources("resources", DEFAULT_APP_RESOURCES),
+        generator=_app(
+            generator,
             settings={
                 "TSFLOW_DEVICES": str(generator.integer("devices", 100, minimum=1, maximum=1_000_000)),
                 "TSFLOW_METRICS_PER_DEVICE": str(generator.integer("metricsPerDevice", 4, minimum=1, maximum=100)),
                 "TSFLOW_INTERVAL": _number_text(generator.number("intervalSeconds", 1.0, minimum=0.01, maximum=3600)),
                 "TSFLOW_BATCH_ROWS": str(generator.integer("batchRows", 5000, minimum=1, maximum=1_000_000)),
             },
-            autoscaling=_autoscaling(generator, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
         ),
-        consumer=AppConfig(
-            replicas=consumer.integer("replicas", 1, minimum=1),
-            resources=consumer.resources("resources", DEFAULT_APP_RESOURCES),
+        consumer=_app(
+            consumer,
             settings={
                 "TSFLOW_INTERVAL": _number_text(consumer.number("intervalSeconds", 30.0, minimum=1, maximum=3600)),
                 "TSFLOW_THRESHOLD": _number_text(consumer.number("zscoreThreshold", 4.0, minimum=1, maximum=100)),
             },
-            autoscaling=_autoscaling(consumer, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
         ),
         migration_resources=migration.resources("resources", DEFAULT_APP_RESOURCES),
     )
@@ -231,6 +227,16 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
     if workloads.enabled and workloads.image is None:
         raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
     return workloads
+
+
+def _app(block: ConfigSection, *, settings: Mapping[str, str]) -> AppConfig:
+    """A stateless tsflow app: replicas, resources, its ``TSFLOW_*`` settings and optional autoscaling."""
+    return AppConfig(
+        replicas=block.integer("replicas", 1, minimum=1),
+        resources=block.resources("resources", DEFAULT_APP_RESOURCES),
+        settings=settings,
+        autoscaling=_autoscaling(block, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),
+    )
 
 
 def _monitoring(section: ConfigSection, *, render_dir: str | None) -> MonitoringConfig:
