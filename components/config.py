@@ -210,7 +210,7 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
                 "TSFLOW_DEVICES": str(generator.integer("devices", 100, minimum=1, maximum=1_000_000)),
                 "TSFLOW_METRICS_PER_DEVICE": str(generator.integer("metricsPerDevice", 4, minimum=1, maximum=100)),
                 "TSFLOW_INTERVAL": _number_text(generator.number("intervalSeconds", 1.0, minimum=0.01, maximum=3600)),
-                "TSFLOW_BATCH_ROWS": str(generator.integer("batchRows", 5000, minimum=1, maximum=1_000_000)),
+                "TSFLOW_BATCH_ROWS": str(generator.integer("batchRows", 20000, minimum=1, maximum=1_000_000)),
             },
         ),
         consumer=_app(

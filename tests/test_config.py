@@ -50,7 +50,7 @@ def test_defaults_are_sensible() -> None:
     assert config.database.args.replicas == 1 and not config.database.args.protect
     assert config.database.args.storage.data_size == "10Gi"
     assert config.monitoring.mode == "install" and config.monitoring.install is not None
-    assert config.workloads.generator.settings["TSFLOW_BATCH_ROWS"] == "5000"
+    assert config.workloads.generator.settings["TSFLOW_BATCH_ROWS"] == "20000"
 
 
 def test_prod_is_protected_and_highly_available() -> None:

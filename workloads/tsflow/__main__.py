@@ -1,0 +1,8 @@
+"""`python -m tsflow generate|consume|migrate`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

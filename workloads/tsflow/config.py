@@ -1,0 +1,202 @@
+"""Typed settings of the three commands and the value parsers the CLI uses for them."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+from dataclasses import dataclass
+
+ENV_PREFIX = "TSFLOW_"
+SHAPES = ("sine", "walk", "mixed")
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_name(option: str) -> str:
+    """`--metrics-port` -> `TSFLOW_METRICS_PORT`."""
+    return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
+
+
+def duration(text: str) -> float:
+    """Parse `250ms`, `5`, `5s`, `10m`, `2h`, `30d` into seconds (>= 0)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 500ms, 5s, 10m, 2h, 30d)")
+    value = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def positive_duration(text: str) -> float:
+    """A duration that must be > 0."""
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 meaning 'any free port'."""
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0-65535, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A float >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A float > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A float in [0, 1]."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    """`true/false/1/0/yes/no/on/off`."""
+    lowered = str(text).strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
+def identifier(text: str) -> str:
+    """A non-empty label without ':' (it is the separator inside batch ids)."""
+    value = str(text).strip()
+    if not value or ":" in value or len(value) > 200:
+        raise argparse.ArgumentTypeError(f"must be 1-200 characters without ':', got {text!r}")
+    return value
+
+
+def default_generator_id() -> str:
+    """The host name: a StatefulSet pod keeps it across restarts."""
+    return socket.gethostname().replace(":", "-") or "generator"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class DbConfig:
+    """How to reach the primary; an empty dsn means libpq's PG* environment variables."""
+
+    dsn: str = ""
+    connect_timeout: float = 5.0
+    startup_timeout: float = 60.0
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Where /metrics, /healthz and /readyz are served."""
+
+    host: str = "0.0.0.0"
+    port: int = 8000
+
+
+@dataclass(frozen=True)
+class MigrateConfig:
+    """Settings of `tsflow migrate` (durations in seconds)."""
+
+    db: DbConfig
+    chunk_interval: float = 86400.0
+    compress_after: float = 7 * 86400.0
+    retention: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Shape of the simulated fleet."""
+
+    devices: int = 10
+    metrics_per_device: int = 3
+    interval: float = 1.0
+    shape: str = "mixed"
+    noise: float = 0.5
+    spike_probability: float = 0.001
+    spike_magnitude: float = 8.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Settings of `tsflow generate`."""
+
+    db: DbConfig
+    http: HttpConfig
+    sim: SimulationConfig
+    generator_id: str
+    batch_rows: int = 20000
+    batch_age: float = 1.0
+    buffer_batches: int = 30
+    max_rows: int = 0
+    pace: bool = True
+    backfill: float = 0.0
+    shutdown_timeout: float = 25.0
+    ledger_retention: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Settings of `tsflow consume`."""
+
+    db: DbConfig
+    http: HttpConfig
+    read_dsn: str = ""
+    interval: float = 30.0
+    window: float = 3600.0
+    threshold: float = 4.0
+    min_samples: int = 10
+    once: bool = False

@@ -1,0 +1,89 @@
+"""Connections: DSN checks, libpq environment fallback, connect with backoff and jitter."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+log = logging.getLogger("tsflow.db")
+
+# Errors after which the same statement may succeed on a new connection later.
+RETRYABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,      # connection lost, server shutting down, admin terminate
+    errors.UndefinedTable,         # schema not migrated yet
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+)
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is shown to the user as is."""
+
+
+class StartupError(Exception):
+    """The database could not be reached before the start-up deadline."""
+
+
+def check_dsn(dsn: str, what: str = "--dsn") -> str:
+    """Validate a libpq conninfo/URI early so a typo fails with a clear message."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"{what} is not a valid libpq connection string: {one_line(exc)}") from None
+    return dsn
+
+
+def connect(dsn: str, app: str, connect_timeout: float, autocommit: bool = False) -> psycopg.Connection:
+    """Open one connection. Unset parameters come from PGHOST, PGPORT, PGUSER, PGPASSWORD, ..."""
+    conninfo = make_conninfo(dsn, application_name=app, connect_timeout=max(1, round(connect_timeout)))
+    return psycopg.connect(conninfo, autocommit=autocommit)
+
+
+def backoff_delay(attempt: int, base: float = 0.1, cap: float = 30.0, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt))."""
+    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    return (rng or random).uniform(0.0, ceiling)
+
+
+def connect_with_retry(
+    dsn: str, app: str, connect_timeout: float, deadline_s: float, max_backoff: float,
+    stop: threading.Event | None = None, autocommit: bool = False,
+) -> psycopg.Connection:
+    """Retry `connect` with backoff until it works or `deadline_s` seconds pass (StartupError)."""
+    deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        try:
+            return connect(dsn, app, connect_timeout, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                raise StartupError(f"cannot connect to the database: {one_line(exc)}") from None
+            delay = min(backoff_delay(attempt, cap=max_backoff), remaining)
+            log.warning("database not reachable, retrying", extra={"retry_in_s": round(delay, 3),
+                                                                    "error": one_line(exc)})
+            attempt += 1
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+
+
+def safe_close(conn: psycopg.Connection | None) -> None:
+    """Close a connection that may already be broken."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection must never raise
+            pass
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (libpq messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

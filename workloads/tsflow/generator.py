@@ -1,0 +1,359 @@
+"""`tsflow generate`: simulate devices and write them exactly once with binary COPY.
+
+A producer thread turns simulator ticks into batches and puts them in a bounded queue (it blocks
+when the queue is full: backpressure, never drops). The writer (the calling thread) commits each
+batch together with its ledger row in one transaction; a batch whose ledger row already exists
+(it landed before an ambiguous failure) is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psycopg
+
+from . import db, schema
+from .config import GeneratorConfig
+from .http import Health
+from .metrics import GeneratorMetrics
+from .simulate import Fleet, Row
+
+log = logging.getLogger("tsflow.generator")
+
+COPY_SQL = "COPY metrics (time, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
+COPY_TYPES = ("timestamptz", "text", "text", "float8")
+LEDGER_SQL = (
+    "INSERT INTO ingest_batches (batch_id, generator_id, seq, row_count) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (batch_id) DO NOTHING"
+)
+PRUNE_SQL = (
+    "DELETE FROM ingest_batches WHERE generator_id = %s AND seq < %s "
+    "AND committed_at < now() - make_interval(secs => %s)"
+)
+PRUNE_EVERY_S = 3600.0
+APP_NAME = "tsflow-generator"
+_SHUTDOWN_MARGIN_S = 1.0  # leave time to close connections and exit inside the grace period
+
+
+def make_batch_id(generator_id: str, seq: int) -> str:
+    """Deterministic batch id: the same batch always gets the same id, across retries and restarts."""
+    return f"{generator_id}:{seq}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows that commit together with one ledger row."""
+
+    generator_id: str
+    seq: int
+    rows: list[Row] = field(repr=False)
+
+    @property
+    def batch_id(self) -> str:
+        """`<generator-id>:<seq>`."""
+        return make_batch_id(self.generator_id, self.seq)
+
+
+@dataclass
+class GeneratorResult:
+    """What a run did; `unflushed_rows` > 0 means data could not be written before the deadline."""
+
+    rows_generated: int = 0
+    rows_written: int = 0
+    batches_written: int = 0
+    batches_duplicate: int = 0
+    unflushed_rows: int = 0
+
+
+class ShutdownDeadline(Exception):
+    """The grace period ended before a batch could be written."""
+
+
+def write_batch(conn: psycopg.Connection, batch: Batch) -> bool:
+    """Commit `batch` and its ledger row atomically; False when the ledger already had it."""
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.execute(LEDGER_SQL, (batch.batch_id, batch.generator_id, batch.seq, len(batch.rows)))
+            if cur.rowcount == 0:
+                return False
+            with cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                write_row = copy.write_row
+                for row in batch.rows:
+                    write_row(row)
+    return True
+
+
+def next_seq(conn: psycopg.Connection, generator_id: str) -> int:
+    """First unused sequence number of `generator_id` (resumes after a restart)."""
+    row = conn.execute("SELECT max(seq) FROM ingest_batches WHERE generator_id = %s", (generator_id,)).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
+class BatchWriter:
+    """Writes batches with reconnects, exponential backoff with jitter and ledger de-duplication."""
+
+    def __init__(self, cfg: GeneratorConfig, metrics: GeneratorMetrics, health: Health,
+                 after_commit: Callable[[Batch], None] | None = None) -> None:
+        self._cfg = cfg
+        self._metrics = metrics
+        self._health = health
+        self._after_commit = after_commit  # fault-injection point for tests
+        self._conn: psycopg.Connection | None = None
+        self._last_prune = -PRUNE_EVERY_S
+
+    def open(self, stop: threading.Event) -> psycopg.Connection:
+        """Connect at start-up (bounded by --startup-timeout) and wait for the schema."""
+        deadline = time.monotonic() + self._cfg.db.startup_timeout
+        conn = db.connect_with_retry(self._cfg.db.dsn, APP_NAME, self._cfg.db.connect_timeout,
+                                     self._cfg.db.startup_timeout, self._cfg.db.max_backoff, stop)
+        conn.autocommit = True
+        while not schema.schema_ready(conn):
+            if time.monotonic() > deadline or stop.is_set():
+                db.safe_close(conn)
+                raise db.StartupError("the database schema is missing or outdated: run `tsflow migrate` first")
+            log.warning("waiting for the schema (run `tsflow migrate`)")
+            stop.wait(1.0)
+        conn.autocommit = False
+        self._conn = conn
+        self._health.set_ready(True)
+        return conn
+
+    def close(self) -> None:
+        """Drop the connection."""
+        db.safe_close(self._conn)
+        self._conn = None
+
+    def write(self, batch: Batch, deadline: Callable[[], float | None] = lambda: None) -> bool:
+        """Write until it succeeds; True if written, False if it was a duplicate.
+
+        `deadline()` returns the monotonic time by which to give up (None: never); it is asked
+        again before every retry so a shutdown that starts mid-retry is honoured. Raises
+        ShutdownDeadline when it passes, psycopg.Error when retrying cannot help (bad data, permissions).
+        """
+        attempt = 0
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = db.connect(self._cfg.db.dsn, APP_NAME, self._cfg.db.connect_timeout)
+                    self._health.set_ready(True)
+                    log.info("reconnected to the database")
+                started = time.perf_counter()
+                written = write_batch(self._conn, batch)
+                if self._after_commit is not None:
+                    self._after_commit(batch)
+                self._metrics.flush_seconds.observe(time.perf_counter() - started)
+                self._metrics.last_flush.set(time.time())
+                if written:
+                    self._metrics.rows_written.inc(len(batch.rows))
+                    self._metrics.batches_written.inc()
+                else:
+                    self._metrics.batches_duplicate.inc()
+                    log.info("batch already committed, skipped", extra={"batch_id": batch.batch_id})
+                self._maybe_prune(batch)
+                return written
+            except db.RETRYABLE as exc:
+                self._metrics.retries.inc()
+                self._health.set_ready(False)
+                self.close()
+                delay = db.backoff_delay(attempt, cap=self._cfg.db.max_backoff)
+                give_up_at = deadline()
+                if give_up_at is not None:
+                    remaining = give_up_at - time.monotonic()
+                    if remaining <= 0:
+                        raise ShutdownDeadline(db.one_line(exc)) from None
+                    delay = min(delay, remaining)
+                log.warning("batch write failed, retrying", extra={
+                    "batch_id": batch.batch_id, "attempt": attempt + 1,
+                    "retry_in_s": round(delay, 3), "error": db.one_line(exc)})
+                attempt += 1
+                time.sleep(delay)
+
+
+    def _maybe_prune(self, batch: Batch) -> None:
+        """Hourly, drop this generator's old ledger rows (keeping the newest, which resumes the sequence)."""
+        if time.monotonic() - self._last_prune < PRUNE_EVERY_S or self._conn is None:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            with self._conn.transaction():
+                cur = self._conn.execute(PRUNE_SQL, (batch.generator_id, batch.seq, self._cfg.ledger_retention))
+            log.info("ingest ledger pruned", extra={"deleted": cur.rowcount})
+        except psycopg.Error as exc:  # not worth failing ingest for; the next write reconnects if needed
+            log.warning("ingest ledger prune failed", extra={"error": db.one_line(exc)})
+
+
+class Producer(threading.Thread):
+    """Simulates ticks and cuts them into batches flushed by size or age; blocks when the queue is full."""
+
+    def __init__(self, cfg: GeneratorConfig, fleet: Fleet, first_seq: int, out: "queue.Queue[Batch | None]",
+                 metrics: GeneratorMetrics, stop: threading.Event, abandon: threading.Event) -> None:
+        super().__init__(name="producer", daemon=True)
+        self._cfg = cfg
+        self._fleet = fleet
+        self._seq = first_seq
+        self._out = out
+        self._metrics = metrics
+        self._halt = stop          # stop generating, flush what is pending
+        self._abandon = abandon    # grace period over: give up on a full queue
+        self.rows_generated = 0
+        self.rows_dropped = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the writer thread
+            self.error = exc
+        finally:
+            self._put(None)
+
+    def _run(self) -> None:
+        cfg = self._cfg
+        pending: list[Row] = []
+        pending_since = time.monotonic()
+        tick = 0
+        while not self._halt.is_set():
+            if cfg.max_rows and self.rows_generated >= cfg.max_rows:
+                break
+            if cfg.pace:
+                due = self._fleet.tick_epoch(tick)
+                while not self._halt.is_set():
+                    now = time.time()
+                    if due <= now:
+                        break
+                    if pending and time.monotonic() - pending_since >= cfg.batch_age:
+                        self._flush(pending)
+                        pending = []
+                    wait = due - now
+                    if pending:
+                        wait = min(wait, max(0.0, pending_since + cfg.batch_age - time.monotonic()))
+                    self._halt.wait(wait)
+                if self._halt.is_set():
+                    break
+            rows = self._fleet.tick(tick)
+            tick += 1
+            if cfg.max_rows:
+                rows = rows[: cfg.max_rows - self.rows_generated]
+            if not pending:
+                pending_since = time.monotonic()
+            pending.extend(rows)
+            self.rows_generated += len(rows)
+            self._metrics.rows_generated.inc(len(rows))
+            while len(pending) >= cfg.batch_rows:
+                self._flush(pending[: cfg.batch_rows])
+                pending = pending[cfg.batch_rows:]
+                pending_since = time.monotonic()
+            if pending and time.monotonic() - pending_since >= cfg.batch_age:
+                self._flush(pending)
+                pending = []
+        if pending:
+            self._flush(pending)
+
+    def _flush(self, rows: list[Row]) -> None:
+        batch = Batch(self._cfg.generator_id, self._seq, rows)
+        self._seq += 1
+        if not self._put(batch):
+            self.rows_dropped += len(rows)
+
+    def _put(self, item: Batch | None) -> bool:
+        while True:
+            try:
+                self._out.put(item, timeout=0.2)
+                self._metrics.buffer_batches.set(self._out.qsize())
+                return True
+            except queue.Full:
+                if self._abandon.is_set():
+                    return False
+
+
+class Generator:
+    """Runs producer and writer until the row limit is reached or `stop` is set."""
+
+    def __init__(self, cfg: GeneratorConfig, metrics: GeneratorMetrics, health: Health,
+                 after_commit: Callable[[Batch], None] | None = None) -> None:
+        self._cfg = cfg
+        self._metrics = metrics
+        self._health = health
+        self._writer = BatchWriter(cfg, metrics, health, after_commit)
+        metrics.buffer_capacity.set(cfg.buffer_batches)
+
+    def run(self, stop: threading.Event) -> GeneratorResult:
+        """Generate and write; returns counts. Raises db.StartupError if the database never came up."""
+        cfg = self._cfg
+        conn = self._writer.open(stop)
+        first_seq = next_seq(conn, cfg.generator_id)
+        conn.rollback()
+        log.info("generator starting", extra={"generator_id": cfg.generator_id, "first_seq": first_seq,
+                                               "devices": cfg.sim.devices, "max_rows": cfg.max_rows})
+        start = time.time() - cfg.backfill
+        start -= start % cfg.sim.interval if cfg.sim.interval >= 1 else 0.0
+        fleet = Fleet(cfg.sim, cfg.generator_id, start)
+        buffer: queue.Queue[Batch | None] = queue.Queue(maxsize=cfg.buffer_batches)
+        abandon = threading.Event()
+        producer = Producer(cfg, fleet, first_seq, buffer, self._metrics, stop, abandon)
+        producer.start()
+        result = GeneratorResult()
+        shutdown_at: list[float] = []
+
+        def deadline() -> float | None:
+            if not shutdown_at and stop.is_set():
+                shutdown_at.append(time.monotonic() + max(0.5, cfg.shutdown_timeout - _SHUTDOWN_MARGIN_S))
+                log.info("stopping: flushing buffered batches", extra={"buffered": buffer.qsize()})
+            return shutdown_at[0] if shutdown_at else None
+
+        try:
+            while True:
+                give_up_at = deadline()
+                try:
+                    item = buffer.get(timeout=0.2)
+                except queue.Empty:
+                    if give_up_at is not None and time.monotonic() > give_up_at:
+                        abandon.set()
+                    continue
+                self._metrics.buffer_batches.set(buffer.qsize())
+                if item is None:
+                    break
+                try:
+                    if self._writer.write(item, deadline):
+                        result.rows_written += len(item.rows)
+                        result.batches_written += 1
+                    else:
+                        result.batches_duplicate += 1
+                except ShutdownDeadline as exc:
+                    abandon.set()
+                    result.unflushed_rows += len(item.rows) + self._drain(buffer)
+                    log.error("grace period over, buffered rows not written",
+                              extra={"error": str(exc), "unflushed_rows": result.unflushed_rows})
+                    break
+        finally:
+            abandon.set()
+            stop.set()
+            producer.join(timeout=5)
+            self._writer.close()
+            self._health.set_ready(False)
+        result.unflushed_rows += self._drain(buffer) + producer.rows_dropped
+        result.rows_generated = producer.rows_generated
+        if producer.error is not None:
+            raise producer.error
+        log.info("generator stopped", extra={
+            "rows_generated": result.rows_generated, "rows_written": result.rows_written,
+            "batches_written": result.batches_written, "batches_duplicate": result.batches_duplicate,
+            "unflushed_rows": result.unflushed_rows})
+        return result
+
+    @staticmethod
+    def _drain(buffer: "queue.Queue[Batch | None]") -> int:
+        rows = 0
+        while True:
+            try:
+                item = buffer.get_nowait()
+            except queue.Empty:
+                return rows
+            if item is not None:
+                rows += len(item.rows)

@@ -1,0 +1,185 @@
+"""Versioned, idempotent schema setup for TimescaleDB or, failing that, plain PostgreSQL.
+
+Every migration runs in its own transaction while holding a session advisory lock, so several
+pods may run `tsflow migrate` at once: one applies, the others wait and then find nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+
+from . import timescale_sql as ts
+from .config import MigrateConfig
+
+log = logging.getLogger("tsflow.schema")
+
+ADVISORY_LOCK_KEY = 0x7473_666C_6F77  # "tsflow"
+TIMESCALE = "timescaledb"
+PLAIN = "postgresql"
+
+# Plain PostgreSQL keeps the 1-minute view to this recent window so REFRESH stays cheap.
+PLAIN_VIEW_WINDOW = "2 days"
+
+_BASE_TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS metrics (
+        time      timestamptz      NOT NULL,
+        device_id text             NOT NULL,
+        metric    text             NOT NULL,
+        value     double precision NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ingest_batches (
+        batch_id     text        PRIMARY KEY,
+        generator_id text        NOT NULL,
+        seq          bigint      NOT NULL,
+        row_count    integer     NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS ingest_batches_generator_seq_idx ON ingest_batches (generator_id, seq DESC)",
+    """
+    CREATE TABLE IF NOT EXISTS anomalies (
+        time        timestamptz      NOT NULL,
+        device_id   text             NOT NULL,
+        metric      text             NOT NULL,
+        value       double precision NOT NULL,
+        zscore      double precision NOT NULL,
+        baseline_mean   double precision,
+        baseline_stddev double precision,
+        detected_at timestamptz      NOT NULL DEFAULT now(),
+        PRIMARY KEY (time, device_id, metric)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS anomalies_detected_at_idx ON anomalies (detected_at DESC)",
+)
+
+_PLAIN_VIEW = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS metrics_1m AS
+SELECT date_bin(INTERVAL '1 minute', time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+       device_id,
+       metric,
+       avg(value) AS avg_value,
+       min(value) AS min_value,
+       max(value) AS max_value,
+       count(*) AS samples
+FROM metrics
+WHERE time >= now() - INTERVAL '{PLAIN_VIEW_WINDOW}'
+GROUP BY 1, device_id, metric
+WITH DATA
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; `apply` runs inside a transaction."""
+
+    version: int
+    name: str
+    apply: Callable[[psycopg.Connection, str, MigrateConfig], None]
+
+
+def _m1_tables(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    for stmt in _BASE_TABLES:
+        conn.execute(stmt)
+    if flavor == TIMESCALE:
+        conn.execute(ts.hypertable(cfg.chunk_interval))
+        conn.execute("CREATE INDEX IF NOT EXISTS metrics_device_time_idx ON metrics (device_id, time DESC)")
+        conn.execute(ts.COMPRESSION)
+        conn.execute(ts.compression_policy(cfg.compress_after))
+        conn.execute(ts.retention_policy(cfg.retention))
+    else:
+        conn.execute("CREATE INDEX IF NOT EXISTS metrics_time_idx ON metrics (time DESC)")
+        conn.execute("CREATE INDEX IF NOT EXISTS metrics_device_time_idx ON metrics (device_id, time DESC)")
+
+
+def _m2_rollup(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    if flavor == TIMESCALE:
+        conn.execute(ts.CONTINUOUS_AGGREGATE)
+        conn.execute(ts.CONTINUOUS_AGGREGATE_POLICY)
+        conn.execute(ts.aggregate_retention_policy(cfg.retention))
+    else:
+        conn.execute(_PLAIN_VIEW)
+        # The unique index is what REFRESH MATERIALIZED VIEW CONCURRENTLY requires.
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS metrics_1m_key ON metrics_1m (bucket, device_id, metric)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "metrics, ingest ledger, anomalies", _m1_tables),
+    Migration(2, "metrics_1m rollup", _m2_rollup),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def detect_flavor(conn: psycopg.Connection) -> str:
+    """`timescaledb` if the server can load the extension, else `postgresql`."""
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return TIMESCALE if row else PLAIN
+
+
+def installed_flavor(conn: psycopg.Connection) -> str:
+    """The flavor the schema was built with (extension present in this database or not)."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return TIMESCALE if row else PLAIN
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    """Highest applied migration, 0 when none (or no version table yet)."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def schema_ready(conn: psycopg.Connection) -> bool:
+    """True when every known migration is applied."""
+    return current_version(conn) >= LATEST_VERSION
+
+
+def migrate(conn: psycopg.Connection, cfg: MigrateConfig) -> list[int]:
+    """Apply pending migrations on an autocommit connection; return the versions applied."""
+    if not conn.autocommit:
+        raise ValueError("migrate() needs an autocommit connection (it manages its own transactions)")
+    flavor = detect_flavor(conn)
+    if flavor == PLAIN:
+        log.warning("timescaledb is not available on this server; building the plain PostgreSQL "
+                    "equivalent (ordinary table, materialized view metrics_1m refreshed by the consumer)")
+    conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    try:
+        if flavor == TIMESCALE:
+            conn.execute(ts.EXTENSION)
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    integer     PRIMARY KEY,
+                name       text        NOT NULL,
+                flavor     text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            with conn.transaction():
+                migration.apply(conn, flavor, cfg)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, flavor) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, flavor),
+                )
+            log.info("migration applied", extra={"version": migration.version, "migration": migration.name,
+                                                 "flavor": flavor})
+            applied.append(migration.version)
+        if not applied:
+            log.info("schema is up to date", extra={"version": max(done, default=0), "flavor": flavor})
+        return applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))

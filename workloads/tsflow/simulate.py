@@ -1,0 +1,104 @@
+"""Simulated device fleet: deterministic (seeded) sine or random-walk series with noise and spikes."""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .config import SimulationConfig
+
+Row = tuple[datetime, str, str, float]
+
+_NOISE_POOL = 4099  # prime, so pool offsets do not line up with the fleet size
+_METRIC_NAMES = ("temperature", "humidity", "pressure", "voltage", "current", "rpm", "vibration", "load")
+
+
+def metric_names(count: int) -> list[str]:
+    """The first `count` metric names (`metric_<n>` beyond the built-in list)."""
+    return [_METRIC_NAMES[i] if i < len(_METRIC_NAMES) else f"metric_{i}" for i in range(count)]
+
+
+def device_names(generator_id: str, count: int) -> list[str]:
+    """Device ids, prefixed by the generator id so two generators never share a device."""
+    return [f"{generator_id}-d{i:04d}" for i in range(count)]
+
+
+@dataclass
+class _Series:
+    device_id: str
+    metric: str
+    shape: str
+    base: float
+    amplitude: float
+    period_s: float
+    phase: float
+    state: float
+
+
+class Fleet:
+    """Produces one sample per (device, metric) per tick; tick k is at `start + k * interval`."""
+
+    def __init__(self, cfg: SimulationConfig, generator_id: str, start_epoch: float) -> None:
+        seed = cfg.seed if cfg.seed is not None else zlib.crc32(generator_id.encode())
+        self._rng = random.Random(seed)
+        self._cfg = cfg
+        self._start = start_epoch
+        self._series: list[_Series] = []
+        for device in device_names(generator_id, cfg.devices):
+            for metric in metric_names(cfg.metrics_per_device):
+                shape = cfg.shape if cfg.shape != "mixed" else self._rng.choice(("sine", "walk"))
+                base = self._rng.uniform(10.0, 100.0)
+                self._series.append(_Series(
+                    device_id=device, metric=metric, shape=shape, base=base,
+                    amplitude=self._rng.uniform(1.0, 10.0), period_s=self._rng.uniform(300.0, 3600.0),
+                    phase=self._rng.uniform(0.0, 2 * math.pi), state=base,
+                ))
+        # Gaussian noise is drawn once into a pool and read with a random start per tick:
+        # a per-sample rng.gauss() would cost more than the COPY of the sample.
+        self._noise = [self._rng.gauss(0.0, cfg.noise) for _ in range(_NOISE_POOL)]
+        self._until_spike = self._next_spike_gap()
+
+    @property
+    def rows_per_tick(self) -> int:
+        """Samples produced by one tick."""
+        return len(self._series)
+
+    def tick_epoch(self, tick: int) -> float:
+        """Unix time of tick `tick`."""
+        return self._start + tick * self._cfg.interval
+
+    def tick(self, tick: int) -> list[Row]:
+        """All samples of tick `tick` (call with increasing ticks: random walks carry state)."""
+        epoch = self.tick_epoch(tick)
+        ts = datetime.fromtimestamp(epoch, tz=timezone.utc)
+        noise = self._noise
+        n_noise = len(noise)
+        k = self._rng.randrange(n_noise)
+        two_pi = 2 * math.pi
+        rows: list[Row] = []
+        append = rows.append
+        for s in self._series:
+            k = k + 1 if k + 1 < n_noise else 0
+            if s.shape == "sine":
+                value = s.base + s.amplitude * math.sin(two_pi * epoch / s.period_s + s.phase) + noise[k]
+            else:
+                s.state += noise[k] + 0.01 * (s.base - s.state)
+                value = s.state
+            self._until_spike -= 1
+            if self._until_spike < 0:
+                value += self._cfg.spike_magnitude * s.amplitude * (1 if self._rng.random() < 0.5 else -1)
+                self._until_spike = self._next_spike_gap()
+            append((ts, s.device_id, s.metric, value))
+        return rows
+
+    def _next_spike_gap(self) -> int:
+        """Samples until the next spike: geometric with p = spike_probability (huge when p = 0)."""
+        p = self._cfg.spike_probability
+        if p <= 0:
+            return 2**62
+        if p >= 1:
+            return 0
+        return int(math.log(1.0 - self._rng.random()) / math.log(1.0 - p))
