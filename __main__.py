@@ -49,7 +49,7 @@ if config.database.autoscaling is not None:
 # 5. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
 #    (reads from the replicas).
 scrape_targets = list(database.scrape_targets)
-if config.workloads.enabled:
+if config.workloads is not None:
     image = config.workloads.image
     migration = MigrationJob(
         "migrate",

@@ -65,8 +65,7 @@ class AppConfig:
 class WorkloadsConfig:
     """The generator, the consumer and the migration Job."""
 
-    enabled: bool
-    image: str | None
+    image: str
     generator: AppConfig
     consumer: AppConfig
     migration_resources: Resources
@@ -89,7 +88,8 @@ class StackConfig:
 
     cluster: ClusterConfig
     database: DatabaseConfig
-    workloads: WorkloadsConfig
+    workloads: WorkloadsConfig | None
+    """None when ``workloads.enabled`` is false."""
     monitoring: MonitoringConfig
 
 
@@ -197,13 +197,16 @@ def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requeste
     )
 
 
-def _workloads(section: ConfigSection) -> WorkloadsConfig:
+def _workloads(section: ConfigSection) -> WorkloadsConfig | None:
+    enabled = section.boolean("enabled", True)
+    image = section.optional(section.image, "image")
+    if enabled and image is None:
+        raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
     generator = section.section("generator")
     consumer = section.section("consumer")
     migration = section.section("migration")
     workloads = WorkloadsConfig(
-        enabled=section.boolean("enabled", True),
-        image=section.optional(section.image, "image"),
+        image=image or "",
         generator=_app(
             generator,
             settings={
@@ -224,9 +227,7 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig:
     )
     for block in (generator, consumer, migration, section):
         block.done()
-    if workloads.enabled and workloads.image is None:
-        raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
-    return workloads
+    return workloads if enabled else None
 
 
 def _app(block: ConfigSection, *, settings: Mapping[str, str]) -> AppConfig:
@@ -252,6 +253,7 @@ def _monitoring(section: ConfigSection, *, render_dir: str | None) -> Monitoring
         )
     if mode == "install":
         block = blocks["install"] or ConfigSection({}, section.key_path("install"))
+        install_path = block.path
         defaults = InstallSettings()
         install = InstallSettings(
             monitoring_namespace=block.dns_label("namespace", defaults.monitoring_namespace),
@@ -265,7 +267,7 @@ def _monitoring(section: ConfigSection, *, render_dir: str | None) -> Monitoring
         )
         block.done()
         section.done()
-        checked(lambda: install.check(block.path), renames=_MONITORING_KEYS)
+        checked(lambda: install.check(install_path), renames=_MONITORING_KEYS)
         return MonitoringConfig(mode="install", install=install, prometheus_namespace=install.monitoring_namespace)
     if mode == "existing":
         block = blocks["existing"]
@@ -277,13 +279,14 @@ def _monitoring(section: ConfigSection, *, render_dir: str | None) -> Monitoring
                 f"{block.key_path('monitorLabels')}: must name the labels your Prometheus selects "
                 "monitors and rules by, e.g. {release: kube-prometheus-stack}"
             )
+        existing_path = block.path
         existing = ExistingSettings(
             monitor_labels=labels, grafana_namespace=block.optional(block.dns_label, "grafanaNamespace")
         )
         prometheus_namespace = block.optional(block.dns_label, "prometheusNamespace")
         block.done()
         section.done()
-        checked(lambda: existing.check(block.path))
+        checked(lambda: existing.check(existing_path))
         return MonitoringConfig(mode="existing", existing=existing, prometheus_namespace=prometheus_namespace)
     section.done()
     return MonitoringConfig(mode="disabled")

@@ -353,10 +353,10 @@ class TimescaleDB(pulumi.ComponentResource):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _opts(self, *, protected: bool = False, **extra: object) -> pulumi.ResourceOptions:
+    def _opts(self, *, protected: bool = False, ignore_changes: list[str] | None = None) -> pulumi.ResourceOptions:
         """Child options: parented; data-bearing children get protect + retain_on_delete when asked."""
         keep = protected and self._args.protect
-        return pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep, **extra)
+        return pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep, ignore_changes=ignore_changes)
 
     def _metadata(self, name: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._args.namespace, labels=dict(self._labels))
@@ -484,11 +484,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 template=pod.pod_template(spec),
                 volume_claim_templates=claims,
             ),
-            opts=self._opts(
-                protected=True,
-                delete_before_replace=False,
-                ignore_changes=["spec.replicas"] if args.autoscaled else None,
-            ),
+            opts=self._opts(protected=True, ignore_changes=["spec.replicas"] if args.autoscaled else None),
         )
 
     def _disruption_budget(self) -> k8s.policy.v1.PodDisruptionBudget:

@@ -41,7 +41,7 @@ def test_stack_files_exist() -> None:
 def test_every_stack_file_parses(path: Path) -> None:
     config = parse_stack_config(stack_config(path))
     assert config.database.args.replicas >= 1
-    assert config.workloads.image
+    assert config.workloads is not None and config.workloads.image
 
 
 def test_defaults_are_sensible() -> None:
@@ -50,6 +50,7 @@ def test_defaults_are_sensible() -> None:
     assert config.database.args.replicas == 1 and not config.database.args.protect
     assert config.database.args.storage.data_size == "10Gi"
     assert config.monitoring.mode == "install" and config.monitoring.install is not None
+    assert config.workloads is not None
     assert config.workloads.generator.settings["TSFLOW_BATCH_ROWS"] == "20000"
 
 
@@ -60,6 +61,12 @@ def test_prod_is_protected_and_highly_available() -> None:
     assert prod.database.args.anti_affinity == "required"
     assert prod.database.autoscaling is not None and prod.database.autoscaling.min_replicas >= prod.database.args.replicas
     assert prod.monitoring.mode == "existing"
+
+
+def test_disabled_workloads_need_no_image_but_keep_strict_keys() -> None:
+    assert parse_stack_config({"workloads": {"enabled": False}}).workloads is None
+    with pytest.raises(ConfigError, match="generator.devicez: unknown setting; did you mean 'devices'"):
+        parse_stack_config({"workloads": {"enabled": False, "generator": {"devicez": 3}}})
 
 
 def test_numbers_from_yaml_strings_and_floats_are_accepted() -> None:

@@ -166,3 +166,13 @@ def test_bad_config_fails_before_any_resource_is_registered() -> None:
     with pytest.raises(ValueError, match=r"timescale-k8s:timescaledb.replicas \(0\)") as caught:
         run_main("dev", config)
     assert caught.value.registered_resources == []  # type: ignore[attr-defined]
+
+
+def test_database_only_stack_composes_without_workloads_or_monitoring() -> None:
+    config = {"timescale-k8s:workloads": {"enabled": False}, "timescale-k8s:monitoring": {"mode": "disabled"}}
+    recording = run_main("minimal", config)
+    kinds = {m["kind"] for m in recording.manifests()}
+    assert "StatefulSet" in kinds and not kinds & {"Deployment", "Job", "PodMonitor"}
+    assert schema_problems(recording.manifests()) == []
+    assert wiring_problems(recording.manifests()) == []
+    assert recording.outputs["grafanaUrlHint"] == "monitoring is disabled for this stack"
