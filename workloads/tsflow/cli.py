@@ -14,6 +14,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from prometheus_client import CollectorRegistry
 
 from . import __version__, db, schema
+from .timescale_sql import REFRESH_WINDOW_SECONDS
 from .config import (
     SHAPES, ConsumerConfig, DbConfig, GeneratorConfig, HttpConfig, MigrateConfig, SimulationConfig,
     boolean, default_generator_id, duration, env_name, identifier, non_negative_float, non_negative_int,
@@ -136,6 +137,11 @@ def to_migrate_config(ns: argparse.Namespace) -> MigrateConfig:
     """Namespace -> MigrateConfig."""
     if ns.compress_after >= ns.retention:
         raise UsageError(f"--compress-after ({ns.compress_after:g}s) must be < --retention ({ns.retention:g}s)")
+    if ns.retention <= REFRESH_WINDOW_SECONDS:
+        raise UsageError(
+            f"--retention ({ns.retention:g}s) must be > the rollup refresh window ({REFRESH_WINDOW_SECONDS}s), "
+            "or refreshes would erase rollups of dropped data"
+        )
     return MigrateConfig(db=_db(ns), chunk_interval=ns.chunk_interval, compress_after=ns.compress_after,
                          retention=ns.retention)
 

@@ -59,9 +59,13 @@ GROUP BY bucket, device_id, metric
 WITH NO DATA
 """
 
+REFRESH_WINDOW_SECONDS = 3 * 3600
+"""How far back the continuous aggregate's refresh policy looks. Raw retention must be longer: a refresh
+over chunks retention already dropped would delete their rollup buckets."""
+
 CONTINUOUS_AGGREGATE_POLICY = (
     "SELECT add_continuous_aggregate_policy('metrics_1m', "
-    "start_offset => INTERVAL '3 hours', end_offset => INTERVAL '1 minute', "
+    f"start_offset => INTERVAL '{REFRESH_WINDOW_SECONDS} seconds', end_offset => INTERVAL '1 minute', "
     "schedule_interval => INTERVAL '1 minute', if_not_exists => TRUE)"
 )
 

