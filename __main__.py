@@ -96,8 +96,8 @@ if config.monitoring.mode != "disabled":
             # The SQL dashboard's data source reads the reader Secret from the cluster, which a
             # rendering run has no access to.
             analysis_datasource=database.reader_connection if config.cluster.render_dir is None else None,
-            # The database serves plain connections unless a TLS Secret is configured (not yet in config).
-            analysis_sslmode="disable",
+            # Without a TLS Secret the database serves plain connections only.
+            analysis_sslmode="require" if config.database.args.tls_secret_name else "disable",
             install=config.monitoring.install,
             existing=config.monitoring.existing,
         ),

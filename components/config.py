@@ -153,6 +153,7 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         anti_affinity=section.text("antiAffinity", "preferred", choices=("preferred", "required")),  # type: ignore[arg-type]
         protect=section.boolean("protect", False),
         monitoring_namespace=scraper_namespace,
+        tls_secret_name=section.optional(section.text, "tlsSecretName"),
     )
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage.done()
@@ -171,6 +172,7 @@ _DATABASE_KEYS = {
     "app_user": "appUser",
     "reader_user": "readerUser",
     "anti_affinity": "antiAffinity",
+    "tls_secret_name": "tlsSecretName",
 }
 
 

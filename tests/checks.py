@@ -60,9 +60,12 @@ class _PodSet:
         return [p for c in _containers(self.spec) for p in c.get("ports") or []]
 
 
-def wiring_problems(manifests: Sequence[Manifest]) -> list[str]:
-    """Every broken reference between objects, as readable sentences; empty when all wiring resolves."""
-    index = {(m["kind"], _namespace(m), _name(m)): m for m in manifests}
+def wiring_problems(manifests: Sequence[Manifest], external: Iterable[Manifest] = ()) -> list[str]:
+    """Every broken reference between objects, as readable sentences; empty when all wiring resolves.
+
+    ``external`` are objects the stack expects to exist already (e.g. a TLS Secret from cert-manager).
+    """
+    index = {(m["kind"], _namespace(m), _name(m)): m for m in [*external, *manifests]}
     pods = [_pod_set(m, index) for m in manifests if m["kind"] in _POD_OWNERS]
     problems: list[str] = []
     for manifest in manifests:

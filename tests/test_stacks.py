@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -176,3 +177,24 @@ def test_database_only_stack_composes_without_workloads_or_monitoring() -> None:
     assert schema_problems(recording.manifests()) == []
     assert wiring_problems(recording.manifests()) == []
     assert recording.outputs["grafanaUrlHint"] == "monitoring is disabled for this stack"
+
+
+def test_tls_secret_turns_on_server_tls_and_grafana_requires_it() -> None:
+    config = copy.deepcopy(stack_file_config("prod"))
+    config["timescale-k8s:timescaledb"]["tlsSecretName"] = "timescaledb-tls"
+    config["timescale-k8s:monitoring"] = {"mode": "install"}
+    recording = run_main("prod", config)
+    statefulset = recording.one("kubernetes:apps/v1:StatefulSet").manifest()
+    tls_volumes = [v for v in statefulset["spec"]["template"]["spec"]["volumes"] if (v.get("secret") or {}).get("secretName") == "timescaledb-tls"]
+    assert len(tls_volumes) == 1
+    cert_manager_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "timescaledb-tls"}, "data": {"tls.crt": "", "tls.key": ""}}
+    assert wiring_problems(recording.manifests(), external=[cert_manager_secret]) == []
+    assert any("timescaledb-tls" in p for p in wiring_problems(recording.manifests())), "a missing TLS Secret must be reported"
+    patroni = json.loads(next(m for m in recording.manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {}))["data"]["patroni.yaml"])
+    assert patroni["postgresql"]["parameters"]["ssl"] == "on"
+    datasource = next(
+        m["stringData"]["timescaledb-datasource.yaml"]
+        for m in recording.manifests()
+        if m["kind"] == "Secret" and "timescaledb-datasource.yaml" in m.get("stringData", {})
+    )
+    assert "sslmode: require" in datasource
