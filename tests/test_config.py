@@ -122,6 +122,8 @@ BAD_CONFIGS = [
      "timescale-k8s:timescaledb.storage.size (512Mi) must be at least 1Gi"),
     ("application role named like a system role", with_value("timescaledb.appUser", "postgres"),
      "timescale-k8s:timescaledb.appUser ('postgres') is reserved for the cluster"),
+    ("TLS secret name with underscores", with_value("timescaledb.tlsSecretName", "db_tls"),
+     "timescale-k8s:timescaledb.tlsSecretName ('db_tls') must be a Secret name"),
     ("unknown monitoring mode", with_value("monitoring.mode", "operator"),
      "timescale-k8s:monitoring.mode ('operator'): must be one of install, existing, disabled"),
     ("existing mode without labels", with_value("monitoring", {"mode": "existing", "existing": {"prometheusNamespace": "monitoring"}}),
