@@ -182,11 +182,24 @@ def checked(check: Callable[[], T], *, prefix: str = "", renames: Mapping[str, s
         message = str(error)
         for field_path, key in (renames or {}).items():
             message = re.sub(rf"\b{re.escape(field_path)}\b", key, message)
-        message = _SNAKE_WORD.sub(lambda m: _camel(m.group(0)), message)
+        message = _camel_outside_values(message)
         raise ConfigError(f"{prefix}.{message}" if prefix else message) from error
 
 
 _SNAKE_WORD = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+_VALUE = re.compile(r"\([^()]*\)|'[^']*'|\"[^\"]*\"")
+"""Parenthesised or quoted text in an error: the user's values, which must be shown as given."""
+
+
+def _camel_outside_values(message: str) -> str:
+    """Spell snake_case field names as camelCase config keys, leaving quoted and bracketed values alone."""
+    parts, last = [], 0
+    for value in _VALUE.finditer(message):
+        parts.append(_SNAKE_WORD.sub(lambda m: _camel(m.group(0)), message[last : value.start()]))
+        parts.append(value.group(0))
+        last = value.end()
+    parts.append(_SNAKE_WORD.sub(lambda m: _camel(m.group(0)), message[last:]))
+    return "".join(parts)
 
 
 def _camel(word: str) -> str:
