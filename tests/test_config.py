@@ -124,6 +124,8 @@ BAD_CONFIGS = [
      "timescale-k8s:timescaledb.appUser ('postgres') is reserved for the cluster"),
     ("TLS secret name with underscores", with_value("timescaledb.tlsSecretName", "db_tls"),
      "timescale-k8s:timescaledb.tlsSecretName ('db_tls') must be a Secret name"),
+    ("preload libraries that drop timescaledb", with_value("timescaledb.parameters", {"shared_preload_libraries": "pg_stat_statements"}),
+     "timescale-k8s:timescaledb.parameters['shared_preload_libraries'] ('pg_stat_statements') must include 'timescaledb'"),
     ("unknown monitoring mode", with_value("monitoring.mode", "operator"),
      "timescale-k8s:monitoring.mode ('operator'): must be one of install, existing, disabled"),
     ("existing mode without labels", with_value("monitoring", {"mode": "existing", "existing": {"prometheusNamespace": "monitoring"}}),
