@@ -1,0 +1,134 @@
+// Validate prometheus-operator custom resources for tests/crd_validation.py.
+//
+// stdin:  a JSON array of manifests.
+// stdout: {"problems": ["<Kind>/<name>: <message> (at <path>)", ...],
+//          "checked": ["<Kind>/<name>", ...], "skipped": ["<apiVersion>/<Kind>/<name>", ...]}
+//
+// Two passes per object, because neither alone catches a typo:
+// 1. The model's own validate() (@kubernetes-models/prometheus-operator: ajv code compiled from the
+//    prometheus-operator Go types): types, enums, patterns, required fields. Those schemas never set
+//    additionalProperties, so a misspelled field passes it silently.
+// 2. Unknown fields: walk the object against the package's TypeScript declarations (generated from
+//    the same Go types, and the only uncompiled form of the schema the package ships) and report
+//    every key no declared property matches. Maps ({[key: string]: T}) and property-less types
+//    (free-form JSON) accept any key.
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import ts from "typescript";
+import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+
+const API_VERSION = "monitoring.coreos.com/v1";
+const MODELS = { PodMonitor, PrometheusRule, ServiceMonitor };
+
+const require = createRequire(import.meta.url);
+const PACKAGE_DIR = dirname(require.resolve("@kubernetes-models/prometheus-operator/package.json"));
+
+function ref(manifest) {
+  return `${manifest?.kind}/${manifest?.metadata?.name ?? "<unnamed>"}`;
+}
+
+function at(pointer) {
+  return pointer ? pointer.replace(/^\//, "") : "top level";
+}
+
+function schemaProblems(Model, manifest) {
+  try {
+    new Model(manifest).validate();
+    return [];
+  } catch (error) {
+    if (!Array.isArray(error?.errors)) return [`${ref(manifest)}: ${error?.message ?? error} (at top level)`];
+    const lines = error.errors.map((e) => {
+      const message = e.keyword === "required" ? `missing required field "${e.params.missingProperty}"` : e.message;
+      return `${ref(manifest)}: ${message} (at ${at(e.instancePath)})`;
+    });
+    return [...new Set(lines)]; // ajv reports some errors twice (once per $ref level)
+  }
+}
+
+let checker;
+const rootTypes = new Map();
+
+function rootType(kind) {
+  if (!checker) {
+    const files = Object.keys(MODELS).map((k) => join(PACKAGE_DIR, "monitoring.coreos.com", "v1", `${k}.d.ts`));
+    const program = ts.createProgram(files, {
+      strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ["lib.es5.d.ts"],
+      module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    });
+    checker = program.getTypeChecker();
+    for (const [name, file] of Object.keys(MODELS).map((k, i) => [k, files[i]])) {
+      const source = program.getSourceFile(file);
+      const symbol = checker.getSymbolAtLocation(source)?.exports?.get(`I${name}`);
+      if (!symbol) throw new Error(`interface I${name} not found in ${file}`);
+      rootTypes.set(name, checker.getDeclaredTypeOfSymbol(symbol));
+    }
+  }
+  return rootTypes.get(kind);
+}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+// Unknown keys in `value` (with their JSON pointer) against declared type `type`.
+function unknownFields(value, type, pointer) {
+  if (value === null || value === undefined) return [];
+  type = checker.getNonNullableType(type);
+  if (type.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown)) return [];
+  if (type.isUnion()) {
+    // e.g. IntOrString, or an object-or-array alternative: the member that fits best wins.
+    let best = null;
+    for (const member of type.types) {
+      const found = unknownFields(value, member, pointer);
+      if (best === null || found.length < best.length) best = found;
+      if (found.length === 0) break;
+    }
+    return best ?? [];
+  }
+  if (Array.isArray(value)) {
+    if (!checker.isArrayType(type) && !checker.isTupleType(type)) return [];
+    const element = checker.getTypeArguments(type)[0];
+    return value.flatMap((item, i) => unknownFields(item, element, `${pointer}/${i}`));
+  }
+  if (!isPlainObject(value) || !(type.flags & ts.TypeFlags.Object)) return [];
+  const mapOf = checker.getIndexTypeOfType(type, ts.IndexKind.String);
+  const properties = new Map(checker.getPropertiesOfType(type).map((p) => [p.getName(), p]));
+  if (!mapOf && properties.size === 0) return []; // free-form object
+  return Object.entries(value).flatMap(([key, child]) => {
+    const path = `${pointer}/${key}`;
+    const property = properties.get(key);
+    if (property) return unknownFields(child, checker.getTypeOfSymbol(property), path);
+    if (mapOf) return unknownFields(child, mapOf, path);
+    return [{ key, pointer: path }];
+  });
+}
+
+function fieldProblems(manifest) {
+  return unknownFields(manifest, rootType(manifest.kind), "").map(
+    ({ key, pointer }) => `${ref(manifest)}: unknown field "${key}" (at ${at(pointer)})`,
+  );
+}
+
+function validateAll(manifests) {
+  const result = { problems: [], checked: [], skipped: [] };
+  for (const manifest of manifests) {
+    const Model = manifest?.apiVersion === API_VERSION ? MODELS[manifest.kind] : undefined;
+    if (!Model) {
+      result.skipped.push(`${manifest?.apiVersion}/${ref(manifest)}`);
+      continue;
+    }
+    result.checked.push(ref(manifest));
+    result.problems.push(...schemaProblems(Model, manifest), ...fieldProblems(manifest));
+  }
+  return result;
+}
+
+const manifests = JSON.parse(readFileSync(0, "utf8"));
+if (!Array.isArray(manifests)) {
+  process.stderr.write("validate.mjs: stdin must be a JSON array of manifests\n");
+  process.exit(2);
+}
+process.stdout.write(JSON.stringify(validateAll(manifests)) + "\n");

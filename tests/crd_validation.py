@@ -1,0 +1,62 @@
+"""Schema checks for our prometheus-operator custom resources (PodMonitor, PrometheusRule, ServiceMonitor).
+
+``tests.checks.schema_problems`` covers built-in kinds only. This module hands custom resources to
+``tests/crd_schemas/validate.mjs`` (Node), which validates them with the models of the npm package
+``@kubernetes-models/prometheus-operator`` and also reports unknown fields, since those schemas allow
+any extra property and a typo would otherwise pass. Install once with
+``npm ci --prefix tests/crd_schemas --no-audit --no-fund``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
+VALIDATOR = CRD_SCHEMAS / "validate.mjs"
+MONITORING_API = "monitoring.coreos.com/v1"
+INSTALL_HINT = "npm ci --prefix tests/crd_schemas --no-audit --no-fund"
+_REQUIRED_PACKAGES = ("@kubernetes-models/prometheus-operator", "@kubernetes-models/validate", "typescript")
+
+
+def crd_validator_available() -> str | None:
+    """Why the validator cannot run (a skip reason), or ``None`` when node and the packages are installed."""
+    if shutil.which("node") is None:
+        return "node is not installed (needed for tests/crd_schemas/validate.mjs)"
+    missing = [p for p in _REQUIRED_PACKAGES if not (CRD_SCHEMAS / "node_modules" / p / "package.json").is_file()]
+    if missing:
+        return f"npm packages {', '.join(missing)} are not installed; run: {INSTALL_HINT}"
+    return None
+
+
+def custom_resource_problems(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Schema errors and unknown fields of every monitoring.coreos.com/v1 object, as
+    ``"<Kind>/<name>: <message> (at <path>)"``; other API groups are ignored (``schema_problems`` has them).
+
+    A monitoring.coreos.com/v1 kind the validator has no model for is a problem too, so nothing of
+    ours goes unchecked silently. Raises ``RuntimeError`` when the validator is unavailable or fails.
+    """
+    reason = crd_validator_available()
+    if reason is not None:
+        raise RuntimeError(reason)
+    ours = [m for m in manifests if m.get("apiVersion") == MONITORING_API]
+    if not ours:
+        return []
+    completed = subprocess.run(
+        ["node", str(VALIDATOR)],
+        input=json.dumps(ours),
+        capture_output=True,
+        text=True,
+        cwd=CRD_SCHEMAS,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{VALIDATOR.name} exited with {completed.returncode}: {completed.stderr.strip()}")
+    result = json.loads(completed.stdout)
+    unvalidated = [f"{ref}: no schema for this kind, not validated" for ref in result["skipped"]]
+    return [*result["problems"], *unvalidated]
