@@ -325,10 +325,18 @@ def alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
 
 
 def rule_groups(scope: RuleScope, thresholds: AlertThresholds) -> list[dict[str, Any]]:
-    """The ``spec.groups`` of our PrometheusRule."""
+    """The ``spec.groups`` of our PrometheusRule.
+
+    One group, recording rules first: Prometheus evaluates a group's rules in order at the same instant,
+    so an alert built on a recorded series sees this evaluation's value, not the previous interval's
+    (with two groups the lag made alert values, and promtool's unit tests, depend on group timing).
+    """
     return [
-        {"name": f"{RULE_PREFIX}.records", "interval": "30s", "rules": [r.to_rule() for r in recording_rules(scope)]},
-        {"name": f"{RULE_PREFIX}.alerts", "rules": [a.to_rule() for a in alerts(scope, thresholds)]},
+        {
+            "name": f"{RULE_PREFIX}.rules",
+            "interval": "30s",
+            "rules": [*(r.to_rule() for r in recording_rules(scope)), *(a.to_rule() for a in alerts(scope, thresholds))],
+        },
     ]
 
 
