@@ -191,11 +191,8 @@ def _run_generate(cfg: GeneratorConfig, stop: threading.Event) -> int:
 
     registry = CollectorRegistry()
     metrics, health = GeneratorMetrics(registry), Health()
-    server = ProbeServer(registry, health, cfg.http.host, cfg.http.port).start()
-    try:
+    with ProbeServer(registry, health, cfg.http.host, cfg.http.port):
         result = Generator(cfg, metrics, health).run(stop)
-    finally:
-        server.stop()
     return EXIT_OK if result.unflushed_rows == 0 else EXIT_FAILURE
 
 
@@ -204,11 +201,8 @@ def _run_consume(cfg: ConsumerConfig, stop: threading.Event) -> int:
 
     registry = CollectorRegistry()
     metrics, health = ConsumerMetrics(registry), Health()
-    server = ProbeServer(registry, health, cfg.http.host, cfg.http.port).start()
-    try:
+    with ProbeServer(registry, health, cfg.http.host, cfg.http.port):
         ok = Consumer(cfg, metrics, health).run(stop)
-    finally:
-        server.stop()
     if cfg.once and not ok:
         return _fail("the analysis run failed (see the JSON log on stdout)", EXIT_FAILURE)
     return EXIT_OK

@@ -76,3 +76,9 @@ class ProbeServer:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> "ProbeServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
