@@ -20,12 +20,16 @@ from tests.stacks import STACKS, run_stack
 UNAVAILABLE_HERE = {"unix_socket_directories"}  # the throwaway server keeps its own socket directory
 
 
-def rendered_parameters(stack: str) -> dict[str, str]:
-    """Every PostgreSQL parameter in the stack's Patroni config (cluster-wide and local)."""
+def patroni_config(stack: str) -> dict[str, Any]:
     config_map = next(
         m for m in run_stack(stack).manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {})
     )
-    patroni: dict[str, Any] = json.loads(config_map["data"]["patroni.yaml"])
+    return json.loads(config_map["data"]["patroni.yaml"])
+
+
+def rendered_parameters(stack: str) -> dict[str, str]:
+    """Every PostgreSQL parameter in the stack's Patroni config (cluster-wide and local)."""
+    patroni = patroni_config(stack)
     return {
         **patroni["bootstrap"]["dcs"]["postgresql"]["parameters"],
         **patroni["postgresql"]["parameters"],
@@ -64,6 +68,24 @@ def test_postgres_starts_with_the_rendered_parameters(stack: str) -> None:
     finally:
         server.stop()
         server.cleanup()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_postgres_parses_every_rendered_pg_hba_rule(stack: str) -> None:
+    rules = patroni_config(stack)["postgresql"]["pg_hba"]
+    server = PgServer()
+    try:
+        server.init().start()
+        # pg_hba_file_rules parses the file on disk now, without loading it, and reports bad lines.
+        (server.pgdata / "pg_hba.conf").write_text("\n".join(rules) + "\n")
+        with psycopg.connect(server.dsn()) as conn:
+            parsed = conn.execute("SELECT line_number, type, auth_method, error FROM pg_hba_file_rules").fetchall()
+    finally:
+        server.stop()
+        server.cleanup()
+    assert len(parsed) == len(rules)
+    assert [row for row in parsed if row[3] is not None] == []
+    assert {row[2] for row in parsed if row[1] == "host"} <= {"scram-sha-256", "reject"}
 
 
 def _normalized(value: str) -> str:
