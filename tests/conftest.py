@@ -1,14 +1,6 @@
-"""Shared pytest setup: the mock harness runs programs itself (tests/harness.py sets mocks with preview=False
-before any resource is created), so nothing here imports the program at collection time."""
+"""Shared pytest setup.
 
-from __future__ import annotations
-
-import pytest
-
-from tests.harness import Recording, run_program
-
-
-@pytest.fixture
-def run() -> type[Recording] | object:
-    """Return ``run_program`` so tests can run a component program under mocks and get a Recording."""
-    return run_program
+Nothing is imported or mocked at collection time: ``tests.harness.run_program`` sets the Pulumi mocks
+(``preview=False``) and the stack config itself before it runs a program, fresh for every run, so tests
+of components and whole stacks never share state.
+"""

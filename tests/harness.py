@@ -216,17 +216,6 @@ def validate_manifest(manifest: Mapping[str, Any], k8s_version: str = K8S_VERSIO
     kubernetes_validate.validate(dict(manifest), k8s_version, strict=True)
 
 
-def has_builtin_schema(manifest: Mapping[str, Any], k8s_version: str = K8S_VERSION) -> bool:
-    """True when the pinned Kubernetes schema covers the kind (custom resources are not covered)."""
-    try:
-        validate_manifest(manifest, k8s_version)
-    except kubernetes_validate.SchemaNotFoundError:
-        return False
-    except kubernetes_validate.ValidationError:
-        return True
-    return True
-
-
 def walk_strings(value: Any) -> Iterable[str]:
     """Every string inside a nested structure."""
     if isinstance(value, str):
