@@ -8,7 +8,6 @@ wait on other outputs register late, so the run waits for every outstanding RPC 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
