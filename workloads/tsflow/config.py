@@ -6,6 +6,9 @@ import argparse
 import re
 import socket
 from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 ENV_PREFIX = "TSFLOW_"
 SHAPES = ("sine", "walk", "mixed")
@@ -21,6 +24,23 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
 
 
+def _int(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
 def duration(text: str) -> float:
     """Parse `250ms`, `5`, `5s`, `10m`, `2h`, `30d` into seconds (>= 0)."""
     match = _DURATION.match(str(text))
@@ -32,60 +52,26 @@ def duration(text: str) -> float:
     return value
 
 
-def positive_duration(text: str) -> float:
-    """A duration that must be > 0."""
-    value = duration(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+def _bounded(parse: Callable[[str], T], ok: Callable[[T], bool], requirement: str, doc: str) -> Callable[[str], T]:
+    """A converter: ``parse`` the text, then reject values failing ``ok`` with "<requirement>, got <text>"."""
+
+    def convert(text: str) -> T:
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
+        return value
+
+    convert.__doc__ = doc
+    return convert
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def port(text: str) -> int:
-    """A TCP port, 0 meaning 'any free port'."""
-    value = _int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port 0-65535, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A float >= 0."""
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A float > 0."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A float in [0, 1]."""
-    value = _float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
-    return value
+positive_duration = _bounded(duration, lambda v: v > 0, "must be > 0", "A duration that must be > 0.")
+positive_int = _bounded(_int, lambda v: v >= 1, "must be >= 1", "An integer >= 1.")
+non_negative_int = _bounded(_int, lambda v: v >= 0, "must be >= 0", "An integer >= 0.")
+port = _bounded(_int, lambda v: 0 <= v <= 65535, "must be a port 0-65535", "A TCP port, 0 meaning 'any free port'.")
+non_negative_float = _bounded(_float, lambda v: v >= 0, "must be >= 0", "A float >= 0.")
+positive_float = _bounded(_float, lambda v: v > 0, "must be > 0", "A float > 0.")
+probability = _bounded(_float, lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1", "A float in [0, 1].")
 
 
 def boolean(text: str) -> bool:
@@ -109,23 +95,6 @@ def identifier(text: str) -> str:
 def default_generator_id() -> str:
     """The host name: a StatefulSet pod keeps it across restarts."""
     return socket.gethostname().replace(":", "-") or "generator"
-
-
-def _int(text: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
