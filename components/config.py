@@ -8,7 +8,7 @@ names the config key, the bad value and what is allowed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
@@ -134,6 +134,7 @@ def _cluster(section: ConfigSection) -> ClusterConfig:
 
 def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str | None) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
+    autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage = section.section("storage")
     args = TimescaleDBArgs(
         namespace=namespace,
@@ -154,11 +155,10 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         protect=section.boolean("protect", False),
         monitoring_namespace=scraper_namespace,
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
+        autoscaled=autoscaling is not None,
     )
-    autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage.done()
     section.done()
-    args = replace(args, autoscaled=autoscaling is not None)
     checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
 

@@ -48,13 +48,11 @@ class _PodSet:
 
     def could_be_selected_by(self, selector: Mapping[str, Any]) -> bool:
         """Whether some pod of this set matches ``selector``, given the labels it may gain at run time."""
-        plain = dict(selector.get("matchLabels", selector if "matchExpressions" not in selector else {}))
+        candidates = [dict(self.labels)]
         for key, values in self.runtime_labels.items():
-            if key in plain and key not in self.labels:
-                if plain[key] not in values:
-                    return False
-                del plain[key]
-        return selects({**selector, "matchLabels": plain} if "matchLabels" in selector else plain, self.labels)
+            if key not in self.labels:
+                candidates = [{**labels, key: value} for labels in candidates for value in sorted(values)]
+        return any(selects(selector, labels) for labels in candidates)
 
     def container_ports(self) -> list[Mapping[str, Any]]:
         return [p for c in _containers(self.spec) for p in c.get("ports") or []]
