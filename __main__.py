@@ -8,12 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.autoscaler import Autoscaler, AutoscalerArgs
-from components.config import DATABASE_NAME, read_stack_config
-from components.migration import MigrationJob, MigrationJobArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import StackNamespace, StackNamespaceArgs
 from components.timescaledb import TimescaleDB
-from components.workload import Workload, WorkloadArgs
+from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
+from stack import DATABASE_NAME, read_stack_config
 
 # 1. Config: typed and validated; a bad value stops here, before any resource exists.
 config = read_stack_config()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.images import check_pinned_image
-from components.labels import (
+from components.shared.images import check_pinned_image
+from components.shared.labels import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
     MANAGED_BY_LABEL,

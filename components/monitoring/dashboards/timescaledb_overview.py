@@ -1,0 +1,82 @@
+"""TimescaleDB overview: health, roles, connections, transactions, cache, replication, size and WAL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as dash
+
+from components.monitoring.dashboards.common import (
+    NAMESPACE, RATE, DashboardIds, prom, prometheus_dashboard, stat_panel, timeseries_panel, to_json,
+)
+from components.monitoring.rules import REPLICATION_LAG_BYTES
+
+SLUG = "tsdb-overview"
+N = NAMESPACE  # short alias: it appears in nearly every f-string below
+
+
+def build(ids: DashboardIds) -> dict[str, Any]:
+    """The dashboard JSON."""
+    board = prometheus_dashboard(
+        ids, SLUG, "TimescaleDB overview",
+        "PostgreSQL/TimescaleDB and Patroni health from postgres_exporter, Patroni and kubelet.",
+        "pg_up",
+    )
+    board = (
+        board.with_row(dash.Row("Health"))
+        .with_panel(stat_panel("PostgreSQL up", "none", prom(f"min(pg_up{{{N}}})"),
+                               description="0 when any exporter cannot reach its PostgreSQL.",
+                               steps=((None, "red"), (1, "green")), mappings={"0": ("DOWN", "red"), "1": ("UP", "green")}))
+        .with_panel(stat_panel("Primaries", "none", prom(f"sum(patroni_primary{{{N}}})"),
+                               description="Members holding the Patroni leader lock: exactly 1 is healthy.",
+                               steps=((None, "red"), (1, "green"), (2, "red"))))
+        .with_panel(stat_panel("Replicas streaming", "none", prom(f"sum(patroni_postgres_streaming{{{N}}})"),
+                               steps=((None, "orange"), (1, "green"))))
+        .with_panel(stat_panel("Worst replica lag", "s", prom(f"max(pg_replication_lag_seconds{{{N}}})"),
+                               steps=((None, "green"), (10, "orange"), (30, "red"))))
+        .with_panel(stat_panel("Role", "none", prom(f"max by (pod) (patroni_primary{{{N}}})", "{{pod}}"),
+                               description="Patroni role of each member.", span=24,
+                               mappings={"1": ("primary", "blue"), "0": ("replica", "green")}))
+        .with_row(dash.Row("Load"))
+        .with_panel(timeseries_panel(
+            "Connections", "short",
+            prom(f"sum by (pod, state) (pg_stat_activity_count{{{N}}})", "{{pod}} {{state}}"),
+            prom(f"max by (pod) (pg_settings_max_connections{{{N}}})", "{{pod}} max_connections")))
+        .with_panel(timeseries_panel(
+            "Connection usage", "percentunit",
+            prom(f"sum by (pod) (pg_stat_activity_count{{{N}}}) / max by (pod) (pg_settings_max_connections{{{N}}})",
+                 "{{pod}}")))
+        .with_panel(timeseries_panel(
+            "Transactions", "ops",
+            prom(f"sum by (pod) (rate(pg_stat_database_xact_commit{{{N}}}[{RATE}]))", "{{pod}} commits"),
+            prom(f"sum by (pod) (rate(pg_stat_database_xact_rollback{{{N}}}[{RATE}]))", "{{pod}} rollbacks")))
+        .with_panel(timeseries_panel(
+            "Cache hit ratio", "percentunit",
+            prom(f"sum by (pod) (rate(pg_stat_database_blks_hit{{{N}}}[{RATE}]))"
+                 f" / (sum by (pod) (rate(pg_stat_database_blks_hit{{{N}}}[{RATE}]))"
+                 f" + sum by (pod) (rate(pg_stat_database_blks_read{{{N}}}[{RATE}])))", "{{pod}}"),
+            description="Share of block reads served from shared_buffers; below ~99% the working set no longer fits."))
+        .with_row(dash.Row("Replication"))
+        .with_panel(timeseries_panel(
+            "Replication lag (time)", "s", prom(f"pg_replication_lag_seconds{{{N}}}", "{{pod}}"),
+            description="Seconds since the replica replayed its last transaction (0 on the primary)."))
+        .with_panel(timeseries_panel(
+            "Replication lag (bytes)", "bytes", prom(f"{REPLICATION_LAG_BYTES}{{{N}}}", "{{pod}}"),
+            description="Primary WAL position minus each replica's replayed position (Patroni)."))
+        .with_row(dash.Row("Storage"))
+        .with_panel(timeseries_panel(
+            "Database size", "bytes",
+            prom(f'max by (datname) (pg_database_size_bytes{{{N}, datname!~"template0|template1"}})', "{{datname}}"),
+            span=8))
+        .with_panel(timeseries_panel(
+            "WAL", "bytes", prom(f"max by (pod) (pg_wal_size_bytes{{{N}}})", "{{pod}} pg_wal size"), span=8))
+        .with_panel(timeseries_panel(
+            "WAL generated", "Bps",
+            prom(f"sum by (scope) (rate(patroni_xlog_location{{{N}}}[{RATE}]))", "{{scope}}"), span=8))
+        .with_panel(timeseries_panel(
+            "Volume usage", "percentunit",
+            prom(f"1 - max by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{{N}}})"
+                 f" / max by (persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{{{N}}})",
+                 "{{persistentvolumeclaim}}"), span=24))
+    )
+    return to_json(board)

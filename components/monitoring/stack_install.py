@@ -1,0 +1,123 @@
+"""Helm values for kube-prometheus-stack and the Grafana data source provisioning file.
+
+Values are nested dicts in the chart's own (camelCase) key style because they are the chart's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import yaml
+
+from components.monitoring.dashboards.common import POSTGRES_DS_TYPE
+from components.monitoring.settings import INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, InstallSettings
+from components.shared.quantity import byte_size
+from components.shared.types import Resources
+
+GRAFANA_ADMIN_USER_KEY = "admin-user"
+GRAFANA_ADMIN_PASSWORD_KEY = "admin-password"
+GRAFANA_FOLDER_ANNOTATION = "grafana_folder"
+RETENTION_SIZE_SHARE = 0.85
+"""Prometheus deletes old blocks once the TSDB reaches this share of its volume, so it never fills it."""
+
+
+def resources_values(resources: Resources) -> dict[str, Any]:
+    """A ``Resources`` as the ``resources:`` block charts take."""
+    limits = {"memory": resources.memory_limit or resources.memory_request}
+    if resources.cpu_limit is not None:
+        limits["cpu"] = resources.cpu_limit
+    return {"requests": {"cpu": resources.cpu_request, "memory": resources.memory_request}, "limits": limits}
+
+
+def retention_size(storage_size: str) -> str:
+    """``retentionSize`` for a volume of ``storage_size`` (Prometheus size units are base 2: 'MB' = MiB)."""
+    mebibytes = int(byte_size(storage_size, field="prometheus_storage_size") * RETENTION_SIZE_SHARE) // 2**20
+    return f"{mebibytes}MB"
+
+
+def kube_prometheus_stack_values(
+    settings: InstallSettings,
+    *,
+    admin_secret_name: pulumi.Input[str],
+    grafana_pod_labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """Values that make the stack pick up our monitors/rules/dashboards and keep secrets out of values."""
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": settings.prometheus_storage_size}},
+    }
+    if settings.storage_class:
+        claim_spec["storageClassName"] = settings.storage_class
+    dashboard_key, dashboard_value = INSTALL_DASHBOARD_LABEL
+    datasource_key, datasource_value = INSTALL_DATASOURCE_LABEL
+    return {
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": settings.prometheus_retention,
+                "retentionSize": retention_size(settings.prometheus_storage_size),
+                "resources": resources_values(settings.prometheus_resources),
+                "storageSpec": {"volumeClaimTemplate": {"spec": claim_spec}},
+                # Select monitors and rules from every namespace without Helm release labels.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "probeSelectorNilUsesHelmValues": False,
+            },
+        },
+        "grafana": {
+            "admin": {
+                "existingSecret": admin_secret_name,
+                "userKey": GRAFANA_ADMIN_USER_KEY,
+                "passwordKey": GRAFANA_ADMIN_PASSWORD_KEY,
+            },
+            "resources": resources_values(settings.grafana_resources),
+            # Lets a database NetworkPolicy that admits reader clients by label admit Grafana too.
+            "podLabels": dict(grafana_pod_labels),
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": dashboard_key,
+                    "labelValue": dashboard_value,
+                    "searchNamespace": "ALL",
+                    "folderAnnotation": GRAFANA_FOLDER_ANNOTATION,
+                    "provider": {"foldersFromFilesStructure": True},
+                },
+                "datasources": {
+                    "enabled": True,
+                    "label": datasource_key,
+                    "labelValue": datasource_value,
+                    "searchNamespace": "ALL",
+                    # Our PostgreSQL data source carries a password, so it is a Secret, not a ConfigMap.
+                    "resource": "both",
+                },
+            },
+        },
+    }
+
+
+def postgres_datasource_file(
+    *, uid: str, name: str, host: str, port: int, database: str, user: str, password: str, sslmode: str
+) -> str:
+    """A Grafana provisioning file for a read-only TimescaleDB data source (goes into a Secret)."""
+    datasource = {
+        "name": name,
+        "uid": uid,
+        "type": POSTGRES_DS_TYPE,
+        "access": "proxy",
+        "url": f"{host}:{port}",
+        "user": user,
+        "editable": False,
+        "jsonData": {
+            "database": database,
+            "sslmode": sslmode,
+            "timescaledb": True,
+            "postgresVersion": 1500,
+            "maxOpenConns": 5,
+            "maxIdleConns": 2,
+            "connMaxLifetime": 14400,
+        },
+        "secureJsonData": {"password": password},
+    }
+    return yaml.safe_dump({"apiVersion": 1, "datasources": [datasource]}, sort_keys=False)

@@ -1,0 +1,162 @@
+"""Pod-building pieces shared by the tsflow Deployment (``Workload``) and the migration Job.
+
+The tsflow image runs as USER 10001 with ENTRYPOINT ``python -m tsflow``; it reads its database
+connection from libpq's standard variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD) and its
+settings from ``TSFLOW_*`` variables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.shared.images import check_pinned_image
+from components.shared.security import container_security_context, pod_security_context
+from components.shared.types import ConnectionSecretKeys, DatabaseConnection, Resources
+
+APP_USER = 10001
+"""UID (and GID) of the image's USER; the pod runs as it, never as root."""
+TMP_VOLUME = "tmp"
+TMP_SIZE_LIMIT = "64Mi"
+"""/tmp is the only writable path (the root filesystem is read-only)."""
+
+LIBPQ_ENV = {
+    "PGHOST": ConnectionSecretKeys.HOST,
+    "PGPORT": ConnectionSecretKeys.PORT,
+    "PGDATABASE": ConnectionSecretKeys.DBNAME,
+    "PGUSER": ConnectionSecretKeys.USER,
+    "PGPASSWORD": ConnectionSecretKeys.PASSWORD,
+}
+"""libpq variable -> key of the DatabaseConnection Secret it is read from."""
+DSN_ENV = "TSFLOW_DSN"
+"""tsflow's inline connection string; reserved, because it would bypass (and could inline) the Secret."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_app_args(
+    path: str,
+    *,
+    image: str,
+    command_args: Sequence[str],
+    resources: Resources,
+    env: Mapping[str, str],
+    reserved_env: Sequence[str] = (),
+) -> None:
+    """Raise ``ValueError`` naming ``path.<field>`` for an unpinned image, no command, bad resources or settings."""
+    check_pinned_image(image, field=f"{path}.image")
+    if isinstance(command_args, str) or not command_args or not all(isinstance(a, str) and a for a in command_args):
+        raise ValueError(f"{path}.command_args ({command_args!r}) must be a non-empty list of strings, e.g. ['migrate']")
+    resources.check(f"{path}.resources")
+    taken = {*LIBPQ_ENV, DSN_ENV, *reserved_env}
+    for key, value in env.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ValueError(f"{path}.env key {key!r} is not a valid environment variable name")
+        if key in taken:
+            raise ValueError(f"{path}.env key {key!r} is set by the component itself (reserved: {sorted(taken)})")
+        if not isinstance(value, str):
+            raise ValueError(f"{path}.env[{key!r}] ({value!r}) must be a string")
+
+
+def check_dns_label(path: str, value: str) -> None:
+    """Raise unless ``value`` is an RFC 1123 label (it names a container and is a label value)."""
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(f"{path} ({value!r}) must be a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63 characters)")
+
+
+def merge_pod_labels(path: str, labels: Mapping[str, str], client_labels: Mapping[str, str]) -> dict[str, str]:
+    """Recommended labels plus the database's client labels; a client label may not override one."""
+    clashes = {k: (labels[k], v) for k, v in client_labels.items() if k in labels and labels[k] != v}
+    if clashes:
+        raise ValueError(f"{path}.database.client_labels override recommended labels: {clashes}")
+    return {**labels, **client_labels}
+
+
+def image_version(image: str) -> str:
+    """The image's tag (or the first 12 hex digits of its digest), for the app.kubernetes.io/version label."""
+    if "@sha256:" in image:
+        return image.rsplit("@sha256:", 1)[1][:12]
+    return image.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
+def app_env(
+    database: DatabaseConnection,
+    settings: Mapping[str, pulumi.Input[str]],
+) -> list[k8s.core.v1.EnvVarArgs]:
+    """Plain settings (sorted, for stable diffs) then the libpq variables, each by reference to the Secret."""
+    plain = [k8s.core.v1.EnvVarArgs(name=key, value=settings[key]) for key in sorted(settings)]
+    from_secret = [
+        k8s.core.v1.EnvVarArgs(
+            name=variable,
+            value_from=k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=database.secret_name, key=key)
+            ),
+        )
+        for variable, key in LIBPQ_ENV.items()
+    ]
+    return plain + from_secret
+
+
+def app_container(
+    *,
+    name: str,
+    image: str,
+    args: Sequence[str],
+    env: list[k8s.core.v1.EnvVarArgs],
+    resources: Resources,
+    ports: Sequence[k8s.core.v1.ContainerPortArgs] = (),
+    probes: Mapping[str, k8s.core.v1.ProbeArgs] | None = None,
+) -> k8s.core.v1.ContainerArgs:
+    """The tsflow container: restricted security context, read-only root, writable /tmp.
+
+    ``probes`` maps ``liveness``/``readiness``/``startup`` to probes; default none (a Job needs none).
+    """
+    probes = probes or {}
+    return k8s.core.v1.ContainerArgs(
+        name=name,
+        image=image,
+        image_pull_policy="IfNotPresent",
+        args=list(args),
+        env=env,
+        ports=list(ports) or None,
+        resources=resources.to_args(),
+        liveness_probe=probes.get("liveness"),
+        readiness_probe=probes.get("readiness"),
+        startup_probe=probes.get("startup"),
+        security_context=container_security_context(),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp")],
+        termination_message_policy="FallbackToLogsOnError",
+    )
+
+
+def app_pod_template(
+    *,
+    labels: Mapping[str, str],
+    container: k8s.core.v1.ContainerArgs,
+    restart_policy: str,
+    termination_grace_seconds: int,
+    topology_spread: Sequence[k8s.core.v1.TopologySpreadConstraintArgs] = (),
+) -> k8s.core.v1.PodTemplateSpecArgs:
+    """A pod that runs ``container`` as APP_USER, without an API token or service-link variables."""
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
+        spec=k8s.core.v1.PodSpecArgs(
+            containers=[container],
+            restart_policy=restart_policy,
+            termination_grace_period_seconds=termination_grace_seconds,
+            security_context=pod_security_context(run_as_user=APP_USER),
+            automount_service_account_token=False,
+            enable_service_links=False,
+            topology_spread_constraints=list(topology_spread) or None,
+            volumes=[
+                k8s.core.v1.VolumeArgs(
+                    name=TMP_VOLUME,
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=TMP_SIZE_LIMIT),
+                )
+            ],
+        ),
+    )

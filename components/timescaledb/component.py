@@ -1,0 +1,544 @@
+"""TimescaleDB on Kubernetes, highly available through Patroni and its Kubernetes DCS.
+
+Shape (modelled on Timescale's timescaledb-single chart, with its known outages designed out):
+
+* One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Patroni elects one
+  primary through a leader ConfigMap (``<name>-leader``) and labels every pod ``role=primary`` or
+  ``role=replica``; the read-write Service selects ``role=primary``. Any replica count forms one
+  cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from the
+  primary by themselves. Replicas stream asynchronously with replication slots.
+* The read-only Service selects ``role=replica`` when ``replicas > 1``. With one member there are no
+  replicas, so it selects every member (the primary): read-only clients keep working and move to
+  replicas automatically once the StatefulSet is scaled out and the component is updated.
+* PostgreSQL parameters come from ``components.timescaledb.tuning`` (timescaledb-tune's rules) for the container's
+  CPU/memory and the WAL disk, then ``postgresql_parameters`` overrides. max_wal_size is sized from the
+  WAL volume, or, without one, from a quarter of the data volume; ``max_slot_wal_keep_size`` caps WAL
+  kept for a dead replica, so WAL cannot fill the disk (the chart's most common outage).
+* Database bootstrap uses Patroni's ``bootstrap.post_init`` (script in the ConfigMap, passwords read
+  from a secret volume). Chosen over an init Job because it runs exactly once, on the primary, inside
+  the bootstrap Patroni already serializes, before any client can connect, with no extra pod, no extra
+  network path and no race against Services becoming ready. Roles, database, grants and
+  ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Changing
+  ``database``/users later does not re-run it (documented limitation; rename by SQL).
+
+Data safety on updates and deletes:
+
+* The StatefulSet has a fixed name (the component name), so PVCs are ``data-<name>-<n>``. Its
+  ``persistentVolumeClaimRetentionPolicy`` is Retain/Retain: PVCs survive deletion and scale-down.
+* A change to an immutable StatefulSet field (volumeClaimTemplates, selector, serviceName) makes
+  pulumi-kubernetes replace it; because the name is fixed, the provider must delete before it
+  re-creates (create-before-delete would collide on the name). Without ``protect`` that is a short
+  outage, never data loss: the new StatefulSet reattaches the retained PVCs by name, and Patroni
+  restarts on the same data. With ``protect=True`` Pulumi refuses the replacement (and any delete)
+  outright, so a production stack cannot even suffer the outage without an explicit unprotect.
+* ``protect=True`` also sets ``retain_on_delete`` on the StatefulSet, the Secrets, the passwords and
+  the ConfigMap: ``pulumi destroy`` (after unprotecting) leaves them in the cluster.
+* ``autoscaled=True`` adds ``ignore_changes=["spec.replicas"]`` so ``pulumi up`` never fights the HPA.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.timescaledb import patroni_config as pc
+from components.timescaledb import pod
+from components.shared.images import check_pinned_image
+from components.shared.labels import recommended_labels, selector_labels
+from components.timescaledb.tuning import TuneInput, tune
+from components.shared.quantity import byte_size
+from components.timescaledb.credentials import RolePassword, connection_data, opaque_secret, role_password
+from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+
+DEFAULT_IMAGE = "timescale/timescaledb-ha:pg17.4-ts2.18.2"
+DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
+DEFAULT_POD_NETWORK_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+APP_NAME = "timescaledb"
+COMPONENT = "database"
+MAX_NAME_LENGTH = 40
+"""Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
+``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
+MIN_VOLUME_BYTES = 2**30
+MIN_MEMORY_BYTES = 256 * 2**20
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageArgs:
+    """Persistent volumes of each member."""
+
+    data_size: str = "10Gi"
+    """Size of the data volume; default ``10Gi``."""
+    storage_class: str | None = None
+    """StorageClass of both volumes; default None (the cluster's default class)."""
+    wal_size: str | None = None
+    """Size of a separate WAL volume; default None (pg_wal on the data volume)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimescaleDBArgs:
+    """Inputs of :class:`TimescaleDB`."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of every object; required."""
+    replicas: int = 1
+    """Cluster members (one primary, the rest streaming replicas); default 1. The HPA floor when autoscaled."""
+    image: str = DEFAULT_IMAGE
+    """Pinned timescaledb-ha image (PostgreSQL 17, Patroni 4); default ``timescale/timescaledb-ha:pg17.4-ts2.18.2``."""
+    exporter_image: str = DEFAULT_EXPORTER_IMAGE
+    """Pinned postgres_exporter image; default ``quay.io/prometheuscommunity/postgres-exporter:v0.17.1``."""
+    resources: Resources = field(default_factory=lambda: Resources(cpu_request="1", memory_request="2Gi"))
+    """PostgreSQL container resources (tuning follows them); default 1 CPU / 2Gi, memory limit = request."""
+    exporter_resources: Resources = field(
+        default_factory=lambda: Resources(cpu_request="50m", memory_request="64Mi", memory_limit="128Mi")
+    )
+    """Exporter sidecar resources; default 50m / 64Mi (limit 128Mi)."""
+    storage: StorageArgs = field(default_factory=StorageArgs)
+    """Volumes; default 10Gi data, cluster default StorageClass, WAL on the data volume."""
+    database: str = "app"
+    """Application database (TimescaleDB extension created in it); default ``app``."""
+    app_user: str = "app"
+    """Read-write owner of the database; default ``app``."""
+    reader_user: str = "reader"
+    """Read-only role (pg_read_all_data), e.g. for Grafana; default ``reader``."""
+    postgresql_parameters: Mapping[str, str] = field(default_factory=dict)
+    """PostgreSQL parameter overrides, winning over tuning; default none."""
+    anti_affinity: Literal["preferred", "required"] = "preferred"
+    """Spread members over nodes as a preference or a hard rule; default ``preferred``."""
+    autoscaled: bool = False
+    """An HPA owns the replica count (``ignore_changes=["spec.replicas"]``); default False."""
+    protect: bool = False
+    """protect + retain_on_delete on StatefulSet, Secrets, ConfigMap and passwords; default False."""
+    monitoring_namespace: str | None = None
+    """Namespace allowed to scrape metrics (and reach 5432 with client labels); default None: same namespace."""
+    termination_grace_seconds: int = 60
+    """Seconds a member gets to checkpoint and hand over leadership on shutdown; default 60."""
+    max_connections: int | None = None
+    """max_connections for tuning (like timescaledb-tune --max-conns); default None: memory step (25..100)."""
+    pod_network_cidrs: Sequence[str] = DEFAULT_POD_NETWORK_CIDRS
+    """Networks replication may come from (pg_hba); default the RFC 1918 ranges."""
+    tls_secret_name: str | None = None
+    """A ``kubernetes.io/tls`` Secret (e.g. from cert-manager) turning on server TLS (``ssl=on``); default
+    None: no TLS, so clients must use ``sslmode=prefer`` or ``disable``."""
+
+
+def statefulset_name(name: str) -> str:
+    """The fixed StatefulSet name, also Patroni's scope (one place derives it)."""
+    return name
+
+
+def client_labels_for(name: str) -> dict[str, str]:
+    """Labels a client pod must carry to reach PostgreSQL through the NetworkPolicy."""
+    return {f"timescale-k8s.io/{name}-client": "true"}
+
+
+def wal_disk_bytes(storage: StorageArgs) -> int:
+    """Disk tuning sizes WAL against: the WAL volume, else a quarter of the data volume."""
+    if storage.wal_size is not None:
+        return byte_size(storage.wal_size, field="storage.wal_size")
+    return byte_size(storage.data_size, field="storage.data_size") // 4
+
+
+def postgresql_parameters(args: TimescaleDBArgs) -> dict[str, str]:
+    """Base settings, then tuning for the container and WAL disk, then the user's overrides."""
+    tuned = tune(
+        TuneInput(
+            memory_bytes=args.resources.memory_bytes,
+            cpus=args.resources.cpu_cores,
+            wal_disk_bytes=wal_disk_bytes(args.storage),
+            max_connections=args.max_connections,
+        )
+    )
+    tls = pc.TLS_PARAMETERS if args.tls_secret_name is not None else {}
+    return {**pc.BASE_PARAMETERS, **tuned, **tls, **args.postgresql_parameters}
+
+
+def check_args(name: str, args: TimescaleDBArgs) -> None:
+    """Raise ``ValueError`` naming the field and value for anything a cluster would reject or mis-run."""
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name):
+        raise ValueError(
+            f"name ({name!r}) must be a lowercase RFC 1123 label starting with a letter, at most {MAX_NAME_LENGTH} characters"
+        )
+    if isinstance(args.namespace, str) and (len(args.namespace) > 63 or not _DNS_LABEL.match(args.namespace)):
+        raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
+    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or args.replicas < 1:
+        raise ValueError(f"replicas ({args.replicas!r}) must be an integer >= 1")
+    check_pinned_image(args.image, field="image")
+    check_pinned_image(args.exporter_image, field="exporter_image")
+    args.resources.check("resources")
+    if args.resources.memory_bytes < MIN_MEMORY_BYTES:
+        memory = args.resources.memory_limit or args.resources.memory_request
+        raise ValueError(f"resources memory ({memory}) must be at least 256Mi to run PostgreSQL with TimescaleDB")
+    args.exporter_resources.check("exporter_resources")
+    _check_storage(args.storage)
+    for field_name in ("database", "app_user", "reader_user"):
+        pc.check_identifier(getattr(args, field_name), field_name=field_name)
+    if args.app_user == args.reader_user:
+        raise ValueError(f"reader_user ({args.reader_user!r}) must differ from app_user ({args.app_user!r})")
+    for field_name in ("app_user", "reader_user"):
+        if getattr(args, field_name) in pc.RESERVED_ROLES:
+            raise ValueError(
+                f"{field_name} ({getattr(args, field_name)!r}) is reserved for the cluster; "
+                f"avoid {sorted(pc.RESERVED_ROLES)}"
+            )
+    pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
+    if args.anti_affinity not in ("preferred", "required"):
+        raise ValueError(f"anti_affinity ({args.anti_affinity!r}) must be 'preferred' or 'required'")
+    if args.monitoring_namespace is not None and not _DNS_LABEL.match(args.monitoring_namespace):
+        raise ValueError(f"monitoring_namespace ({args.monitoring_namespace!r}) must be a namespace name")
+    if args.tls_secret_name is not None and (
+        len(args.tls_secret_name) > 253 or not _DNS_SUBDOMAIN.match(args.tls_secret_name)
+    ):
+        raise ValueError(f"tls_secret_name ({args.tls_secret_name!r}) must be a Secret name")
+    grace = args.termination_grace_seconds
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
+        raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
+    if isinstance(args.pod_network_cidrs, str) or not args.pod_network_cidrs:
+        raise ValueError(f"pod_network_cidrs ({args.pod_network_cidrs!r}) must be a non-empty list of CIDRs")
+    for cidr in args.pod_network_cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as error:
+            raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
+    postgresql_parameters(args)  # tuning limits (max_connections, memory) raise with field names
+
+
+def _check_storage(storage: StorageArgs) -> None:
+    for field_name in ("data_size", "wal_size"):
+        value = getattr(storage, field_name)
+        if value is not None and byte_size(value, field=f"storage.{field_name}") < MIN_VOLUME_BYTES:
+            raise ValueError(f"storage.{field_name} ({value}) must be at least 1Gi")
+    if storage.storage_class is not None and (
+        len(storage.storage_class) > 253 or not _DNS_SUBDOMAIN.match(storage.storage_class)
+    ):
+        raise ValueError(f"storage.storage_class ({storage.storage_class!r}) must be a StorageClass name")
+
+
+class TimescaleDB(pulumi.ComponentResource):
+    """A Patroni-managed TimescaleDB cluster with Services, credentials, metrics and network policy."""
+
+    app_connection: DatabaseConnection
+    reader_connection: DatabaseConnection
+    client_labels: dict[str, str]
+    statefulset: k8s.apps.v1.StatefulSet
+    scale_target: ScaleTarget
+    scrape_targets: list[ScrapeTarget]
+    pod_labels: dict[str, str]
+    port: int
+    primary_service_name: pulumi.Output[str]
+    replica_service_name: pulumi.Output[str]
+    headless_service_name: pulumi.Output[str]
+    superuser_secret_name: pulumi.Output[str]
+    app_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        check_args(name, args)
+        super().__init__("timescale-k8s:index:TimescaleDB", name, None, opts)
+        self._name = name
+        self._args = args
+        version = args.image.rsplit(":", 1)[-1]
+        self.pod_labels = selector_labels(app=APP_NAME, instance=name, component=COMPONENT)
+        self._labels = recommended_labels(app=APP_NAME, instance=name, component=COMPONENT, version=version)
+        self.client_labels = client_labels_for(name)
+        self.port = pc.POSTGRES_PORT
+        scope = statefulset_name(name)
+
+        headless = self._service("headless", headless=True, selector=self.pod_labels)
+        primary = self._service("primary", selector={**self.pod_labels, pc.ROLE_LABEL: pc.LEADER_LABEL_VALUE})
+        read_only_selector = (
+            {**self.pod_labels, pc.ROLE_LABEL: pc.FOLLOWER_LABEL_VALUE} if args.replicas > 1 else self.pod_labels
+        )
+        replicas = self._service("replicas", selector=read_only_selector)
+        primary_host = self._fqdn(primary)
+        replica_host = self._fqdn(replicas)
+
+        # Children are named by purpose, not by role name, so renaming a role never regenerates a password.
+        passwords = {
+            purpose: role_password(f"{name}-{purpose}-password", role, self._opts(protected=True))
+            for purpose, role in (("superuser", pc.SUPERUSER), ("replication", pc.REPLICATION_USER),
+                                  ("restapi", pc.RESTAPI_USER), ("monitor", pc.MONITOR_USER),
+                                  ("app", args.app_user), ("reader", args.reader_user))
+        }
+        superuser_secret = self._connection_secret("superuser", passwords["superuser"], primary_host, "postgres")
+        app_secret = self._connection_secret("app", passwords["app"], primary_host, args.database)
+        reader_secret = self._connection_secret("reader", passwords["reader"], replica_host, args.database)
+        internal_secret = opaque_secret(
+            f"{name}-internal",
+            namespace=args.namespace,
+            labels=self._labels,
+            data={
+                pod.REPLICATION_KEY: passwords["replication"].password,
+                pod.RESTAPI_KEY: passwords["restapi"].password,
+                pod.MONITOR_KEY: passwords["monitor"].password,
+            },
+            opts=self._opts(protected=True),
+        )
+
+        config_text, script_text = self._patroni_files(scope)
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-patroni",
+            metadata=self._metadata(),
+            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text},
+            opts=self._opts(protected=True),
+        )
+        service_account = self._rbac()
+
+        self.statefulset = self._statefulset(
+            scope,
+            headless,
+            pod.PodRefs(
+                service_account=service_account.metadata.name,
+                config_map=config_map.metadata.name,
+                superuser_secret=superuser_secret.metadata.name,
+                internal_secret=internal_secret.metadata.name,
+                app_secret=app_secret.metadata.name,
+                reader_secret=reader_secret.metadata.name,
+            ),
+            checksum=hashlib.sha256((config_text + script_text).encode()).hexdigest(),
+        )
+        if args.replicas > 1:
+            self._disruption_budget()
+        self._network_policy()
+
+        connection = functools.partial(
+            DatabaseConnection,
+            read_write_host=primary_host,
+            read_only_host=replica_host,
+            port=self.port,
+            database=args.database,
+            client_labels=self.client_labels,
+        )
+        self.app_connection = connection(user=args.app_user, secret_name=app_secret.metadata.name)
+        self.reader_connection = connection(user=args.reader_user, secret_name=reader_secret.metadata.name)
+        self.scale_target = ScaleTarget.of(
+            self.statefulset,
+            container_resources=[args.resources, args.exporter_resources],
+            min_replicas_floor=args.replicas,
+            stateful=True,
+        )
+        self.scrape_targets = [
+            ScrapeTarget(job="postgres-exporter", namespace=args.namespace, pod_labels=self.pod_labels, port_name="exporter"),
+            ScrapeTarget(job="patroni", namespace=args.namespace, pod_labels=self.pod_labels, port_name="patroni"),
+        ]
+        self.primary_service_name = primary.metadata.name
+        self.replica_service_name = replicas.metadata.name
+        self.headless_service_name = headless.metadata.name
+        self.superuser_secret_name = superuser_secret.metadata.name
+        self.app_password = pulumi.Output.secret(passwords["app"].password)
+        self.register_outputs({
+            "app_connection": registrable(self.app_connection),
+            "reader_connection": registrable(self.reader_connection),
+            "client_labels": self.client_labels,
+            "statefulset": self.statefulset,
+            "scale_target": registrable(self.scale_target),
+            "scrape_targets": [registrable(target) for target in self.scrape_targets],
+            "pod_labels": self.pod_labels,
+            "port": self.port,
+            "primary_service_name": self.primary_service_name,
+            "replica_service_name": self.replica_service_name,
+            "headless_service_name": self.headless_service_name,
+            "superuser_secret_name": self.superuser_secret_name,
+            "app_password": self.app_password,
+        })
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _opts(self, *, protected: bool = False, ignore_changes: list[str] | None = None) -> pulumi.ResourceOptions:
+        """Child options: parented; data-bearing children get protect + retain_on_delete when asked."""
+        keep = protected and self._args.protect
+        return pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep, ignore_changes=ignore_changes)
+
+    def _metadata(self, name: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._args.namespace, labels=dict(self._labels))
+
+    def _fqdn(self, service: k8s.core.v1.Service) -> pulumi.Output[str]:
+        return pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
+
+    def _service(self, role: str, *, selector: Mapping[str, str], headless: bool = False) -> k8s.core.v1.Service:
+        ports = [k8s.core.v1.ServicePortArgs(name="postgresql", port=pc.POSTGRES_PORT, target_port="postgresql", protocol="TCP")]
+        if headless:
+            ports.append(k8s.core.v1.ServicePortArgs(name="patroni", port=pc.PATRONI_PORT, target_port="patroni", protocol="TCP"))
+        return k8s.core.v1.Service(
+            f"{self._name}-{role}",
+            metadata=self._metadata(),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                cluster_ip="None" if headless else None,
+                publish_not_ready_addresses=True if headless else None,
+                selector=dict(selector),
+                ports=ports,
+            ),
+            opts=self._opts(),
+        )
+
+    def _connection_secret(
+        self, role: str, credentials: RolePassword, host: pulumi.Output[str], database: str
+    ) -> k8s.core.v1.Secret:
+        return opaque_secret(
+            f"{self._name}-{role}",
+            namespace=self._args.namespace,
+            labels=self._labels,
+            data=connection_data(credentials=credentials, host=host, port=pc.POSTGRES_PORT, database=database),
+            opts=self._opts(protected=True),
+        )
+
+    def _patroni_files(self, scope: str) -> tuple[str, str]:
+        args = self._args
+        config = pc.build_patroni_config(
+            pc.PatroniSettings(
+                scope=scope,
+                kubernetes_labels=self.pod_labels,
+                parameters=postgresql_parameters(args),
+                pod_network_cidrs=args.pod_network_cidrs,
+                separate_wal=args.storage.wal_size is not None,
+            )
+        )
+        script = pc.post_init_script(
+            pc.BootstrapRoles(database=args.database, app_user=args.app_user, reader_user=args.reader_user)
+        )
+        return pc.render(config), script
+
+    def _rbac(self) -> k8s.core.v1.ServiceAccount:
+        """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):
+        list/watch/get/create/patch its ConfigMaps, list/watch/get pods and patch its own pod's labels."""
+        account = k8s.core.v1.ServiceAccount(
+            f"{self._name}-patroni",
+            metadata=self._metadata(),
+            automount_service_account_token=False,
+            opts=self._opts(),
+        )
+        role = k8s.rbac.v1.Role(
+            f"{self._name}-patroni",
+            metadata=self._metadata(),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch", "create", "patch"]
+                ),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch", "patch"]),
+            ],
+            opts=self._opts(),
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{self._name}-patroni",
+            metadata=self._metadata(),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount", name=account.metadata.name, namespace=account.metadata.namespace
+                )
+            ],
+            opts=self._opts(),
+        )
+        return account
+
+    def _statefulset(
+        self, scope: str, headless: k8s.core.v1.Service, refs: pod.PodRefs, *, checksum: str
+    ) -> k8s.apps.v1.StatefulSet:
+        args = self._args
+        separate_wal = args.storage.wal_size is not None
+        spec = pod.PodSpecInput(
+            scope=scope,
+            pod_labels={**self._labels, pc.SCOPE_LABEL: scope},
+            selector_labels=self.pod_labels,
+            patroni_labels=self.pod_labels,
+            image=args.image,
+            exporter_image=args.exporter_image,
+            resources=args.resources,
+            exporter_resources=args.exporter_resources,
+            anti_affinity=args.anti_affinity,
+            termination_grace_seconds=args.termination_grace_seconds,
+            separate_wal=separate_wal,
+            app_user=args.app_user,
+            reader_user=args.reader_user,
+            config_checksum=checksum,
+            refs=refs,
+            tls_secret=args.tls_secret_name,
+        )
+        claims = [pod.volume_claim_template(pod.DATA_VOLUME, size=args.storage.data_size,
+                                            storage_class=args.storage.storage_class, labels=self.pod_labels)]
+        if separate_wal:
+            claims.append(pod.volume_claim_template(pod.WAL_VOLUME, size=str(args.storage.wal_size),
+                                                    storage_class=args.storage.storage_class, labels=self.pod_labels))
+        return k8s.apps.v1.StatefulSet(
+            f"{self._name}-statefulset",
+            metadata=self._metadata(statefulset_name(self._name)),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
+                replicas=args.replicas,
+                service_name=headless.metadata.name,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
+                pod_management_policy="OrderedReady",
+                update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+                persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                ),
+                template=pod.pod_template(spec),
+                volume_claim_templates=claims,
+            ),
+            opts=self._opts(protected=True, ignore_changes=["spec.replicas"] if args.autoscaled else None),
+        )
+
+    def _disruption_budget(self) -> k8s.policy.v1.PodDisruptionBudget:
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-pdb",
+            metadata=self._metadata(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
+            ),
+            opts=self._opts(),
+        )
+
+    def _network_policy(self) -> k8s.networking.v1.NetworkPolicy:
+        """Ingress only: clients to 5432, members to 5432/8008, scrapers to 9187/8008. Egress stays open
+        because Patroni must reach the API server, whose address no portable rule can name."""
+        args = self._args
+        members = k8s.networking.v1.NetworkPolicyPeerArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels))
+        )
+        clients = [k8s.networking.v1.NetworkPolicyPeerArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels))
+        )]
+        if args.monitoring_namespace is not None:
+            monitoring_ns = k8s.meta.v1.LabelSelectorArgs(
+                match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}
+            )
+            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=monitoring_ns)
+            clients.append(k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=monitoring_ns,
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels)),
+            ))
+        else:
+            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+
+        def ports(*numbers: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+            return [k8s.networking.v1.NetworkPolicyPortArgs(port=n, protocol="TCP") for n in numbers]
+
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-netpol",
+            metadata=self._metadata(),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=clients, ports=ports(pc.POSTGRES_PORT)),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[members], ports=ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
+                    ),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[scrapers], ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT)
+                    ),
+                ],
+            ),
+            opts=self._opts(),
+        )
+

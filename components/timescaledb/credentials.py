@@ -1,0 +1,69 @@
+"""Passwords and Secrets of the TimescaleDB component.
+
+Every password is a ``pulumi_random.RandomPassword`` without keepers (stable across updates), marked
+secret explicitly, and lands only in Kubernetes Secrets: pods read them through ``secretKeyRef`` or a
+secret volume, never through a ConfigMap or a plain env value. Passwords are alphanumeric (32 chars,
+~190 bits) so they need no escaping in URIs, shell scripts or pgpass files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.shared.types import ConnectionSecretKeys
+
+PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class RolePassword:
+    """A role name and its generated password (already marked secret)."""
+
+    role: str
+    password: pulumi.Output[str]
+
+
+def role_password(name: str, role: str, opts: pulumi.ResourceOptions) -> RolePassword:
+    """A stable RandomPassword for ``role``; ``opts`` carries parent/protect/retain."""
+    generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=opts)
+    return RolePassword(role=role, password=pulumi.Output.secret(generated.result))
+
+
+def opaque_secret(
+    name: str,
+    *,
+    namespace: pulumi.Input[str],
+    labels: Mapping[str, str],
+    data: Mapping[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """An auto-named Opaque Secret whose string data is marked secret as a whole."""
+    return k8s.core.v1.Secret(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=dict(labels)),
+        type="Opaque",
+        string_data=pulumi.Output.secret(pulumi.Output.all(**dict(data))),
+        opts=opts,
+    )
+
+
+def connection_data(
+    *, credentials: RolePassword, host: pulumi.Input[str], port: int, database: str
+) -> dict[str, pulumi.Input[str]]:
+    """The ``ConnectionSecretKeys.ALL`` entries for one role."""
+    uri = pulumi.Output.all(host, credentials.password).apply(
+        lambda args: f"postgresql://{credentials.role}:{args[1]}@{args[0]}:{port}/{database}"
+    )
+    return {
+        ConnectionSecretKeys.HOST: host,
+        ConnectionSecretKeys.PORT: str(port),
+        ConnectionSecretKeys.DBNAME: database,
+        ConnectionSecretKeys.USER: credentials.role,
+        ConnectionSecretKeys.PASSWORD: credentials.password,
+        ConnectionSecretKeys.URI: uri,
+    }

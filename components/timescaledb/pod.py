@@ -1,0 +1,323 @@
+"""The TimescaleDB pod: the Patroni container, the postgres_exporter sidecar, volumes and scheduling.
+
+Image facts (timescale/timescaledb-docker-ha Dockerfile and timescaledb_entrypoint.sh, Timescale's
+timescaledb-single chart): the ``postgres`` user is uid/gid 1000; PGDATA is /home/postgres/pgdata/data;
+the entrypoint only creates PGDATA (mode 0700) and then ``exec patroni <config>``, which is what the
+container command does here. Patroni strips ``PATRONI_*`` variables before starting PostgreSQL, so the
+passwords handed to Patroni through ``secretKeyRef`` are not visible to the database server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.timescaledb import patroni_config as pc
+from components.shared.security import container_security_context, pod_security_context
+from components.shared.types import ConnectionSecretKeys, Resources
+
+POSTGRES_UID = 1000
+"""uid and gid of ``postgres`` in the timescaledb-ha image."""
+
+PATRONI_CONTAINER = "timescaledb"
+EXPORTER_CONTAINER = "postgres-exporter"
+DATA_VOLUME = "data"
+WAL_VOLUME = "wal"
+CONFIG_VOLUME = "patroni-config"
+SCRIPTS_VOLUME = "bootstrap-scripts"
+SECRETS_VOLUME = "bootstrap-secrets"
+TLS_VOLUME = "tls"
+
+SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
+REPLICATION_KEY = "replication-password"
+RESTAPI_KEY = "restapi-password"
+MONITOR_KEY = "monitor-password"
+"""Keys of the internal credentials Secret (the superuser Secret uses the connection keys)."""
+
+CONFIG_KEY = pc.CONFIG_FILE
+POST_INIT_KEY = pc.POST_INIT_FILE
+"""Keys of the Patroni ConfigMap."""
+
+CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/patroni-config-sha256"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodRefs:
+    """Names of the objects the pod reads, taken from those objects' outputs."""
+
+    service_account: pulumi.Input[str]
+    config_map: pulumi.Input[str]
+    superuser_secret: pulumi.Input[str]
+    internal_secret: pulumi.Input[str]
+    app_secret: pulumi.Input[str]
+    reader_secret: pulumi.Input[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodSpecInput:
+    """Everything that shapes the pod template."""
+
+    scope: str
+    pod_labels: Mapping[str, str]
+    selector_labels: Mapping[str, str]
+    patroni_labels: Mapping[str, str]
+    image: str
+    exporter_image: str
+    resources: Resources
+    exporter_resources: Resources
+    anti_affinity: Literal["preferred", "required"]
+    termination_grace_seconds: int
+    separate_wal: bool
+    app_user: str
+    reader_user: str
+    config_checksum: str
+    refs: PodRefs
+    tls_secret: str | None = None
+
+
+def _field(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=name, value_from=k8s.core.v1.EnvVarSourceArgs(field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path=path))
+    )
+
+
+def _secret(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
+    )
+
+
+def _value(name: str, value: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(name=name, value=value)
+
+
+def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
+    """Patroni's documented env vars (docs/ENVIRONMENT.rst); pod identity from the downward API."""
+    refs = spec.refs
+    return [
+        _field("POD_IP", "status.podIP"),
+        _field("PATRONI_NAME", "metadata.name"),
+        _field("PATRONI_KUBERNETES_NAMESPACE", "metadata.namespace"),
+        _field("PATRONI_KUBERNETES_POD_IP", "status.podIP"),
+        _value("PATRONI_SCOPE", spec.scope),
+        _value("PATRONI_KUBERNETES_LABELS", json.dumps(dict(spec.patroni_labels), sort_keys=True)),
+        _value("PATRONI_KUBERNETES_USE_ENDPOINTS", "false"),
+        _value("PATRONI_SUPERUSER_USERNAME", pc.SUPERUSER),
+        _secret("PATRONI_SUPERUSER_PASSWORD", refs.superuser_secret, SUPERUSER_KEY),
+        _value("PATRONI_REPLICATION_USERNAME", pc.REPLICATION_USER),
+        _secret("PATRONI_REPLICATION_PASSWORD", refs.internal_secret, REPLICATION_KEY),
+        _value("PATRONI_RESTAPI_USERNAME", pc.RESTAPI_USER),
+        _secret("PATRONI_RESTAPI_PASSWORD", refs.internal_secret, RESTAPI_KEY),
+        _value("PATRONI_POSTGRESQL_DATA_DIR", pc.DATA_DIR),
+        _value("PATRONI_POSTGRESQL_PGPASS", pc.PGPASS_FILE),
+        _value("PATRONI_POSTGRESQL_LISTEN", f"0.0.0.0:{pc.POSTGRES_PORT}"),
+        _value("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"$(POD_IP):{pc.POSTGRES_PORT}"),
+        _value("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{pc.PATRONI_PORT}"),
+        _value("PATRONI_RESTAPI_CONNECT_ADDRESS", f"$(POD_IP):{pc.PATRONI_PORT}"),
+        _value("PATRONICTL_CONFIG_FILE", f"{pc.CONFIG_DIR}/{pc.CONFIG_FILE}"),
+        _value("PGDATA", pc.DATA_DIR),
+        _value("PGHOST", pc.SOCKET_DIR),
+        _value("HOME", "/tmp"),
+    ]
+
+
+def _http_probe(path: str, port: str, *, period: int, failures: int, timeout: int = 5) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=timeout,
+    )
+
+
+def _mount(name: str, path: str, *, read_only: bool = False) -> k8s.core.v1.VolumeMountArgs:
+    return k8s.core.v1.VolumeMountArgs(name=name, mount_path=path, read_only=read_only or None)
+
+
+def _start_command(separate_wal: bool) -> list[str]:
+    directories = " ".join([pc.DATA_DIR, *([pc.WAL_DIR] if separate_wal else [])])
+    return [
+        "/bin/bash",
+        "-c",
+        f"install -d -m 0700 {directories} && exec patroni {pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
+    ]
+
+
+def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
+    """PostgreSQL under Patroni: REST API probes, a CHECKPOINT before stop so shutdown is fast."""
+    mounts = [
+        _mount(DATA_VOLUME, pc.DATA_MOUNT),
+        *([_mount(WAL_VOLUME, pc.WAL_MOUNT)] if spec.separate_wal else []),
+        _mount(CONFIG_VOLUME, pc.CONFIG_DIR, read_only=True),
+        _mount(SCRIPTS_VOLUME, pc.SCRIPTS_DIR, read_only=True),
+        _mount(SECRETS_VOLUME, pc.SECRETS_DIR, read_only=True),
+        _mount("tmp", "/tmp"),
+        _mount("run", pc.SOCKET_DIR),
+        _mount("shm", "/dev/shm"),
+        *([_mount(TLS_VOLUME, pc.TLS_DIR, read_only=True)] if spec.tls_secret else []),
+    ]
+    return k8s.core.v1.ContainerArgs(
+        name=PATRONI_CONTAINER,
+        image=spec.image,
+        image_pull_policy="IfNotPresent",
+        command=_start_command(spec.separate_wal),
+        env=patroni_env(spec),
+        ports=[
+            k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
+            k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),
+        ],
+        startup_probe=_http_probe("/liveness", "patroni", period=10, failures=30),
+        liveness_probe=_http_probe("/liveness", "patroni", period=10, failures=6),
+        readiness_probe=_http_probe("/readiness", "patroni", period=5, failures=3),
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(
+                    command=["psql", "-X", "-h", pc.SOCKET_DIR, "-U", pc.SUPERUSER, "-d", "postgres", "-c", "CHECKPOINT"]
+                )
+            )
+        ),
+        resources=spec.resources.to_args(),
+        security_context=container_security_context(read_only_root_filesystem=True),
+        volume_mounts=mounts,
+        termination_message_policy="FallbackToLogsOnError",
+    )
+
+
+def exporter_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
+    """postgres_exporter (v0.17+) reading the local member as the pg_monitor role."""
+    return k8s.core.v1.ContainerArgs(
+        name=EXPORTER_CONTAINER,
+        image=spec.exporter_image,
+        image_pull_policy="IfNotPresent",
+        args=[f"--web.listen-address=:{pc.EXPORTER_PORT}"],
+        env=[
+            _value("DATA_SOURCE_URI", f"127.0.0.1:{pc.POSTGRES_PORT}/postgres?sslmode=disable"),
+            _value("DATA_SOURCE_USER", pc.MONITOR_USER),
+            _secret("DATA_SOURCE_PASS", spec.refs.internal_secret, MONITOR_KEY),
+        ],
+        ports=[k8s.core.v1.ContainerPortArgs(name="exporter", container_port=pc.EXPORTER_PORT, protocol="TCP")],
+        liveness_probe=_http_probe("/", "exporter", period=20, failures=3),
+        readiness_probe=_http_probe("/", "exporter", period=10, failures=3),
+        resources=spec.exporter_resources.to_args(),
+        security_context=container_security_context(read_only_root_filesystem=True),
+    )
+
+
+def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
+    refs = spec.refs
+    secret_files = [
+        (refs.app_secret, ConnectionSecretKeys.PASSWORD, pc.password_file(spec.app_user)),
+        (refs.reader_secret, ConnectionSecretKeys.PASSWORD, pc.password_file(spec.reader_user)),
+        (refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER)),
+    ]
+    shm_limit = f"{max(64, spec.resources.memory_bytes // (4 * 2**20))}Mi"
+    tls = [
+        k8s.core.v1.VolumeArgs(
+            name=TLS_VOLUME,
+            secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=spec.tls_secret, default_mode=0o440),
+        )
+    ] if spec.tls_secret else []
+    return [
+        *tls,
+        k8s.core.v1.VolumeArgs(
+            name=CONFIG_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=refs.config_map, items=[k8s.core.v1.KeyToPathArgs(key=CONFIG_KEY, path=pc.CONFIG_FILE)]
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(
+            name=SCRIPTS_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=refs.config_map,
+                items=[k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550)],
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(
+            name=SECRETS_VOLUME,
+            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+                default_mode=0o440,
+                sources=[
+                    k8s.core.v1.VolumeProjectionArgs(
+                        secret=k8s.core.v1.SecretProjectionArgs(
+                            name=secret, items=[k8s.core.v1.KeyToPathArgs(key=key, path=path)]
+                        )
+                    )
+                    for secret, key, path in secret_files
+                ],
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi")),
+        k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
+        k8s.core.v1.VolumeArgs(
+            name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=shm_limit)
+        ),
+    ]
+
+
+def _affinity(spec: PodSpecInput) -> k8s.core.v1.AffinityArgs:
+    term = k8s.core.v1.PodAffinityTermArgs(
+        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(spec.selector_labels)),
+        topology_key="kubernetes.io/hostname",
+    )
+    if spec.anti_affinity == "required":
+        anti = k8s.core.v1.PodAntiAffinityArgs(required_during_scheduling_ignored_during_execution=[term])
+    else:
+        anti = k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(weight=100, pod_affinity_term=term)
+            ]
+        )
+    return k8s.core.v1.AffinityArgs(pod_anti_affinity=anti)
+
+
+def _topology_spread(spec: PodSpecInput) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Spread over zones, best effort: clusters without zone labels must still schedule every member."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="topology.kubernetes.io/zone",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(spec.selector_labels)),
+        )
+    ]
+
+
+def pod_template(spec: PodSpecInput) -> k8s.core.v1.PodTemplateSpecArgs:
+    """The member pod: Patroni + exporter, token mounted (Patroni talks to the API server)."""
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            labels=dict(spec.pod_labels),
+            annotations={CONFIG_CHECKSUM_ANNOTATION: spec.config_checksum},
+        ),
+        spec=k8s.core.v1.PodSpecArgs(
+            service_account_name=spec.refs.service_account,
+            automount_service_account_token=True,
+            enable_service_links=False,
+            security_context=pod_security_context(run_as_user=POSTGRES_UID, fs_group=POSTGRES_UID),
+            termination_grace_period_seconds=spec.termination_grace_seconds,
+            affinity=_affinity(spec),
+            topology_spread_constraints=_topology_spread(spec),
+            containers=[patroni_container(spec), exporter_container(spec)],
+            volumes=_volumes(spec),
+        ),
+    )
+
+
+def volume_claim_template(
+    name: str, *, size: str, storage_class: str | None, labels: Mapping[str, str]
+) -> k8s.core.v1.PersistentVolumeClaimArgs:
+    """A ReadWriteOnce claim template (PVCs are named ``<name>-<statefulset>-<ordinal>``)."""
+    return k8s.core.v1.PersistentVolumeClaimArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=dict(labels)),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+        ),
+    )
