@@ -48,7 +48,7 @@ def _assert_one_line_error(result: object, fragment: str) -> None:
     (["consume", "--threshold", "-3"], {}, "--threshold: must be > 0"),
     (["consume", "--read-dsn", "host"], {}, "--read-dsn/TSFLOW_READ_DSN is not a valid"),
     (["migrate", "--compress-after", "30d", "--retention", "7d"], {}, "must be < --retention"),
-    (["migrate", "--compress-after", "1h", "--retention", "2h"], {}, "must be > the rollup refresh window"),
+    (["migrate", "--compress-after", "1h", "--retention", "2d"], {}, "must be >= 259200s (3d)"),
     (["migrate", "--dsn", "this is not a dsn"], {}, "--dsn/TSFLOW_DSN is not a valid libpq connection string"),
     (["explode"], {}, "invalid choice"),
     ([], {}, "required"),

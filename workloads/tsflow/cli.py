@@ -14,7 +14,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from prometheus_client import CollectorRegistry
 
 from . import __version__, db, schema
-from .timescale_sql import REFRESH_WINDOW_SECONDS
+from .rollups import MIN_RETENTION_S
 from .config import (
     SHAPES, ConsumerConfig, DbConfig, GeneratorConfig, HttpConfig, MigrateConfig, SimulationConfig,
     boolean, default_generator_id, duration, env_name, identifier, non_negative_float, non_negative_int,
@@ -137,10 +137,10 @@ def to_migrate_config(ns: argparse.Namespace) -> MigrateConfig:
     """Namespace -> MigrateConfig."""
     if ns.compress_after >= ns.retention:
         raise UsageError(f"--compress-after ({ns.compress_after:g}s) must be < --retention ({ns.retention:g}s)")
-    if ns.retention <= REFRESH_WINDOW_SECONDS:
+    if ns.retention < MIN_RETENTION_S:
         raise UsageError(
-            f"--retention ({ns.retention:g}s) must be > the rollup refresh window ({REFRESH_WINDOW_SECONDS}s), "
-            "or refreshes would erase rollups of dropped data"
+            f"--retention ({ns.retention:g}s) must be >= {MIN_RETENTION_S}s (3d): the rollups refresh over the "
+            "raw retention, and the daily rollup needs two days past its 1-day end offset"
         )
     return MigrateConfig(db=_db(ns), chunk_interval=ns.chunk_interval, compress_after=ns.compress_after,
                          retention=ns.retention)

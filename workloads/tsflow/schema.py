@@ -12,6 +12,7 @@ from typing import Callable
 
 import psycopg
 
+from . import rollups
 from . import timescale_sql as ts
 from .config import MigrateConfig
 
@@ -21,7 +22,7 @@ ADVISORY_LOCK_KEY = 0x7473_666C_6F77  # "tsflow"
 TIMESCALE = "timescaledb"
 PLAIN = "postgresql"
 
-# Plain PostgreSQL keeps the 1-minute view to this recent window so REFRESH stays cheap.
+# Schema version 2 kept the plain 1-minute view to this recent window; version 3 replaces it (rollups.py).
 PLAIN_VIEW_WINDOW = "2 days"
 
 _BASE_TABLES = (
@@ -109,9 +110,25 @@ def _m2_rollup(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> Non
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS metrics_1m_key ON metrics_1m (bucket, device_id, metric)")
 
 
+def _m3_rollup_hierarchy(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    if flavor == TIMESCALE:
+        for stmt in ts.rollup_hierarchy(cfg.retention, cfg.compress_after):
+            conn.execute(stmt)
+        return
+    # The 2-day materialized view becomes three tables kept by tsflow_refresh_rollups(), rebuilt from all data.
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('metrics_1m')").fetchone()
+    if kind is not None and kind[0] == "m":
+        conn.execute("DROP MATERIALIZED VIEW metrics_1m")
+    for stmt in rollups.plain_statements():
+        conn.execute(stmt)
+    conn.execute(rollups.INVALIDATE_ALL_SQL)
+    conn.execute(rollups.REFRESH_SQL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "metrics, ingest ledger, anomalies", _m1_tables),
     Migration(2, "metrics_1m rollup", _m2_rollup),
+    Migration(3, "rollup hierarchy 1m/1h/1d, late data, policy schedules", _m3_rollup_hierarchy),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -149,7 +166,7 @@ def migrate(conn: psycopg.Connection, cfg: MigrateConfig) -> list[int]:
     flavor = detect_flavor(conn)
     if flavor == PLAIN:
         log.warning("timescaledb is not available on this server; building the plain PostgreSQL "
-                    "equivalent (ordinary table, materialized view metrics_1m refreshed by the consumer)")
+                    "equivalent (ordinary table, rollup tables metrics_1m/1h/1d refreshed by the consumer)")
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:
         if flavor == TIMESCALE:
