@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+import statistics
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence
 
 import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 
 from wl_support import json_lines, metric_value, run_tsflow, scalar
-from tsflow.analysis import find_anomalies, window_stats
 from tsflow.config import ConsumerConfig, DbConfig, HttpConfig
-from tsflow.consumer import Consumer
+from tsflow.consumer import CURSOR_NAME, Consumer
 from tsflow.http import Health
 from tsflow.metrics import ConsumerMetrics
 
@@ -92,15 +94,71 @@ def test_cli_reads_through_read_dsn_merged_with_pg_env(migrated_dsn: str) -> Non
     assert scalar(migrated_dsn, "SELECT count(*) FROM anomalies") == 1
 
 
-def test_window_stats_and_threshold() -> None:
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    buckets = [(t0 + timedelta(minutes=i), "d", "m", 10.0 + (i % 2)) for i in range(30)]
-    buckets.append((t0 + timedelta(minutes=30), "d", "m", 20.0))
-    buckets.append((t0 + timedelta(minutes=30), "flat", "m", 5.0))
-    buckets += [(t0 + timedelta(minutes=i), "flat", "m", 5.0) for i in range(30)]
-    stats = {s.device_id: s for s in window_stats(buckets, timedelta(minutes=20))}
-    assert stats["d"].baseline_buckets == 20 and stats["d"].latest_value == 20.0
-    assert stats["flat"].zscore is None  # zero variance is never an anomaly
-    found = find_anomalies(stats.values(), threshold=4.0, min_samples=10)
-    assert [a.device_id for a in found] == ["d"]
-    assert find_anomalies(stats.values(), threshold=4.0, min_samples=21) == []
+def _plant_rollup_minutes(dsn: str, series: dict[str, list[float]]) -> None:
+    """Raw samples giving each device the given per-minute values, the last one in the latest minute."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT date_trunc('minute', now())").fetchone()
+        assert row is not None
+        anchor: datetime = row[0]
+        with conn.cursor() as cur, cur.copy("COPY metrics (time, device_id, metric, value) FROM STDIN") as copy:
+            for device, values in series.items():
+                for k, value in enumerate(reversed(values)):
+                    copy.write_row((anchor - timedelta(minutes=k), device, "m", value))
+
+
+def test_sql_statistics_window_and_threshold(migrated_dsn: str) -> None:
+    # 30 alternating minutes then a jump, and a flat series: only the first is an anomaly.
+    _plant_rollup_minutes(migrated_dsn, {"d": [10.0 + (i % 2) for i in range(30)] + [20.0],
+                                         "flat": [5.0] * 31})
+
+    def run(min_samples: int) -> list[tuple[str, int]]:
+        registry = CollectorRegistry()
+        cfg = ConsumerConfig(db=DbConfig(dsn=migrated_dsn, startup_timeout=5), http=HttpConfig("127.0.0.1", 0),
+                             window=20 * 60, threshold=4.0, min_samples=min_samples, once=True)
+        consumer = Consumer(cfg, ConsumerMetrics(registry), Health())
+        consumer.open(threading.Event())
+        try:
+            result = consumer.run_once()
+        finally:
+            consumer.close()
+        assert result.series == 2 and result.buckets_scanned == 2 * 21  # window + latest minute, per series
+        return [(a.device_id, round(a.zscore, 6)) for a in result.anomalies]
+
+    baseline = [10.0 + (i % 2) for i in range(10, 30)]  # the 20 minutes before the latest one
+    expected = (20.0 - statistics.mean(baseline)) / statistics.stdev(baseline)
+    assert run(min_samples=10) == [("d", round(expected, 6))]
+    assert run(min_samples=21) == []  # only 20 baseline minutes
+
+
+def test_memory_is_flat_in_the_series_count(migrated_dsn: str) -> None:
+    """2,000 series x 11 minutes in the window, yet only the anomalies and one summary row reach Python."""
+    series = {f"dev-{i:04d}": [20.0 + (k % 3) for k in range(10)] + [20.5] for i in range(2000)}
+    series["dev-hot"] = [20.0 + (k % 3) for k in range(10)] + [60.0]
+    _plant_rollup_minutes(migrated_dsn, series)
+    cfg = ConsumerConfig(db=DbConfig(dsn=migrated_dsn, startup_timeout=5), http=HttpConfig("127.0.0.1", 0),
+                         window=10 * 60, threshold=4.0, min_samples=5, once=True)
+    consumer = Consumer(cfg, ConsumerMetrics(CollectorRegistry()), Health())
+    consumer.open(threading.Event())
+    fetched: list[int] = []
+    declared: list[str] = []
+
+    def counting_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        if isinstance(cursor, psycopg.ServerCursor):
+            declared.append(cursor.name)
+        make = tuple_row(cursor)
+
+        def row(values: Sequence[Any]) -> tuple[Any, ...]:
+            fetched.append(1)
+            return make(values)
+        return row
+
+    try:
+        consumer._primary.row_factory = counting_row  # type: ignore[union-attr]
+        result = consumer.run_once()
+    finally:
+        consumer.close()
+    assert result.series == 2001 and result.buckets_scanned == 2001 * 11
+    assert [a.device_id for a in result.anomalies] == ["dev-hot"]
+    assert declared == [CURSOR_NAME]  # the analysis streams through a server-side cursor
+    assert len(fetched) <= 3  # freshness row + anomaly + summary, not 22,011 buckets
+    assert scalar(migrated_dsn, "SELECT count(*) FROM anomalies") == 1

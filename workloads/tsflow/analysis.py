@@ -1,34 +1,44 @@
-"""Pure anomaly detection: z-score of each series' latest minute against its trailing window."""
+"""Anomaly detection computed where the data is: one SQL statement over the 1-minute rollup.
+
+For each (device, metric) series, the latest minute in the look-back is compared with the minutes in
+[latest - window, latest): z = (latest - mean) / stddev (sample standard deviation). PostgreSQL does the
+grouping and the statistics; only flagged minutes and one summary row come back, so the consumer's memory
+does not grow with the number of series.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Iterable
+from datetime import datetime
+from typing import Any, Sequence
 
-# (bucket, device_id, metric, avg_value)
-Bucket = tuple[datetime, str, str, float]
+_BASELINE = "bucket < latest AND bucket >= latest - make_interval(secs => %(window)s)"
 
-
-@dataclass(frozen=True)
-class SeriesStats:
-    """Trailing-window statistics of one (device, metric) series."""
-
-    device_id: str
-    metric: str
-    latest_bucket: datetime
-    latest_value: float
-    mean: float
-    stddev: float
-    baseline_buckets: int
-
-    @property
-    def zscore(self) -> float | None:
-        """(latest - mean) / stddev, None when the baseline is flat."""
-        if self.stddev <= 0 or math.isnan(self.stddev):
-            return None
-        return (self.latest_value - self.mean) / self.stddev
+ANALYSIS_SQL = f"""
+WITH recent AS (
+    SELECT device_id, metric, bucket, avg_value,
+           max(bucket) OVER (PARTITION BY device_id, metric) AS latest
+    FROM metrics_1m
+    WHERE bucket >= now() - make_interval(secs => %(lookback)s) AND avg_value IS NOT NULL
+),
+series AS (
+    SELECT device_id, metric, latest, count(*) AS buckets,
+           max(avg_value) FILTER (WHERE bucket = latest) AS value,
+           avg(avg_value) FILTER (WHERE {_BASELINE}) AS mean,
+           stddev_samp(avg_value) FILTER (WHERE {_BASELINE}) AS stddev,
+           count(*) FILTER (WHERE {_BASELINE}) AS baseline
+    FROM recent
+    GROUP BY device_id, metric, latest
+)
+SELECT latest, device_id, metric, value, (value - mean) / stddev AS zscore, mean, stddev,
+       NULL::bigint AS series, NULL::bigint AS buckets
+FROM series
+WHERE baseline >= %(min_samples)s AND stddev > 0 AND abs(value - mean) / stddev >= %(threshold)s
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*), coalesce(sum(buckets), 0)
+FROM series
+"""
+"""Rows: one per anomaly, plus one summary row (time NULL) with the series and bucket counts."""
 
 
 @dataclass(frozen=True)
@@ -44,31 +54,13 @@ class Anomaly:
     stddev: float
 
 
-def window_stats(buckets: Iterable[Bucket], window: timedelta) -> list[SeriesStats]:
-    """Per series: latest bucket vs the buckets in [latest - window, latest)."""
-    series: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
-    for bucket, device_id, metric, avg_value in buckets:
-        if avg_value is None:
-            continue
-        series.setdefault((device_id, metric), []).append((bucket, float(avg_value)))
-    out: list[SeriesStats] = []
-    for (device_id, metric), points in sorted(series.items()):
-        points.sort()
-        latest_bucket, latest_value = points[-1]
-        baseline = [v for b, v in points[:-1] if b >= latest_bucket - window]
-        n = len(baseline)
-        mean = sum(baseline) / n if n else math.nan
-        stddev = math.sqrt(sum((v - mean) ** 2 for v in baseline) / (n - 1)) if n > 1 else math.nan
-        out.append(SeriesStats(device_id, metric, latest_bucket, latest_value, mean, stddev, n))
-    return out
+def analysis_params(lookback_s: float, window_s: float, threshold: float, min_samples: int) -> dict[str, Any]:
+    """Parameters of ANALYSIS_SQL."""
+    return {"lookback": lookback_s, "window": window_s, "threshold": threshold, "min_samples": min_samples}
 
 
-def find_anomalies(stats: Iterable[SeriesStats], threshold: float, min_samples: int) -> list[Anomaly]:
-    """Series whose |z| >= threshold, given at least `min_samples` baseline buckets."""
-    found: list[Anomaly] = []
-    for s in stats:
-        z = s.zscore
-        if s.baseline_buckets < min_samples or z is None or abs(z) < threshold:
-            continue
-        found.append(Anomaly(s.latest_bucket, s.device_id, s.metric, s.latest_value, z, s.mean, s.stddev))
-    return found
+def parse_row(row: Sequence[Any]) -> Anomaly | tuple[int, int]:
+    """An anomaly row, or the summary row as (series, buckets)."""
+    if row[0] is None:
+        return int(row[7]), int(row[8])
+    return Anomaly(row[0], row[1], row[2], float(row[3]), float(row[4]), float(row[5]), float(row[6]))

@@ -1,8 +1,9 @@
 """`tsflow consume`: periodic anomaly detection over the 1-minute rollup.
 
-Reads go to --read-dsn (a replica) when given, writes (anomalies, and the plain-PostgreSQL view
+Reads go to --read-dsn (a replica) when given, writes (anomalies, and the plain-PostgreSQL rollup
 refresh) go to the primary. Each run is independent: a failed run is counted and retried at the
-next interval on fresh connections.
+next interval on fresh connections. The statistics are computed by the database (analysis.py) and
+streamed through a server-side cursor, so memory stays flat in the number of series.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Iterable
 
 import psycopg
 
-from . import db, schema
-from .analysis import Anomaly, find_anomalies, window_stats
+from . import db, rollups, schema
+from .analysis import ANALYSIS_SQL, Anomaly, analysis_params, parse_row
 from .config import ConsumerConfig
 from .http import Health
 from .metrics import ConsumerMetrics
@@ -25,12 +26,9 @@ from .metrics import ConsumerMetrics
 log = logging.getLogger("tsflow.consumer")
 
 APP_NAME = "tsflow-consumer"
-REFRESH_SQL = "REFRESH MATERIALIZED VIEW CONCURRENTLY metrics_1m"
-READ_SQL = """
-SELECT bucket, device_id, metric, avg_value
-FROM metrics_1m
-WHERE bucket >= now() - make_interval(secs => %s)
-"""
+CURSOR_NAME = "tsflow_analysis"
+FETCH_ROWS = 500  # rows per round trip of the server-side cursor
+INSERT_BATCH = 500
 NEWEST_SQL = """
 SELECT now(), (SELECT max(time) FROM metrics WHERE time >= now() - make_interval(secs => %s))
 """
@@ -50,6 +48,19 @@ class RunResult:
     anomalies: list[Anomaly]
     inserted: int
     freshness_s: float
+
+
+def _insert(primary: psycopg.Connection, found: Iterable[Anomaly]) -> int:
+    """Record anomalies (already recorded ones are skipped); returns how many are new."""
+    values = [(a.time, a.device_id, a.metric, a.value, a.zscore, a.mean, a.stddev) for a in found]
+    if not values:
+        return 0
+    inserted = 0
+    with primary.transaction(), primary.cursor() as cur:
+        for v in values:
+            cur.execute(INSERT_SQL, v)
+            inserted += cur.rowcount
+    return inserted
 
 
 class Consumer:
@@ -107,20 +118,29 @@ class Consumer:
         if self._flavor is None:
             self._flavor = schema.installed_flavor(primary)
         if self._flavor == schema.PLAIN:
-            primary.execute(REFRESH_SQL)
+            primary.execute(rollups.REFRESH_SQL)
         lookback = cfg.window + 60.0  # the window before the latest minute, plus that minute
-        rows = reader.execute(READ_SQL, (lookback,)).fetchall()
         now, newest = reader.execute(NEWEST_SQL, (lookback,)).fetchone() or (None, None)
         freshness = (now - newest).total_seconds() if now is not None and newest is not None else math.inf
-        stats = window_stats(rows, timedelta(seconds=cfg.window))
-        anomalies = find_anomalies(stats, cfg.threshold, cfg.min_samples)
-        inserted = 0
-        if anomalies:
-            with primary.transaction(), primary.cursor() as cur:
-                for a in anomalies:
-                    cur.execute(INSERT_SQL, (a.time, a.device_id, a.metric, a.value, a.zscore, a.mean, a.stddev))
-                    inserted += cur.rowcount
-        return RunResult(len(rows), len(stats), anomalies, inserted, freshness)
+        params = analysis_params(lookback, cfg.window, cfg.threshold, cfg.min_samples)
+        anomalies: list[Anomaly] = []
+        series = buckets = inserted = 0
+        with reader.transaction(), reader.cursor(CURSOR_NAME) as cur:
+            cur.itersize = FETCH_ROWS
+            cur.execute(ANALYSIS_SQL, params)
+            pending: list[Anomaly] = []
+            for row in cur:
+                parsed = parse_row(row)
+                if isinstance(parsed, Anomaly):
+                    anomalies.append(parsed)
+                    pending.append(parsed)
+                    if len(pending) >= INSERT_BATCH:
+                        inserted += _insert(primary, pending)
+                        pending = []
+                else:
+                    series, buckets = parsed
+            inserted += _insert(primary, pending)
+        return RunResult(buckets, series, anomalies, inserted, freshness)
 
     def run_and_record(self) -> bool:
         """One run with metrics and logs; False (and connections dropped) if it failed."""
