@@ -145,7 +145,7 @@ def test_failed_analysis_run_exits_nonzero(migrated_dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(migrated_dsn, autocommit=True) as conn:
-        conn.execute("DROP MATERIALIZED VIEW metrics_1m")
+        conn.execute("DROP TABLE metrics_1m")
     result = run_tsflow(["consume", "--dsn", migrated_dsn, "--once", "--metrics-port", "0",
                          "--metrics-host", "127.0.0.1"])
     assert result.returncode == 1

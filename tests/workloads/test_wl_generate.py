@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from wl_support import generator_config, metric_value, table_counts
+from tsflow import identity
 from tsflow.generator import Batch, Generator, Producer, make_batch_id, write_batch
 from tsflow.http import Health
 from tsflow.metrics import GeneratorMetrics
@@ -45,10 +46,11 @@ def test_restart_resumes_sequence_from_ledger(migrated_dsn: str) -> None:
 def test_same_batch_twice_is_skipped(migrated_dsn: str) -> None:
     fleet = Fleet(generator_config(migrated_dsn, 0).sim, "gen-x", time.time())
     batch = Batch("gen-x", 0, fleet.tick(0))
-    with psycopg.connect(migrated_dsn) as first:
-        assert write_batch(first, batch) is True
+    with psycopg.connect(migrated_dsn, autocommit=True) as first:
+        assert identity.claim(first, "gen-x", "me", 30.0) == "gen-x"
+        assert write_batch(first, batch, "me", 30.0) is True
     with psycopg.connect(migrated_dsn) as second:  # a retry on a new connection
-        assert write_batch(second, batch) is False
+        assert write_batch(second, batch, "me", 30.0) is False
     assert table_counts(migrated_dsn)["rows"] == len(batch.rows)
     assert make_batch_id("gen-x", 0) == "gen-x:0"
 

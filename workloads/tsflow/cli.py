@@ -13,11 +13,11 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from . import __version__, db, schema
+from . import __version__, db, identity, schema
 from .rollups import MIN_RETENTION_S
 from .config import (
     SHAPES, ConsumerConfig, DbConfig, GeneratorConfig, HttpConfig, MigrateConfig, SimulationConfig,
-    boolean, default_generator_id, duration, env_name, identifier, non_negative_float, non_negative_int,
+    boolean, duration, env_name, identifier, non_negative_float, non_negative_int,
     port, positive_duration, positive_float, positive_int, probability,
 )
 from .http import Health, ProbeServer
@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="simulate devices and ingest their samples exactly once")
     _common(g)
     _http(g)
-    _opt(g, "--generator-id", identifier, default_generator_id(), "stable identity of this generator")
+    _opt(g, "--generator-id", identifier, identity.AUTO, "identity of this generator, leased in the database; "
+         "auto: the lowest free gen-<n>, so restarts reuse identities and series")
+    _opt(g, "--lease-ttl", positive_duration, GeneratorConfig.lease_ttl,
+         "seconds the identity lease outlives the last write (a crashed pod's identity frees after this)")
     _opt(g, "--devices", positive_int, 10, "number of simulated devices")
     _opt(g, "--metrics-per-device", positive_int, 3, "metrics per device")
     _opt(g, "--interval", positive_duration, 1.0, "seconds between two samples of a series")
@@ -155,7 +158,7 @@ def to_generator_config(ns: argparse.Namespace) -> GeneratorConfig:
                            generator_id=ns.generator_id, batch_rows=ns.batch_rows, batch_age=ns.batch_age,
                            buffer_batches=ns.buffer_batches, max_rows=ns.max_rows, pace=ns.pace,
                            backfill=ns.backfill, shutdown_timeout=ns.shutdown_timeout,
-                           ledger_retention=ns.ledger_retention)
+                           ledger_retention=ns.ledger_retention, lease_ttl=ns.lease_ttl)
 
 
 def to_consumer_config(ns: argparse.Namespace) -> ConsumerConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -92,11 +91,6 @@ def identifier(text: str) -> str:
     return value
 
 
-def default_generator_id() -> str:
-    """The host name: a StatefulSet pod keeps it across restarts."""
-    return socket.gethostname().replace(":", "-") or "generator"
-
-
 @dataclass(frozen=True)
 class DbConfig:
     """How to reach the primary; an empty dsn means libpq's PG* environment variables."""
@@ -155,6 +149,7 @@ class GeneratorConfig:
     backfill: float = 0.0
     shutdown_timeout: float = 25.0
     ledger_retention: float = 7 * 86400.0
+    lease_ttl: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import psycopg
 
-from . import db, schema
+from . import db, identity, schema
 from .config import GeneratorConfig
 from .http import Health
 from .metrics import GeneratorMetrics
@@ -27,10 +27,6 @@ log = logging.getLogger("tsflow.generator")
 
 COPY_SQL = "COPY metrics (time, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ("timestamptz", "text", "text", "float8")
-LEDGER_SQL = (
-    "INSERT INTO ingest_batches (batch_id, generator_id, seq, row_count) VALUES (%s, %s, %s, %s) "
-    "ON CONFLICT (batch_id) DO NOTHING"
-)
 PRUNE_SQL = (
     "DELETE FROM ingest_batches WHERE generator_id = %s AND seq < %s "
     "AND committed_at < now() - make_interval(secs => %s)"
@@ -74,12 +70,20 @@ class ShutdownDeadline(Exception):
     """The grace period ended before a batch could be written."""
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch) -> bool:
-    """Commit `batch` and its ledger row atomically; False when the ledger already had it."""
+def write_batch(conn: psycopg.Connection, batch: Batch, holder: str, lease_ttl: float) -> bool:
+    """Commit `batch`, its ledger row and a renewal of the identity lease atomically.
+
+    False when the ledger already had the batch; raises identity.LeaseLost when another live process
+    holds the identity (nothing is written).
+    """
     with conn.transaction():
         with conn.cursor() as cur:
-            cur.execute(LEDGER_SQL, (batch.batch_id, batch.generator_id, batch.seq, len(batch.rows)))
-            if cur.rowcount == 0:
+            cur.execute(identity.LEDGER_SQL, {"holder": holder, "ttl": lease_ttl, "generator_id": batch.generator_id,
+                                              "batch_id": batch.batch_id, "seq": batch.seq, "rows": len(batch.rows)})
+            held, new = cur.fetchone() or (False, False)
+            if not held:
+                raise identity.LeaseLost(f"generator id {batch.generator_id!r} is leased by another live process")
+            if not new:
                 return False
             with cur.copy(COPY_SQL) as copy:
                 copy.set_types(COPY_TYPES)
@@ -106,9 +110,12 @@ class BatchWriter:
         self._after_commit = after_commit  # fault-injection point for tests
         self._conn: psycopg.Connection | None = None
         self._last_prune = -PRUNE_EVERY_S
+        self.holder = identity.new_holder()
+        self.generator_id = cfg.generator_id
+        """The leased identity (`gen-<n>` for --generator-id auto), known after open()."""
 
     def open(self, stop: threading.Event) -> psycopg.Connection:
-        """Connect at start-up (bounded by --startup-timeout) and wait for the schema."""
+        """Connect at start-up (bounded by --startup-timeout), wait for the schema, lease the identity."""
         deadline = time.monotonic() + self._cfg.db.startup_timeout
         conn = db.connect_with_retry(self._cfg.db.dsn, APP_NAME, self._cfg.db.connect_timeout,
                                      self._cfg.db.startup_timeout, self._cfg.db.max_backoff, stop)
@@ -119,13 +126,27 @@ class BatchWriter:
                 raise db.StartupError("the database schema is missing or outdated: run `tsflow migrate` first")
             log.warning("waiting for the schema (run `tsflow migrate`)")
             stop.wait(1.0)
+        while (leased := identity.claim(conn, self._cfg.generator_id, self.holder, self._cfg.lease_ttl)) is None:
+            if time.monotonic() > deadline or stop.is_set():
+                db.safe_close(conn)
+                raise db.StartupError(f"generator id {self._cfg.generator_id!r} is leased by another live process")
+            log.warning("generator id leased by another process, waiting", extra={"generator_id": self._cfg.generator_id})
+            stop.wait(1.0)
+        self.generator_id = leased
         conn.autocommit = False
         self._conn = conn
         self._health.set_ready(True)
         return conn
 
-    def close(self) -> None:
-        """Drop the connection."""
+    def close(self, release: bool = False) -> None:
+        """Drop the connection; with `release`, first hand the identity lease back (a clean stop)."""
+        if release and self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+                identity.release(self._conn, self.generator_id, self.holder)
+                self._conn.commit()
+            except psycopg.Error as exc:  # it expires on its own
+                log.warning("could not release the generator id lease", extra={"error": db.one_line(exc)})
         db.safe_close(self._conn)
         self._conn = None
 
@@ -144,7 +165,7 @@ class BatchWriter:
                     self._health.set_ready(True)
                     log.info("reconnected to the database")
                 started = time.perf_counter()
-                written = write_batch(self._conn, batch)
+                written = write_batch(self._conn, batch, self.holder, self._cfg.lease_ttl)
                 if self._after_commit is not None:
                     self._after_commit(batch)
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
@@ -285,8 +306,8 @@ class Generator:
 
     def run(self, stop: threading.Event) -> GeneratorResult:
         """Generate and write; returns counts. Raises db.StartupError if the database never came up."""
-        cfg = self._cfg
         conn = self._writer.open(stop)
+        cfg = replace(self._cfg, generator_id=self._writer.generator_id)
         first_seq = next_seq(conn, cfg.generator_id)
         conn.rollback()
         log.info("generator starting", extra={"generator_id": cfg.generator_id, "first_seq": first_seq,
@@ -335,7 +356,7 @@ class Generator:
             abandon.set()
             stop.set()
             producer.join(timeout=5)
-            self._writer.close()
+            self._writer.close(release=True)
             self._health.set_ready(False)
         result.unflushed_rows += self._drain(buffer) + producer.rows_dropped
         result.rows_generated = producer.rows_generated

@@ -12,7 +12,7 @@ from typing import Callable
 
 import psycopg
 
-from . import rollups
+from . import identity, rollups
 from . import timescale_sql as ts
 from .config import MigrateConfig
 
@@ -129,6 +129,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "metrics, ingest ledger, anomalies", _m1_tables),
     Migration(2, "metrics_1m rollup", _m2_rollup),
     Migration(3, "rollup hierarchy 1m/1h/1d, late data, policy schedules", _m3_rollup_hierarchy),
+    Migration(4, "generator identity leases", lambda conn, _flavor, _cfg: conn.execute(identity.SCHEMA) and None),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
