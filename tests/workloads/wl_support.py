@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -86,3 +88,36 @@ def metric_value(registry: CollectorRegistry, name: str) -> float:
     value = registry.get_sample_value(name)
     assert value is not None, name
     return value
+
+
+ROLLUPS = ("metrics_1m", "metrics_1h", "metrics_1d")
+LATE_AGES = (timedelta(hours=5), timedelta(hours=30), timedelta(days=3))
+"""Ages of the late samples: hours (beyond the old 3 h refresh window) and days (beyond the old 2-day view)."""
+
+
+def rollup_samples(dsn: str) -> dict[str, int]:
+    """Total samples each rollup accounts for."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return {r: int(conn.execute(f"SELECT coalesce(sum(samples), 0) FROM {r}").fetchone()[0])  # type: ignore[index]
+                for r in ROLLUPS}
+
+
+def check_late_data_reaches_every_rollup(dsn: str, refresh: Callable[[], None]) -> None:
+    """Current data is rolled up and materialized; then samples hours and days old arrive: every rollup must
+    count them after the next refresh, and each late bucket must have the right mean in every rollup."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO metrics SELECT now() - make_interval(secs => s), 'dev-now', 'm', s "
+                     "FROM generate_series(0, 299) s")
+    refresh()
+    assert rollup_samples(dsn) == {r: 300 for r in ROLLUPS}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for age in LATE_AGES:
+            conn.execute("INSERT INTO metrics VALUES (now() - %s, 'dev-late', 'm', 1.0), "
+                         "(now() - %s, 'dev-late', 'm', 3.0)", (age, age))
+    refresh()
+    assert rollup_samples(dsn) == {r: 300 + 2 * len(LATE_AGES) for r in ROLLUPS}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for rollup in ROLLUPS:
+            late = conn.execute(f"SELECT avg_value, min_value, max_value, samples FROM {rollup} "
+                                "WHERE device_id = 'dev-late' ORDER BY bucket").fetchall()
+            assert [(a, lo, hi, int(n)) for a, lo, hi, n in late] == [(2.0, 1.0, 3.0, 2)] * len(LATE_AGES), rollup
