@@ -91,9 +91,7 @@ def _m1_tables(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> Non
     if flavor == TIMESCALE:
         conn.execute(ts.hypertable(cfg.chunk_interval))
         conn.execute("CREATE INDEX IF NOT EXISTS metrics_device_time_idx ON metrics (device_id, time DESC)")
-        conn.execute(ts.COMPRESSION)
-        conn.execute(ts.compression_policy(cfg.compress_after))
-        conn.execute(ts.retention_policy(cfg.retention))
+        conn.execute(ts.COMPRESSION)  # its policy, like every policy, comes with version 3
     else:
         conn.execute("CREATE INDEX IF NOT EXISTS metrics_time_idx ON metrics (time DESC)")
         conn.execute("CREATE INDEX IF NOT EXISTS metrics_device_time_idx ON metrics (device_id, time DESC)")
@@ -101,9 +99,7 @@ def _m1_tables(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> Non
 
 def _m2_rollup(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
     if flavor == TIMESCALE:
-        conn.execute(ts.CONTINUOUS_AGGREGATE)
-        conn.execute(ts.CONTINUOUS_AGGREGATE_POLICY)
-        conn.execute(ts.aggregate_retention_policy(cfg.retention))
+        conn.execute(ts.continuous_aggregate(rollups.LEVELS[0]))  # policies: version 3
     else:
         conn.execute(_PLAIN_VIEW)
         # The unique index is what REFRESH MATERIALIZED VIEW CONCURRENTLY requires.

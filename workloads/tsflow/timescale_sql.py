@@ -34,54 +34,7 @@ COMPRESSION = (
 )
 
 
-def compression_policy(after_s: float) -> sql.Composed:
-    """Compress chunks older than `after_s` seconds."""
-    return sql.SQL(
-        "SELECT add_compression_policy('metrics', make_interval(secs => {}), if_not_exists => TRUE)"
-    ).format(sql.Literal(after_s))
-
-
-def retention_policy(after_s: float) -> sql.Composed:
-    """Drop chunks older than `after_s` seconds."""
-    return sql.SQL(
-        "SELECT add_retention_policy('metrics', make_interval(secs => {}), if_not_exists => TRUE)"
-    ).format(sql.Literal(after_s))
-
-
-CONTINUOUS_AGGREGATE = """
-CREATE MATERIALIZED VIEW IF NOT EXISTS metrics_1m
-WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT time_bucket(INTERVAL '1 minute', time) AS bucket,
-       device_id,
-       metric,
-       avg(value) AS avg_value,
-       min(value) AS min_value,
-       max(value) AS max_value,
-       count(*) AS samples
-FROM metrics
-GROUP BY bucket, device_id, metric
-WITH NO DATA
-"""
-
-REFRESH_WINDOW_SECONDS = 3 * 3600
-"""How far back metrics_1m's first refresh policy (schema version 2) looked; version 3 widens it to the raw
-retention (see `refresh_policy`)."""
-
-CONTINUOUS_AGGREGATE_POLICY = (
-    "SELECT add_continuous_aggregate_policy('metrics_1m', "
-    f"start_offset => INTERVAL '{REFRESH_WINDOW_SECONDS} seconds', end_offset => INTERVAL '1 minute', "
-    "schedule_interval => INTERVAL '1 minute', if_not_exists => TRUE)"
-)
-
-
-def aggregate_retention_policy(after_s: float) -> sql.Composed:
-    """Keep the 1-minute rollup four times longer than raw data (schema version 2)."""
-    return sql.SQL(
-        "SELECT add_retention_policy('metrics_1m', make_interval(secs => {}), if_not_exists => TRUE)"
-    ).format(sql.Literal(after_s * 4))
-
-
-# -- schema version 3: rollup hierarchy, late data, collision-free schedules ------------------------------------
+# -- rollups and policies (metrics_1m since schema version 2, the rest and every policy since version 3) -------
 
 ROLLUP_RETENTION_FACTOR = 4
 """Every rollup keeps four times the raw retention."""
