@@ -110,6 +110,7 @@ def expand_grafana_sql(sql: str) -> str:
                  r'to_timestamp(floor(extract(epoch from \1) / 60) * 60) AS "time"', sql)
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
     sql = sql.replace("$device", "'dev-1','dev-2'").replace("$metric", "'temperature'")
+    sql = sql.replace("$__interval_ms", "60000").replace("$__range_s", "10800")
     assert "$" not in sql, sql
     return sql
 
@@ -131,7 +132,7 @@ def analysis_db() -> Iterator[str]:
                 for device, value in (("dev-1", 20.0 + minute), ("dev-2", 30.0)):
                     conn.execute("INSERT INTO metrics (time, device_id, metric, value) VALUES (%s, %s, %s, %s)",
                                  (_NOW - timedelta(minutes=minute), device, "temperature", value))
-            conn.execute("REFRESH MATERIALIZED VIEW metrics_1m")
+            conn.execute("SELECT tsflow_refresh_rollups()")
             conn.execute(
                 "INSERT INTO anomalies (time, device_id, metric, value, zscore) VALUES (%s, 'dev-1', 'temperature', 99, 4.2)",
                 (_NOW - timedelta(minutes=5),),

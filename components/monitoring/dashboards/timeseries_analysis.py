@@ -1,8 +1,9 @@
-"""Time-series analysis straight from the database: the ``metrics_1m`` continuous aggregate and ``anomalies``.
+"""Time-series analysis straight from the database: the tsflow rollups (1 minute, 1 hour, 1 day) and ``anomalies``.
 
 Queries run through a Grafana PostgreSQL data source that logs in as the read-only role and points at the
-replica Service, so dashboards never load the primary. ``avg_value`` is re-aggregated weighted by
-``samples`` so zooming out (coarser ``$__interval``) still gives the true mean.
+replica Service, so dashboards never load the primary. Each value panel reads the rollup that fits its
+interval and range (``by_interval``), so any range up to 30 days reads at most MAX_POINTS buckets per
+series. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming out still gives the true mean.
 """
 
 from __future__ import annotations
@@ -19,29 +20,58 @@ from components.monitoring.dashboards.common import (
 SLUG = "tsdb-analysis"
 SELECTION = "device_id IN ($device) AND metric IN ($metric)"
 
-WEIGHTED_AVERAGE = f"""SELECT $__timeGroupAlias(bucket, $__interval),
+ROLLUPS = (("metrics_1m", 60), ("metrics_1h", 3600), ("metrics_1d", 86400))
+"""The tsflow rollups (same columns in both schema flavours), finest first, with their bucket widths in seconds."""
+
+MAX_POINTS = 1500
+"""Most buckets a panel reads per series: a range longer than MAX_POINTS buckets of a rollup reads a coarser one."""
+
+
+def _at_least(level: int) -> str:
+    """SQL (constants only, after Grafana's interpolation) true when the panel needs rollup `level` or coarser.
+
+    A rollup is needed when the panel's interval is at least its bucket (finer data would only be averaged
+    away), or when the range holds more than MAX_POINTS buckets of the next finer rollup.
+    """
+    width, finer = ROLLUPS[level][1], ROLLUPS[level - 1][1]
+    return f"($__interval_ms >= {width * 1000} OR $__range_s > {finer * MAX_POINTS})"
+
+
+def by_interval(template: str) -> str:
+    """`template` (reading ``{rollup}``) once per rollup, UNION ALL, each branch guarded by constants.
+
+    After Grafana substitutes ``$__interval_ms`` and ``$__range_s`` the guards are literal booleans, so the
+    planner drops every branch but one (a one-time filter) and a 30-day panel reads hourly buckets.
+    """
+    branches = []
+    for level, (name, _) in enumerate(ROLLUPS):
+        guards = [_at_least(level)] if level else []
+        if level + 1 < len(ROLLUPS):
+            guards.append(f"NOT {_at_least(level + 1)}")
+        branches.append(template.format(rollup=name, guard=" AND ".join(guards)))
+    return "\nUNION ALL\n".join(f"({b})" for b in branches) + "\nORDER BY 1"
+
+
+WEIGHTED_AVERAGE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        device_id || ' ' || metric AS series,
        sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
-FROM metrics_1m
-WHERE $__timeFilter(bucket) AND {SELECTION}
-GROUP BY 1, 2
-ORDER BY 1"""
+FROM {{rollup}}
+WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+GROUP BY 1, 2""")
 
-ENVELOPE = f"""SELECT $__timeGroupAlias(bucket, $__interval),
+ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        min(min_value) AS "min",
        max(max_value) AS "max"
-FROM metrics_1m
-WHERE $__timeFilter(bucket) AND {SELECTION}
-GROUP BY 1
-ORDER BY 1"""
+FROM {{rollup}}
+WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+GROUP BY 1""")
 
-SAMPLES = f"""SELECT $__timeGroupAlias(bucket, $__interval),
+SAMPLES = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        device_id AS series,
        sum(samples) AS samples
-FROM metrics_1m
-WHERE $__timeFilter(bucket) AND {SELECTION}
-GROUP BY 1, 2
-ORDER BY 1"""
+FROM {{rollup}}
+WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+GROUP BY 1, 2""")
 
 ANOMALY_RATE = f"""SELECT $__timeGroupAlias("time", $__interval),
        metric AS series,
@@ -65,8 +95,8 @@ WHERE $__timeFilter("time") AND {SELECTION}
 ORDER BY "time" DESC
 LIMIT 500"""
 
-DEVICES = "SELECT DISTINCT device_id FROM metrics_1m WHERE bucket > now() - INTERVAL '1 day' ORDER BY 1"
-METRICS = "SELECT DISTINCT metric FROM metrics_1m WHERE bucket > now() - INTERVAL '1 day' ORDER BY 1"
+DEVICES = "SELECT DISTINCT device_id FROM metrics_1h WHERE bucket > now() - INTERVAL '1 day' ORDER BY 1"
+METRICS = "SELECT DISTINCT metric FROM metrics_1h WHERE bucket > now() - INTERVAL '1 day' ORDER BY 1"
 
 PANEL_QUERIES = (WEIGHTED_AVERAGE, ENVELOPE, SAMPLES, ANOMALY_RATE, ANOMALY_COUNT, NEWEST_BUCKET_AGE, RECENT_ANOMALIES)
 VARIABLE_QUERIES = (DEVICES, METRICS)
