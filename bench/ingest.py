@@ -1,12 +1,18 @@
 """Ingest benchmark: the tsflow generator end to end vs a bare binary COPY of the same rows.
 
-Starts its own throwaway PostgreSQL, migrates it, then alternates (per round):
-  * bare COPY  - the same simulated rows, pre-built in memory, in one binary COPY, one transaction;
-  * generator  - `Generator.run` end to end: simulation thread + bounded queue + batches of
-                 --batch-rows, each with its ledger row in its own transaction.
-Prints rows/s of each (best and median of --rounds) and the ratio generator / bare COPY.
+Starts its own throwaway database (TimescaleDB when installed, see benchdb.py; else plain PostgreSQL),
+migrates it, then alternates (per round):
+  * bare COPY    - the same simulated rows, pre-built in memory as tuples, written with the driver's
+                   binary write_row in one COPY, one transaction (the issue's "bare binary COPY");
+  * encoded COPY - the same rows pre-encoded in memory, one binary COPY of bytes, one transaction: no
+                   client work at all, the server-bound ceiling;
+  * generator    - `Generator.run` end to end: simulation thread + bounded queue + batches of
+                   --batch-rows, each with its ledger row and lease renewal in its own transaction.
+Prints rows/s of each (best and median of --rounds), the ratios, and a last line of key=value pairs
+(`ratio` = median generator / median bare COPY; `ratio_vs_encoded` against the ceiling).
+--profile FILE writes a cProfile of one extra generator run (writer and producer threads) to FILE.
 
-    python bench/ingest.py [--rows 500000] [--rounds 5] [--batch-rows 20000]
+    python bench/ingest.py [--rows 500000] [--rounds 5] [--batch-rows 20000] [--flavour auto] [--profile F]
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import statistics
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -25,16 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workloads"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgserver import PgServer  # noqa: E402
+import benchdb  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from tsflow import schema  # noqa: E402
 from tsflow.config import DbConfig, GeneratorConfig, HttpConfig, MigrateConfig, SimulationConfig  # noqa: E402
-from tsflow.generator import COPY_SQL, COPY_TYPES, Generator  # noqa: E402
+from tsflow.generator import COPY_SQL, Batch, Generator, Producer  # noqa: E402
 from tsflow.http import Health  # noqa: E402
 from tsflow.metrics import GeneratorMetrics  # noqa: E402
 from tsflow.simulate import Fleet, Row  # noqa: E402
 
 log = logging.getLogger("bench")
+COPY_TYPES = ("timestamptz", "text", "text", "float8")
 
 
 def _config(dsn: str, rows: int, batch_rows: int) -> GeneratorConfig:
@@ -49,6 +58,7 @@ def _config(dsn: str, rows: int, batch_rows: int) -> GeneratorConfig:
 def _reset(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE metrics, ingest_batches")
+        conn.execute("UPDATE generator_leases SET expires_at = now()")
         conn.execute("CHECKPOINT")
 
 
@@ -80,6 +90,26 @@ def bare_copy(dsn: str, rows: list[Row]) -> float:
         return time.perf_counter() - started
 
 
+def encoded_copy(dsn: str, payload: bytes) -> float:
+    """Seconds for one binary COPY of a pre-encoded stream in one transaction."""
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+            copy.write(payload)
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def _payload(cfg: GeneratorConfig) -> bytes:
+    fleet = Fleet(cfg.sim, cfg.generator_id, time.time())
+    out: list[bytes] = []
+    tick = 0
+    while len(out) < cfg.max_rows:
+        out.extend(fleet.tick_copy(tick))
+        tick += 1
+    return Batch.of(cfg.generator_id, 0, out[: cfg.max_rows]).payload
+
+
 def generator(cfg: GeneratorConfig) -> float:
     """Seconds for the generator to simulate and commit cfg.max_rows rows."""
     gen = Generator(cfg, GeneratorMetrics(CollectorRegistry()), Health())
@@ -91,39 +121,84 @@ def generator(cfg: GeneratorConfig) -> float:
     return elapsed
 
 
+def profile(cfg: GeneratorConfig, path: str) -> None:
+    """cProfile of one generator run: the writer (calling thread) into `path`, the producer into `path`.producer."""
+    import cProfile
+    import pstats
+
+    original = Producer._run
+
+    def profiled(self: Producer) -> None:
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            original(self)
+        finally:
+            prof.disable()
+            prof.dump_stats(f"{path}.producer")
+
+    Producer._run = profiled  # type: ignore[method-assign]
+    try:
+        writer = cProfile.Profile()
+        writer.enable()
+        generator(cfg)
+        writer.disable()
+        writer.dump_stats(path)
+    finally:
+        Producer._run = original  # type: ignore[method-assign]
+    for label, stats_path in (("writer (main thread)", path), ("producer thread", f"{path}.producer")):
+        print(f"--- {label}: top 10 by own time")
+        pstats.Stats(stats_path).sort_stats("tottime").print_stats(10)
+
+
 def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-rows", type=int, default=GeneratorConfig.batch_rows)
+    parser.add_argument("--profile", metavar="FILE", help="also profile one generator run into FILE")
+    benchdb.add_flavour_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    flavour = benchdb.resolve(args.flavour)
 
-    with PgServer() as server:
+    with benchdb.server(flavour) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             schema.migrate(conn, MigrateConfig(db=DbConfig(dsn=dsn)))
         cfg = _config(dsn, args.rows, args.batch_rows)
-        rows = _rows(cfg)
-        copy_times: list[float] = []
-        gen_times: list[float] = []
+        contenders: dict[str, Callable[[], float]] = {
+            "copy": partial(bare_copy, dsn, _rows(cfg)),
+            "encoded": partial(encoded_copy, dsn, _payload(cfg)),
+            "generator": partial(generator, cfg),
+        }
+        times: dict[str, list[float]] = {name: [] for name in contenders}
         for round_no in range(1, args.rounds + 1):
+            for name, run in contenders.items():
+                _reset(dsn)
+                times[name].append(run())
+                assert _count(dsn) == args.rows
+            print(f"round {round_no}: " + ", ".join(f"{name} {args.rows / t[-1]:,.0f} rows/s"
+                                                    for name, t in times.items()))
+        if args.profile:
             _reset(dsn)
-            t_copy = bare_copy(dsn, rows)
-            assert _count(dsn) == args.rows
-            _reset(dsn)
-            t_gen = generator(cfg)
-            assert _count(dsn) == args.rows
-            copy_times.append(t_copy)
-            gen_times.append(t_gen)
-            print(f"round {round_no}: bare COPY {args.rows / t_copy:,.0f} rows/s, "
-                  f"generator {args.rows / t_gen:,.0f} rows/s")
-        print(f"rows per run: {args.rows:,}  batch rows: {args.batch_rows:,}  rounds: {args.rounds}")
+            profile(cfg, args.profile)
+        print(f"flavour: {flavour}  rows per run: {args.rows:,}  batch rows: {args.batch_rows:,}  "
+              f"rounds: {args.rounds}")
+        summary: dict[str, object] = {"flavour": flavour, "rows": args.rows, "rounds": args.rounds}
         for label, pick in (("best", min), ("median", statistics.median)):
-            copy_rate, gen_rate = args.rows / pick(copy_times), args.rows / pick(gen_times)
-            print(f"{label:>6}: bare binary COPY {copy_rate:,.0f} rows/s | tsflow generator {gen_rate:,.0f} rows/s"
-                  f" | ratio {gen_rate / copy_rate:.2f}")
+            rates = {name: args.rows / pick(t) for name, t in times.items()}
+            print(f"{label:>6}: bare binary COPY {rates['copy']:,.0f} rows/s | encoded COPY {rates['encoded']:,.0f} "
+                  f"rows/s | tsflow generator {rates['generator']:,.0f} rows/s | ratio "
+                  f"{rates['generator'] / rates['copy']:.2f}")
+            summary.update({f"{label}_{name}_rows_s": round(rate) for name, rate in rates.items()})
+        median = {name: statistics.median(t) for name, t in times.items()}
+        per_round = [c / g for c, g in zip(times["copy"], times["generator"])]  # back-to-back pairs
+        summary.update({"ratio": round(median["copy"] / median["generator"], 3),
+                        "ratio_rounds_min": round(min(per_round), 3), "ratio_rounds_max": round(max(per_round), 3),
+                        "ratio_vs_encoded": round(median["encoded"] / median["generator"], 3)})
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from wl_support import generator_config, metric_value, table_counts
 from tsflow import identity
-from tsflow.generator import Batch, Generator, Producer, make_batch_id, write_batch
+from tsflow.generator import COPY_SQL, Batch, Generator, Producer, make_batch_id, write_batch
 from tsflow.http import Health
 from tsflow.metrics import GeneratorMetrics
 from tsflow.simulate import Fleet
@@ -45,13 +45,13 @@ def test_restart_resumes_sequence_from_ledger(migrated_dsn: str) -> None:
 
 def test_same_batch_twice_is_skipped(migrated_dsn: str) -> None:
     fleet = Fleet(generator_config(migrated_dsn, 0).sim, "gen-x", time.time())
-    batch = Batch("gen-x", 0, fleet.tick(0))
+    batch = Batch.of("gen-x", 0, fleet.tick_copy(0))
     with psycopg.connect(migrated_dsn, autocommit=True) as first:
         assert identity.claim(first, "gen-x", "me", 30.0) == "gen-x"
         assert write_batch(first, batch, "me", 30.0) is True
     with psycopg.connect(migrated_dsn) as second:  # a retry on a new connection
         assert write_batch(second, batch, "me", 30.0) is False
-    assert table_counts(migrated_dsn)["rows"] == len(batch.rows)
+    assert table_counts(migrated_dsn)["rows"] == batch.row_count
     assert make_batch_id("gen-x", 0) == "gen-x:0"
 
 
@@ -106,3 +106,18 @@ def test_old_ledger_rows_are_pruned(migrated_dsn: str) -> None:
     with psycopg.connect(migrated_dsn) as conn:
         ids = [r[0] for r in conn.execute("SELECT batch_id FROM ingest_batches ORDER BY batch_id").fetchall()]
     assert ids == ["gen-a:1", "gen-a:2", "other:0"]  # resumed at seq 1; only its own old row went
+
+
+def test_pre_encoded_copy_rows_equal_the_simulated_rows(migrated_dsn: str) -> None:
+    """The generator's own binary COPY encoding lands exactly the values the driver would have written."""
+    sim = generator_config(migrated_dsn, 0).sim
+    start = time.time() - 123.4567891  # sub-microsecond fraction: rounding must match too
+    plain, encoded = Fleet(sim, "gen-x", start), Fleet(sim, "gen-x", start)
+    rows = [r for k in range(3) for r in plain.tick(k)]
+    batch = Batch.of("gen-x", 0, [r for k in range(3) for r in encoded.tick_copy(k)])
+    with psycopg.connect(migrated_dsn) as conn:
+        with conn.cursor().copy(COPY_SQL) as copy:
+            copy.write(batch.payload)
+        landed = conn.execute("SELECT time, device_id, metric, value FROM metrics ORDER BY 1, 2, 3").fetchall()
+    assert batch.row_count == len(rows) == 180
+    assert landed == sorted(rows)

@@ -49,7 +49,7 @@ def test_auto_claims_the_lowest_free_identity(migrated_dsn: str) -> None:
 
 
 def test_a_generator_that_lost_its_lease_writes_nothing(migrated_dsn: str) -> None:
-    batch = Batch("gen-0", 0, Fleet(generator_config(migrated_dsn, 0).sim, "gen-0", time.time()).tick(0))
+    batch = Batch.of("gen-0", 0, Fleet(generator_config(migrated_dsn, 0).sim, "gen-0", time.time()).tick_copy(0))
     with psycopg.connect(migrated_dsn, autocommit=True) as conn:
         assert identity.claim(conn, identity.AUTO, "old-pod", 0.2) == "gen-0"
         time.sleep(0.3)  # stalled past its lease ...
@@ -58,4 +58,4 @@ def test_a_generator_that_lost_its_lease_writes_nothing(migrated_dsn: str) -> No
         with pytest.raises(identity.LeaseLost):
             write_batch(conn, batch, "old-pod", 30)
         assert write_batch(conn, batch, "new-pod", 30) is True
-    assert scalar(migrated_dsn, "SELECT count(*) FROM metrics") == len(batch.rows)
+    assert scalar(migrated_dsn, "SELECT count(*) FROM metrics") == batch.row_count

@@ -21,12 +21,11 @@ from . import db, identity, schema
 from .config import GeneratorConfig
 from .http import Health
 from .metrics import GeneratorMetrics
-from .simulate import Fleet, Row
+from .simulate import COPY_SIGNATURE, COPY_TRAILER, Fleet
 
 log = logging.getLogger("tsflow.generator")
 
 COPY_SQL = "COPY metrics (time, device_id, metric, value) FROM STDIN (FORMAT BINARY)"
-COPY_TYPES = ("timestamptz", "text", "text", "float8")
 PRUNE_SQL = (
     "DELETE FROM ingest_batches WHERE generator_id = %s AND seq < %s "
     "AND committed_at < now() - make_interval(secs => %s)"
@@ -43,11 +42,17 @@ def make_batch_id(generator_id: str, seq: int) -> str:
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows that commit together with one ledger row."""
+    """Rows that commit together with one ledger row, as a complete binary COPY stream."""
 
     generator_id: str
     seq: int
-    rows: list[Row] = field(repr=False)
+    row_count: int
+    payload: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, generator_id: str, seq: int, rows: list[bytes]) -> "Batch":
+        """A batch of rows encoded by Fleet.tick_copy."""
+        return cls(generator_id, seq, len(rows), COPY_SIGNATURE + b"".join(rows) + COPY_TRAILER)
 
     @property
     def batch_id(self) -> str:
@@ -79,17 +84,14 @@ def write_batch(conn: psycopg.Connection, batch: Batch, holder: str, lease_ttl: 
     with conn.transaction():
         with conn.cursor() as cur:
             cur.execute(identity.LEDGER_SQL, {"holder": holder, "ttl": lease_ttl, "generator_id": batch.generator_id,
-                                              "batch_id": batch.batch_id, "seq": batch.seq, "rows": len(batch.rows)})
+                                              "batch_id": batch.batch_id, "seq": batch.seq, "rows": batch.row_count})
             held, new = cur.fetchone() or (False, False)
             if not held:
                 raise identity.LeaseLost(f"generator id {batch.generator_id!r} is leased by another live process")
             if not new:
                 return False
             with cur.copy(COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                write_row = copy.write_row
-                for row in batch.rows:
-                    write_row(row)
+                copy.write(batch.payload)
     return True
 
 
@@ -171,7 +173,7 @@ class BatchWriter:
                 self._metrics.flush_seconds.observe(time.perf_counter() - started)
                 self._metrics.last_flush.set(time.time())
                 if written:
-                    self._metrics.rows_written.inc(len(batch.rows))
+                    self._metrics.rows_written.inc(batch.row_count)
                     self._metrics.batches_written.inc()
                 else:
                     self._metrics.batches_duplicate.inc()
@@ -236,7 +238,7 @@ class Producer(threading.Thread):
 
     def _run(self) -> None:
         cfg = self._cfg
-        pending: list[Row] = []
+        pending: list[bytes] = []
         pending_since = time.monotonic()
         tick = 0
         while not self._halt.is_set():
@@ -257,7 +259,7 @@ class Producer(threading.Thread):
                     self._halt.wait(wait)
                 if self._halt.is_set():
                     break
-            rows = self._fleet.tick(tick)
+            rows = self._fleet.tick_copy(tick)
             tick += 1
             if cfg.max_rows:
                 rows = rows[: cfg.max_rows - self.rows_generated]
@@ -276,8 +278,8 @@ class Producer(threading.Thread):
         if pending:
             self._flush(pending)
 
-    def _flush(self, rows: list[Row]) -> None:
-        batch = Batch(self._cfg.generator_id, self._seq, rows)
+    def _flush(self, rows: list[bytes]) -> None:
+        batch = Batch.of(self._cfg.generator_id, self._seq, rows)
         self._seq += 1
         if not self._put(batch):
             self.rows_dropped += len(rows)
@@ -342,13 +344,13 @@ class Generator:
                     break
                 try:
                     if self._writer.write(item, deadline):
-                        result.rows_written += len(item.rows)
+                        result.rows_written += item.row_count
                         result.batches_written += 1
                     else:
                         result.batches_duplicate += 1
                 except ShutdownDeadline as exc:
                     abandon.set()
-                    result.unflushed_rows += len(item.rows) + self._drain(buffer)
+                    result.unflushed_rows += item.row_count + self._drain(buffer)
                     log.error("grace period over, buffered rows not written",
                               extra={"error": str(exc), "unflushed_rows": result.unflushed_rows})
                     break
@@ -377,4 +379,4 @@ class Generator:
             except queue.Empty:
                 return rows
             if item is not None:
-                rows += len(item.rows)
+                rows += item.row_count
