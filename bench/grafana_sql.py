@@ -27,8 +27,8 @@ def expand(sql: str, now: datetime, range_: timedelta, interval: timedelta, devi
     """`sql` with every macro and variable replaced."""
     start, end = (now - range_).isoformat(), now.isoformat()
     step = int(interval.total_seconds())
-    group = (rf"time_bucket('{step}s', \1) AS \"time\"" if timescaledb
-             else rf'to_timestamp(floor(extract(epoch from \1) / {step}) * {step}) AS "time"')
+    group = (f"time_bucket('{step}s', \\1) AS \"time\"" if timescaledb
+             else f'to_timestamp(floor(extract(epoch from \\1) / {step}) * {step}) AS "time"')
     sql = re.sub(r"\$__timeGroupAlias\(([^,]+), \$__interval\)", group, sql)
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
     sql = sql.replace("$__interval_ms", str(step * 1000)).replace("$__range_s", str(int(range_.total_seconds())))

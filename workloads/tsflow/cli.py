@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(g, "--batch-rows", positive_int, GeneratorConfig.batch_rows, "flush a batch at this many rows")
     _opt(g, "--batch-age", positive_duration, 1.0, "flush a batch at this age, seconds")
     _opt(g, "--buffer-batches", positive_int, GeneratorConfig.buffer_batches,
-         "batches buffered while the database is away (memory: about 120 B x batch-rows x this)")
+         "batches buffered while the database is away (memory: about 60 B x batch-rows x this)")
     _opt(g, "--max-rows", non_negative_int, 0, "stop after this many rows (0: run until signalled)")
     _flag(g, "--pace", True, "emit samples in real time (--no-pace: as fast as possible)")
     _opt(g, "--backfill", duration, 0.0, "start this many seconds in the past")

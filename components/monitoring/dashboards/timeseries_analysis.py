@@ -57,7 +57,7 @@ WEIGHTED_AVERAGE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval)
        sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
 FROM {{rollup}}
 WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
-GROUP BY 1, 2""")
+GROUP BY 1, device_id, metric""")
 
 ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        min(min_value) AS "min",
