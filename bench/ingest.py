@@ -25,7 +25,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 
@@ -68,12 +68,14 @@ def _count(dsn: str) -> int:
         return int(row[0]) if row else 0
 
 
-def _rows(cfg: GeneratorConfig) -> list[Row]:
+def _rows(cfg: GeneratorConfig, encoded: bool = False) -> list[Any]:
+    """cfg.max_rows simulated rows: tuples, or binary COPY rows with `encoded`."""
     fleet = Fleet(cfg.sim, cfg.generator_id, time.time())
-    out: list[Row] = []
+    tick_rows = fleet.tick_copy if encoded else fleet.tick
+    out: list[Any] = []
     tick = 0
     while len(out) < cfg.max_rows:
-        out.extend(fleet.tick(tick))
+        out.extend(tick_rows(tick))
         tick += 1
     return out[: cfg.max_rows]
 
@@ -98,16 +100,6 @@ def encoded_copy(dsn: str, payload: bytes) -> float:
             copy.write(payload)
         conn.commit()
         return time.perf_counter() - started
-
-
-def _payload(cfg: GeneratorConfig) -> bytes:
-    fleet = Fleet(cfg.sim, cfg.generator_id, time.time())
-    out: list[bytes] = []
-    tick = 0
-    while len(out) < cfg.max_rows:
-        out.extend(fleet.tick_copy(tick))
-        tick += 1
-    return Batch.of(cfg.generator_id, 0, out[: cfg.max_rows]).payload
 
 
 def generator(cfg: GeneratorConfig) -> float:
@@ -170,7 +162,7 @@ def main() -> int:
         cfg = _config(dsn, args.rows, args.batch_rows)
         contenders: dict[str, Callable[[], float]] = {
             "copy": partial(bare_copy, dsn, _rows(cfg)),
-            "encoded": partial(encoded_copy, dsn, _payload(cfg)),
+            "encoded": partial(encoded_copy, dsn, Batch.of("bench", 0, _rows(cfg, encoded=True)).payload),
             "generator": partial(generator, cfg),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
