@@ -2,8 +2,8 @@
 
 Queries run through a Grafana PostgreSQL data source that logs in as the read-only role and points at the
 replica Service, so dashboards never load the primary. Each value panel reads the rollup that fits its
-interval and range (``by_interval``), so any range up to 30 days reads at most MAX_POINTS buckets per
-series. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming out still gives the true mean.
+interval, range and selection (``by_interval``), so any range up to 30 days reads at most MAX_POINTS
+buckets per series and MAX_ROWS in all. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming out still gives the true mean.
 """
 
 from __future__ import annotations
@@ -26,15 +26,23 @@ ROLLUPS = (("metrics_1m", 60), ("metrics_1h", 3600), ("metrics_1d", 86400))
 MAX_POINTS = 1500
 """Most buckets a panel reads per series: a range longer than MAX_POINTS buckets of a rollup reads a coarser one."""
 
+MAX_ROWS = 100_000
+"""Most buckets a panel reads in all: a wide selection (the variables' All) over a long range reads a coarser rollup."""
+
+SERIES = "cardinality(ARRAY[$device]) * cardinality(ARRAY[$metric])"
+"""How many series the selection can hold (a constant once Grafana has substituted the variables)."""
+
 
 def _at_least(level: int) -> str:
     """SQL (constants only, after Grafana's interpolation) true when the panel needs rollup `level` or coarser.
 
     A rollup is needed when the panel's interval is at least its bucket (finer data would only be averaged
-    away), or when the range holds more than MAX_POINTS buckets of the next finer rollup.
+    away), or when the range holds more than MAX_POINTS buckets per series, or more than MAX_ROWS buckets for
+    the whole selection, of the next finer rollup.
     """
     width, finer = ROLLUPS[level][1], ROLLUPS[level - 1][1]
-    return f"($__interval_ms >= {width * 1000} OR $__range_s > {finer * MAX_POINTS})"
+    return (f"($__interval_ms >= {width * 1000} OR $__range_s > {finer * MAX_POINTS} "
+            f"OR {SERIES} * $__range_s > {finer * MAX_ROWS})")
 
 
 def by_interval(template: str) -> str:
@@ -85,9 +93,11 @@ ANOMALY_COUNT = f"""SELECT count(*) AS anomalies
 FROM anomalies
 WHERE $__timeFilter("time") AND {SELECTION}"""
 
-NEWEST_BUCKET_AGE = """SELECT EXTRACT(EPOCH FROM now() - max(bucket)) AS age_seconds
+NEWEST_BUCKET_AGE = """SELECT EXTRACT(EPOCH FROM now() - bucket) AS age_seconds
 FROM metrics_1m
-WHERE bucket > now() - INTERVAL '1 day'"""
+WHERE bucket > now() - INTERVAL '1 day'
+ORDER BY bucket DESC
+LIMIT 1"""
 
 RECENT_ANOMALIES = f"""SELECT "time", device_id, metric, value, zscore, detected_at
 FROM anomalies
