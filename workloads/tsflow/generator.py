@@ -132,7 +132,8 @@ class BatchWriter:
             if time.monotonic() > deadline or stop.is_set():
                 db.safe_close(conn)
                 raise db.StartupError(f"generator id {self._cfg.generator_id!r} is leased by another live process")
-            log.warning("generator id leased by another process, waiting", extra={"generator_id": self._cfg.generator_id})
+            log.warning("generator id leased by another process, waiting",
+                        extra={"generator_id": self._cfg.generator_id})
             stop.wait(1.0)
         self.generator_id = leased
         conn.autocommit = False

@@ -107,6 +107,8 @@ def _m2_rollup(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> Non
 
 
 def _m3_rollup_hierarchy(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    # Dashboards filter anomalies by series over a time range.
+    conn.execute("CREATE INDEX IF NOT EXISTS anomalies_series_time_idx ON anomalies (device_id, metric, time)")
     if flavor == TIMESCALE:
         for stmt in ts.rollup_hierarchy(cfg.retention, cfg.compress_after):
             conn.execute(stmt)

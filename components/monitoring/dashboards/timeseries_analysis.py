@@ -3,7 +3,8 @@
 Queries run through a Grafana PostgreSQL data source that logs in as the read-only role and points at the
 replica Service, so dashboards never load the primary. Each value panel reads the rollup that fits its
 interval, range and selection (``by_interval``), so any range up to 30 days reads at most MAX_POINTS
-buckets per series and MAX_ROWS in all. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming out still gives the true mean.
+buckets per series and MAX_ROWS in all. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming
+out still gives the true mean.
 """
 
 from __future__ import annotations
@@ -93,11 +94,10 @@ ANOMALY_COUNT = f"""SELECT count(*) AS anomalies
 FROM anomalies
 WHERE $__timeFilter("time") AND {SELECTION}"""
 
-NEWEST_BUCKET_AGE = """SELECT EXTRACT(EPOCH FROM now() - bucket) AS age_seconds
-FROM metrics_1m
-WHERE bucket > now() - INTERVAL '1 day'
-ORDER BY bucket DESC
-LIMIT 1"""
+NEWEST_BUCKET_AGE = """SELECT EXTRACT(EPOCH FROM now() - coalesce(
+    (SELECT max(bucket) FROM metrics_1m WHERE bucket > now() - INTERVAL '10 minutes'),
+    (SELECT max(bucket) FROM metrics_1h WHERE bucket > now() - INTERVAL '1 day'))) AS age_seconds"""
+"""Reads ten minutes of the 1-minute rollup; only when that is empty (already red) the hourly one for a day."""
 
 RECENT_ANOMALIES = f"""SELECT "time", device_id, metric, value, zscore, detected_at
 FROM anomalies
@@ -135,7 +135,8 @@ def build(ids: DashboardIds) -> dict[str, Any]:
         .with_variable(_sql_variable("metric", "Metric", METRICS, ds))
         .with_row(dash.Row("Summary"))
         .with_panel(stat_panel("Newest aggregated minute", "s", sql(NEWEST_BUCKET_AGE, "table"),
-                               description="Age of the newest metrics_1m bucket (continuous aggregate lag).",
+                               description="Age of the newest metrics_1m bucket (rollup lag); past 10 minutes, "
+                                           "to the hour.",
                                span=12, steps=((None, "green"), (180, "orange"), (600, "red"))))
         .with_panel(stat_panel("Anomalies in range", "short", sql(ANOMALY_COUNT, "table"), span=12,
                                steps=((None, "green"), (1, "orange"))))
