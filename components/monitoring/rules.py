@@ -60,7 +60,7 @@ class AlertThresholds:
     alerting; default 60."""
     rollup_lag_grace_minutes: float = 60.0
     """Minutes a continuous aggregate's watermark may trail beyond what its refresh policy allows
-    (end_offset + schedule interval) before alerting; keep it above the bucket width; default 60."""
+    (end_offset + bucket width + schedule interval) before alerting; default 60."""
 
     def check(self, field: str = "alert_thresholds") -> AlertThresholds:
         """Raise ``ValueError`` naming ``field.<name>`` if a threshold is not a number in its range."""

@@ -10,7 +10,9 @@ metrics the alerts in ``components/monitoring/rules.py`` watch:
   ended longer ago than ``compress_after`` plus one schedule interval (the policy has had a run to
   compress them and did not).
 - ``timescaledb_continuous_aggregate_*``: per continuous aggregate, how far its materialization
-  watermark is behind now, and the lag its refresh policy allows (``end_offset`` + schedule interval).
+  watermark is behind now, and the most its refresh policy lets it trail: ``end_offset`` (the refresh
+  window ends there) + one bucket (the watermark is the end of the last whole bucket) + the schedule
+  interval (the time until the next refresh).
 
 Every name in the SQL was checked against TimescaleDB's own ``sql/views.sql``,
 ``sql/pre_install/tables.sql`` and ``sql/util_time.sql`` at tags 2.18.2, 2.23.1 and 2.28.3: the
@@ -154,7 +156,7 @@ CONTINUOUS_AGGREGATES = CustomQuery(
 SELECT ca.user_view_schema || '.' || ca.user_view_name AS view,
        CASE WHEN w.watermark > timestamptz '0001-01-01 00:00:00+00'
             THEN {_epoch("now() - w.watermark")} END AS watermark_lag_seconds,
-       {_epoch("p.schedule_interval + coalesce(p.end_offset, interval '0')")} AS expected_lag_seconds
+       {_epoch("p.schedule_interval + coalesce(p.end_offset, interval '0') + w.bucket_width")} AS expected_lag_seconds
 FROM _timescaledb_catalog.continuous_agg ca
 JOIN timescaledb_information.continuous_aggregates info
   ON info.view_schema = ca.user_view_schema AND info.view_name = ca.user_view_name
@@ -162,9 +164,11 @@ JOIN timescaledb_information.dimensions d
   ON d.hypertable_schema = info.materialization_hypertable_schema
  AND d.hypertable_name = info.materialization_hypertable_name AND d.dimension_number = 1
 LEFT JOIN _timescaledb_catalog.continuous_aggs_watermark cw ON cw.mat_hypertable_id = ca.mat_hypertable_id
+LEFT JOIN _timescaledb_catalog.continuous_aggs_bucket_function bf ON bf.mat_hypertable_id = ca.mat_hypertable_id
 CROSS JOIN LATERAL (
   SELECT CASE WHEN d.column_type = ANY({_TIME_TYPES})
-              THEN _timescaledb_functions.to_timestamp(cw.watermark) END AS watermark
+              THEN _timescaledb_functions.to_timestamp(cw.watermark) END AS watermark,
+         CASE WHEN d.column_type = ANY({_TIME_TYPES}) THEN bf.bucket_width::interval END AS bucket_width
 ) w
 LEFT JOIN LATERAL (
   SELECT j.schedule_interval, {_interval_in("j.config", "end_offset")} AS end_offset
@@ -180,7 +184,7 @@ LEFT JOIN LATERAL (
         Column("watermark_lag_seconds", "GAUGE",
                "Seconds between now and the materialization watermark (NaN before the first refresh)"),
         Column("expected_lag_seconds", "GAUGE",
-               "Lag the refresh policy allows: end_offset plus schedule interval (NaN without a policy)"),
+               "Lag the refresh policy allows: end_offset + schedule interval + bucket width (NaN without a policy)"),
     ),
     cache_seconds=30,
 )
