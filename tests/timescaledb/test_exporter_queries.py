@@ -190,3 +190,24 @@ def test_queries_parse_on_plain_postgresql(plain_postgres: str, query: CustomQue
         with pytest.raises(psycopg.errors.SyntaxError):
             conn.rollback()
             conn.execute(query.sql.replace("SELECT", "SELEC", 1))  # type: ignore[arg-type]
+
+
+def test_the_exporter_runs_these_queries_on_the_application_database() -> None:
+    from components.timescaledb import pod
+    from tests.stacks import run_stack
+
+    manifests = run_stack("dev").manifests()
+    (statefulset,) = [m for m in manifests if m["kind"] == "StatefulSet"]
+    spec = statefulset["spec"]["template"]["spec"]
+    (exporter,) = [c for c in spec["containers"] if c["name"] == pod.EXPORTER_CONTAINER]
+    (flag,) = [a for a in exporter["args"] if a.startswith("--extend.query-path=")]
+    path = flag.split("=", 1)[1]
+    (mount,) = [m for m in exporter["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    (item,) = volume["configMap"]["items"]
+    assert item["path"] == path.removeprefix(mount["mountPath"] + "/")
+    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"
+                     and m["metadata"]["name"] == volume["configMap"]["name"]]
+    assert config_map["data"][item["key"]] == queries_file()
+    env = {e["name"]: e.get("value") for e in exporter["env"]}
+    assert env["DATA_SOURCE_URI"].split("/", 1)[1].split("?")[0] == "app"  # where the extension is
