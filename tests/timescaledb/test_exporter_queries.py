@@ -30,7 +30,8 @@ CREATE TABLE metrics (time timestamptz NOT NULL, device text NOT NULL, value flo
 SELECT create_hypertable('metrics', by_range('time', interval '1 day'));
 INSERT INTO metrics SELECT t, 'd1', 1 FROM generate_series(now() - interval '10 days', now(), interval '1 hour') t;
 ALTER TABLE metrics SET (timescaledb.compress, timescaledb.compress_segmentby = 'device');
-SELECT add_compression_policy('metrics', compress_after => interval '2 days', schedule_interval => interval '12 hours');
+SELECT add_compression_policy('metrics', compress_after => interval '2 days', schedule_interval => interval '12 hours',
+  initial_start => now() + interval '1 day');
 SELECT add_retention_policy('metrics', drop_after => interval '30 days');
 CREATE MATERIALIZED VIEW metrics_1h WITH (timescaledb.continuous) AS
   SELECT time_bucket('1 hour', time) AS bucket, device, avg(value) AS value FROM metrics GROUP BY 1, 2 WITH NO DATA;
@@ -122,6 +123,8 @@ def test_jobs_report_every_policy_and_its_failures(catalog: psycopg.Connection) 
 
     # What the scheduler records after a success, then after three failures in a row.
     finished = time.time() - 600
+    _as_superuser(catalog, "DELETE FROM _timescaledb_internal.bgw_job_stat WHERE job_id IN (%s, %s)",
+                  (compression, retention))  # the row initial_start created
     _as_superuser(catalog, """
         INSERT INTO _timescaledb_internal.bgw_job_stat (job_id, last_start, last_finish, next_start,
           last_successful_finish, last_run_success, total_runs, total_duration, total_duration_failures,
@@ -211,3 +214,4 @@ def test_the_exporter_runs_these_queries_on_the_application_database() -> None:
     assert config_map["data"][item["key"]] == queries_file()
     env = {e["name"]: e.get("value") for e in exporter["env"]}
     assert env["DATA_SOURCE_URI"].split("/", 1)[1].split("?")[0] == "app"  # where the extension is
+
