@@ -92,9 +92,8 @@ if config.monitoring.mode != "disabled":
             namespace=namespace.name,
             mode=config.monitoring.mode,
             scrape_targets=scrape_targets,
-            # The SQL dashboard's data source reads the reader Secret from the cluster, which a
-            # rendering run has no access to.
-            analysis_datasource=database.reader_connection if config.cluster.render_dir is None else None,
+            analysis_datasource=database.reader_connection,
+            analysis_password=database.reader_password,
             # Without a TLS Secret the database serves plain connections only.
             analysis_sslmode="require" if config.database.args.tls_secret_name else "disable",
             install=config.monitoring.install,

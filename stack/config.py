@@ -80,6 +80,8 @@ class MonitoringConfig:
     existing: ExistingSettings | None = None
     prometheus_namespace: str | None = None
     """Namespace Prometheus scrapes from, admitted by the database NetworkPolicy (None: same namespace)."""
+    grafana_namespace: str | None = None
+    """Namespace Grafana runs in, whose client-labelled pods the NetworkPolicy admits (None: same namespace)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +114,8 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
     stack = StackConfig(
         cluster=cluster,
         database=_database(
-            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace
+            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
+            grafana_namespace=monitoring.grafana_namespace,
         ),
         workloads=_workloads(root.section("workloads")),
         monitoring=monitoring,
@@ -132,7 +135,9 @@ def _cluster(section: ConfigSection) -> ClusterConfig:
     return cluster
 
 
-def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str | None) -> DatabaseConfig:
+def _database(
+    section: ConfigSection, *, namespace: str, scraper_namespace: str | None, grafana_namespace: str | None = None
+) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage = section.section("storage")
@@ -154,6 +159,7 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         anti_affinity=section.text("antiAffinity", "preferred", choices=("preferred", "required")),  # type: ignore[arg-type]
         protect=section.boolean("protect", False),
         monitoring_namespace=scraper_namespace,
+        client_namespaces=tuple(ns for ns in (grafana_namespace,) if ns is not None and ns != namespace),
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         autoscaled=autoscaling is not None,
     )
@@ -270,7 +276,8 @@ def _monitoring(section: ConfigSection, *, render_dir: str | None) -> Monitoring
         block.done()
         section.done()
         checked(lambda: install.check(install_path), renames=_MONITORING_KEYS)
-        return MonitoringConfig(mode="install", install=install, prometheus_namespace=install.monitoring_namespace)
+        return MonitoringConfig(mode="install", install=install, prometheus_namespace=install.monitoring_namespace,
+                                grafana_namespace=install.monitoring_namespace)
     if mode == "existing":
         block = blocks["existing"]
         if block is None:
@@ -282,14 +289,15 @@ def _monitoring(section: ConfigSection, *, render_dir: str | None) -> Monitoring
                 "monitors and rules by, e.g. {release: kube-prometheus-stack}"
             )
         existing_path = block.path
-        existing = ExistingSettings(
-            monitor_labels=labels, grafana_namespace=block.optional(block.dns_label, "grafanaNamespace")
-        )
         prometheus_namespace = block.optional(block.dns_label, "prometheusNamespace")
+        # kube-prometheus-stack runs Grafana beside Prometheus: its data source sidecar watches only there.
+        grafana_namespace = block.optional(block.dns_label, "grafanaNamespace") or prometheus_namespace
+        existing = ExistingSettings(monitor_labels=labels, grafana_namespace=grafana_namespace)
         block.done()
         section.done()
         checked(lambda: existing.check(existing_path))
-        return MonitoringConfig(mode="existing", existing=existing, prometheus_namespace=prometheus_namespace)
+        return MonitoringConfig(mode="existing", existing=existing, prometheus_namespace=prometheus_namespace,
+                                grafana_namespace=grafana_namespace)
     section.done()
     return MonitoringConfig(mode="disabled")
 

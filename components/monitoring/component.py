@@ -15,20 +15,33 @@ renders templates into individual Pulumi resources without running hooks, and is
 whose children the mock test harness cannot see; under mocks a v3 Release is recorded like any other
 custom resource, so tests can inspect its values.
 
+Where Grafana looks: its sidecars watch labelled ConfigMaps/Secrets in the namespaces of their
+``searchNamespace`` (unset: Grafana's own namespace; kube-prometheus-stack 79.10.0 sets ``ALL`` for
+dashboards only). So dashboards and the data source go into *Grafana's* namespace in both modes: the
+release namespace in install mode, ``ExistingSettings.grafana_namespace`` in existing mode. Install mode
+sets ``rbac.namespaced`` and points both sidecars at that one namespace, so Grafana gets a Role there
+instead of cluster-wide read on every Secret.
+
 Secrets: the Grafana admin password comes from ``pulumi_random``, lives only in a Kubernetes Secret in
 the monitoring namespace and reaches the chart as ``grafana.admin.existingSecret``. The PostgreSQL data
-source needs the read-only role's password in Grafana's provisioning file; Grafana runs in another
-namespace than the reader Secret, so neither ``$__file{}`` (a mounted Secret) nor ``$__env{}`` can reach
-it. We therefore read the reader Secret by reference (``Secret.get``) and write the provisioning file
-into a *Secret* labelled for the data source sidecar (``sidecar.datasources.resource: both``); the
-password never appears in a ConfigMap, in Helm values or in a plain-text output.
+source needs the read-only role's password, which the program already holds (the TimescaleDB
+component's ``reader_password`` Output): nothing is read back from the cluster, so a preview of an empty
+cluster and a ``renderDir`` run both produce the data source. A Pod cannot reference a Secret in another
+namespace, so the password is stored once more, in Grafana's namespace:
+
+- install mode: in a Secret that the Grafana container reads as ``READER_PASSWORD_ENV``
+  (``grafana.envValueFrom``, a ``secretKeyRef``); the provisioning file says
+  ``$__env{TIMESCALEDB_READER_PASSWORD}`` and carries no password;
+- existing mode: someone else's Grafana has no such env, so the provisioning file itself holds the
+  password, in a Secret (the sidecar's default ``resource: both`` reads Secrets).
+
+Either way the password never appears in a ConfigMap, in Helm values or in a plain-text output.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,8 +57,8 @@ from components.monitoring.settings import (
     check_dns_label, check_labels,
 )
 from components.monitoring.stack_install import (
-    GRAFANA_ADMIN_PASSWORD_KEY, GRAFANA_ADMIN_USER_KEY, GRAFANA_FOLDER_ANNOTATION, kube_prometheus_stack_values,
-    postgres_datasource_file,
+    GRAFANA_ADMIN_PASSWORD_KEY, GRAFANA_ADMIN_USER_KEY, GRAFANA_FOLDER_ANNOTATION, READER_PASSWORD_ENV,
+    env_reference, kube_prometheus_stack_values, postgres_datasource_file,
 )
 from components.shared.types import ConnectionSecretKeys, DatabaseConnection, ScrapeTarget
 
@@ -71,6 +84,9 @@ class MonitoringArgs:
     """Pods to scrape, from the TimescaleDB component (exporter, Patroni) and each Workload; required."""
     analysis_datasource: DatabaseConnection | None = None
     """Read-only connection for the SQL analysis dashboard (TimescaleDB's ``reader_connection``); default none."""
+    analysis_password: pulumi.Input[str] | None = None
+    """That role's password, a secret Output (TimescaleDB's ``reader_password``); required with
+    ``analysis_datasource``, default none."""
     install: InstallSettings | None = None
     """Settings for ``mode="install"`` (required there, must be None otherwise); default none."""
     existing: ExistingSettings | None = None
@@ -98,6 +114,8 @@ class Monitoring(pulumi.ComponentResource):
     """Uids of the Grafana dashboards we provision."""
     release: k8s.helm.v3.Release | None
     """The kube-prometheus-stack Helm release (install mode) or None."""
+    grafana_namespace: pulumi.Output[str]
+    """Namespace of Grafana, where our dashboards and data source are."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         _validate(args)
@@ -105,19 +123,22 @@ class Monitoring(pulumi.ComponentResource):
         labels = recommended_labels(app=APP, instance=name, component="monitoring")
         existing = args.existing or ExistingSettings()
         monitor_labels = {**labels, **dict(existing.monitor_labels)}
-        grafana_namespace: pulumi.Input[str] = existing.grafana_namespace or args.namespace
         dashboard_label = existing.dashboard_label if args.mode == "existing" else INSTALL_DASHBOARD_LABEL
         datasource_label = existing.datasource_label if args.mode == "existing" else INSTALL_DATASOURCE_LABEL
 
         self.release = None
         self.grafana_admin_secret_name = pulumi.Output.from_input("")
+        self.grafana_namespace = pulumi.Output.from_input(existing.grafana_namespace or args.namespace)
         self.grafana_url_hint = pulumi.Output.concat(
             "Grafana is managed outside this stack; dashboards are ConfigMaps labelled ",
-            f"{dashboard_label[0]}={dashboard_label[1]} in namespace ", grafana_namespace,
+            f"{dashboard_label[0]}={dashboard_label[1]} in namespace ", self.grafana_namespace,
         )
+        password: pulumi.Input[str] | None = args.analysis_password
         if args.mode == "install":
             assert args.install is not None  # _validate guarantees it
             self._install(name, args, args.install, labels)
+            password = env_reference(READER_PASSWORD_ENV)
+        grafana_namespace = self.grafana_namespace
 
         crd_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.release] if self.release else None)
         self.pod_monitors = [
@@ -139,8 +160,8 @@ class Monitoring(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.dashboards = [board["uid"] for board in boards.values()]
-        if args.analysis_datasource is not None:
-            self._datasource(name, args, args.analysis_datasource, ids, grafana_namespace,
+        if args.analysis_datasource is not None and password is not None:
+            self._datasource(name, args, args.analysis_datasource, password, ids,
                              {**labels, datasource_label[0]: datasource_label[1]})
 
         self.register_outputs({
@@ -150,6 +171,7 @@ class Monitoring(pulumi.ComponentResource):
             "pod_monitors": self.pod_monitors,
             "dashboards": self.dashboards,
             "release": self.release,
+            "grafana_namespace": self.grafana_namespace,
         })
 
     def _install(self, name: str, args: MonitoringArgs, settings: InstallSettings, labels: dict[str, str]) -> None:
@@ -177,6 +199,15 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         grafana_pod_labels = dict(args.analysis_datasource.client_labels) if args.analysis_datasource else {}
+        reader_secret = None
+        if args.analysis_password is not None:
+            reader_secret = k8s.core.v1.Secret(
+                f"{name}-grafana-reader",
+                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+                type="Opaque",
+                string_data={ConnectionSecretKeys.PASSWORD: pulumi.Output.secret(args.analysis_password)},
+                opts=child,
+            )
         self.release = k8s.helm.v3.Release(
             f"{name}-stack",
             k8s.helm.v3.ReleaseArgs(
@@ -185,15 +216,18 @@ class Monitoring(pulumi.ComponentResource):
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KUBE_PROMETHEUS_STACK_REPO),
                 namespace=namespace,
                 values=kube_prometheus_stack_values(
-                    settings, admin_secret_name=admin_secret.metadata.name, grafana_pod_labels=grafana_pod_labels
+                    settings, admin_secret_name=admin_secret.metadata.name, grafana_pod_labels=grafana_pod_labels,
+                    grafana_namespace=namespace,
+                    reader_password_secret=reader_secret.metadata.name if reader_secret else None,
                 ),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=900,
                 max_history=10,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin_secret]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[admin_secret, *([reader_secret] if reader_secret else [])]),
         )
+        self.grafana_namespace = pulumi.Output.from_input(namespace)
         self.grafana_admin_secret_name = admin_secret.metadata.name
         self.grafana_url_hint = pulumi.Output.concat(
             "kubectl --namespace ", namespace, " port-forward svc/", self.release.status.name,
@@ -238,15 +272,10 @@ class Monitoring(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _datasource(self, name: str, args: MonitoringArgs, conn: DatabaseConnection, ids: DashboardIds,
-                    namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.core.v1.Secret:
-        # The reader Secret lives with the database in the app namespace; read it by reference.
-        reader = k8s.core.v1.Secret.get(
-            f"{name}-reader-credentials",
-            pulumi.Output.concat(args.namespace, "/", conn.secret_name),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        password = pulumi.Output.secret(reader.data).apply(_password_of)
+    def _datasource(self, name: str, args: MonitoringArgs, conn: DatabaseConnection, password: pulumi.Input[str],
+                    ids: DashboardIds, labels: dict[str, str]) -> k8s.core.v1.Secret:
+        """The provisioning file, as a Secret in Grafana's namespace (``password``: the password itself or
+        an ``$__env{}`` reference to it)."""
         content = pulumi.Output.all(conn.read_only_host, password).apply(
             lambda values: postgres_datasource_file(
                 uid=ids.analysis_datasource_uid, name=ids.title("TimescaleDB (read-only)"), host=values[0],
@@ -256,21 +285,11 @@ class Monitoring(pulumi.ComponentResource):
         )
         return k8s.core.v1.Secret(
             f"{name}-datasource",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=self.grafana_namespace, labels=labels),
             type="Opaque",
             string_data={"timescaledb-datasource.yaml": pulumi.Output.secret(content)},
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-
-def _password_of(data: Mapping[str, str] | None) -> str:
-    """The reader password from a Secret's base64 ``data``.
-
-    Empty only when the Secret could not be read yet (a mock or a preview); on a real ``up`` the
-    TimescaleDB component's Secret always carries the key.
-    """
-    encoded = (data or {}).get(ConnectionSecretKeys.PASSWORD, "")
-    return base64.b64decode(encoded).decode() if encoded else ""
 
 
 def _validate(args: MonitoringArgs) -> None:
@@ -297,6 +316,11 @@ def _validate(args: MonitoringArgs) -> None:
             or args.scrape_interval[-1] not in "sm":
         raise ValueError(f"scrape_interval ({args.scrape_interval!r}) must look like '30s' or '1m'")
     _validate_targets(args.scrape_targets)
+    if (args.analysis_datasource is None) != (args.analysis_password is None):
+        raise ValueError(
+            "analysis_datasource and analysis_password go together: give both (the reader connection and its"
+            " password Output) or neither"
+        )
     if args.analysis_datasource is not None:
         conn = args.analysis_datasource
         if not 0 < conn.port < 65536:

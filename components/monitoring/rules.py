@@ -51,6 +51,16 @@ class AlertThresholds:
     """Share of failed consumer runs over 15 minutes that alerts; default 0.5."""
     autoscaler_at_max_minutes: float = 15.0
     """Minutes an autoscaler may sit at max_replicas before alerting; default 15."""
+    job_consecutive_failures: float = 1.0
+    """Failed runs in a row of a TimescaleDB job (compression, retention, refresh) that alert; default 1."""
+    job_missed_runs: float = 3.0
+    """Schedule intervals a scheduled job may go without a successful run before alerting; default 3."""
+    compression_backlog_minutes: float = 60.0
+    """Minutes chunks may stay overdue for compression (past compress_after plus a policy run) before
+    alerting; default 60."""
+    rollup_lag_grace_minutes: float = 60.0
+    """Minutes a continuous aggregate's watermark may trail beyond what its refresh policy allows
+    (end_offset + bucket width + schedule interval) before alerting; default 60."""
 
     def check(self, field: str = "alert_thresholds") -> AlertThresholds:
         """Raise ``ValueError`` naming ``field.<name>`` if a threshold is not a number in its range."""
@@ -74,6 +84,10 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     "buffer_usage_ratio": (0, 1),
     "consumer_error_ratio": (0, 1),
     "autoscaler_at_max_minutes": (0, 1440),
+    "job_consecutive_failures": (0, 1000),
+    "job_missed_runs": (0, 1000),
+    "compression_backlog_minutes": (0, 10080),
+    "rollup_lag_grace_minutes": (0, 10080),
 }
 """Exclusive lower and inclusive upper bound of each threshold."""
 
@@ -324,6 +338,60 @@ def alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
     ]
 
 
+def timescaledb_job_alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
+    """Silent TimescaleDB failures, from the exporter's custom queries (``components/timescaledb/
+    exporter_queries.py``). Every member reports the same (replicated) catalog; only the primary's
+    series count, so a lagging replica neither duplicates nor delays an alert."""
+    ns = scope.ns
+    primary = f"and on (namespace, pod) (pg_replication_is_replica{{{ns}}} == 0)"
+    job = "namespace, job_id, proc_name, hypertable"
+    where = "job {{ $labels.job_id }} ({{ $labels.proc_name }} on {{ $labels.hypertable }}) in {{ $labels.namespace }}"
+    return [
+        Alert(
+            "TimescaleDBJobFailing",
+            f"max by ({job}) (timescaledb_job_consecutive_failures{{{ns}}} {primary})"
+            f" >= {_num(t.job_consecutive_failures)}",
+            "10m", "warning",
+            f"TimescaleDB {where} failed {{{{ $value }}}} times in a row",
+            f"The last {{{{ $value }}}} runs of TimescaleDB {where} failed (threshold"
+            f" {_num(t.job_consecutive_failures)}); a failing compression or retention policy lets the disk"
+            " fill, a failing refresh leaves rollups stale. See timescaledb_information.job_errors.",
+        ),
+        Alert(
+            "TimescaleDBJobNotSucceeding",
+            f"max by ({job}) ((time() - timescaledb_job_last_success_timestamp_seconds{{{ns}}})"
+            f" > {_num(t.job_missed_runs)} * timescaledb_job_schedule_interval_seconds{{{ns}}}"
+            f" and on (namespace, pod, job_id) (timescaledb_job_scheduled{{{ns}}} == 1) {primary})",
+            "10m", "warning",
+            f"TimescaleDB {where} last succeeded {{{{ $value | humanizeDuration }}}} ago",
+            f"Scheduled TimescaleDB {where} has not finished a run successfully for"
+            f" {{{{ $value | humanizeDuration }}}}, more than {_num(t.job_missed_runs)} schedule intervals;"
+            " check that the job scheduler runs (timescaledb.max_background_workers) and the job's errors.",
+        ),
+        Alert(
+            "TimescaleDBCompressionBacklog",
+            f"max by (namespace, hypertable) (timescaledb_compression_overdue_chunks{{{ns}}} {primary}) > 0",
+            _minutes(t.compression_backlog_minutes), "warning",
+            "{{ $value }} chunks of {{ $labels.namespace }}/{{ $labels.hypertable }} are overdue for compression",
+            "Hypertable {{ $labels.hypertable }} in namespace {{ $labels.namespace }} has {{ $value }}"
+            " uncompressed chunks older than its compression policy's compress_after plus one schedule"
+            f" interval, for {_num(t.compression_backlog_minutes)} minutes; the disk fills at the uncompressed"
+            " rate. Check the policy job's runs.",
+        ),
+        Alert(
+            "TimescaleDBRollupLagging",
+            f"max by (namespace, view) ((timescaledb_continuous_aggregate_watermark_lag_seconds{{{ns}}}"
+            f" - timescaledb_continuous_aggregate_expected_lag_seconds{{{ns}}}) {primary})"
+            f" > {_num(t.rollup_lag_grace_minutes * 60)}",
+            "15m", "warning",
+            "Rollup {{ $labels.namespace }}/{{ $labels.view }} lags {{ $value | humanizeDuration }} behind its policy",
+            "The materialization watermark of continuous aggregate {{ $labels.view }} in namespace"
+            " {{ $labels.namespace }} trails now by {{ $value | humanizeDuration }} more than its refresh policy"
+            f" allows (grace {_num(t.rollup_lag_grace_minutes)}m): its refresh job fails or no new data arrives.",
+        ),
+    ]
+
+
 def rule_groups(scope: RuleScope, thresholds: AlertThresholds) -> list[dict[str, Any]]:
     """The ``spec.groups`` of our PrometheusRule.
 
@@ -335,7 +403,8 @@ def rule_groups(scope: RuleScope, thresholds: AlertThresholds) -> list[dict[str,
         {
             "name": f"{RULE_PREFIX}.rules",
             "interval": "30s",
-            "rules": [*(r.to_rule() for r in recording_rules(scope)), *(a.to_rule() for a in alerts(scope, thresholds))],
+            "rules": [*(r.to_rule() for r in recording_rules(scope)), *(a.to_rule() for a in alerts(scope, thresholds)),
+                      *(a.to_rule() for a in timescaledb_job_alerts(scope, thresholds))],
         },
     ]
 

@@ -112,7 +112,8 @@ class ExistingSettings:
     datasource_label: tuple[str, str] = ("grafana_datasource", "1")
     """Label the Grafana data source sidecar watches for; default ``grafana_datasource=1``."""
     grafana_namespace: str | None = None
-    """Namespace the Grafana sidecars search; default none (put dashboards in the Monitoring namespace)."""
+    """Namespace Grafana runs in: its sidecars search their own namespace unless told otherwise, so our
+    dashboards and data source go there; default none (the Monitoring ``namespace``)."""
 
     def check(self, field: str = "existing") -> ExistingSettings:
         """Raise ``ValueError`` naming the first bad field."""

@@ -14,11 +14,13 @@ import yaml
 from components.monitoring.dashboards.common import POSTGRES_DS_TYPE
 from components.monitoring.settings import INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, InstallSettings
 from components.shared.quantity import byte_size
-from components.shared.types import Resources
+from components.shared.types import ConnectionSecretKeys, Resources
 
 GRAFANA_ADMIN_USER_KEY = "admin-user"
 GRAFANA_ADMIN_PASSWORD_KEY = "admin-password"
 GRAFANA_FOLDER_ANNOTATION = "grafana_folder"
+READER_PASSWORD_ENV = "TIMESCALEDB_READER_PASSWORD"
+"""Environment variable of the Grafana container holding the read-only role's password (install mode)."""
 RETENTION_SIZE_SHARE = 0.85
 """Prometheus deletes old blocks once the TSDB reaches this share of its volume, so it never fills it."""
 
@@ -37,13 +39,26 @@ def retention_size(storage_size: str) -> str:
     return f"{mebibytes}MB"
 
 
+def env_reference(variable: str) -> str:
+    """Grafana's provisioning-file expansion of an environment variable of its own container."""
+    return f"$__env{{{variable}}}"
+
+
 def kube_prometheus_stack_values(
     settings: InstallSettings,
     *,
     admin_secret_name: pulumi.Input[str],
     grafana_pod_labels: Mapping[str, str],
+    grafana_namespace: pulumi.Input[str],
+    reader_password_secret: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
-    """Values that make the stack pick up our monitors/rules/dashboards and keep secrets out of values."""
+    """Values that make the stack pick up our monitors/rules/dashboards and keep secrets out of values.
+
+    Grafana's sidecars watch only ``grafana_namespace`` (the release's own, where we put our dashboards
+    and data source) and its RBAC is a namespaced Role there (``rbac.namespaced``), not a ClusterRole
+    reading every Secret of the cluster. ``reader_password_secret`` (a Secret in that namespace) becomes
+    the container's ``READER_PASSWORD_ENV``, which our data source file expands.
+    """
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": settings.prometheus_storage_size}},
@@ -75,12 +90,16 @@ def kube_prometheus_stack_values(
             "resources": resources_values(settings.grafana_resources),
             # Lets a database NetworkPolicy that admits reader clients by label admit Grafana too.
             "podLabels": dict(grafana_pod_labels),
+            "rbac": {"namespaced": True},
+            **({"envValueFrom": {READER_PASSWORD_ENV: {"secretKeyRef": {
+                "name": reader_password_secret, "key": ConnectionSecretKeys.PASSWORD,
+            }}}} if reader_password_secret is not None else {}),
             "sidecar": {
                 "dashboards": {
                     "enabled": True,
                     "label": dashboard_key,
                     "labelValue": dashboard_value,
-                    "searchNamespace": "ALL",
+                    "searchNamespace": [grafana_namespace],
                     "folderAnnotation": GRAFANA_FOLDER_ANNOTATION,
                     "provider": {"foldersFromFilesStructure": True},
                 },
@@ -88,8 +107,8 @@ def kube_prometheus_stack_values(
                     "enabled": True,
                     "label": datasource_key,
                     "labelValue": datasource_value,
-                    "searchNamespace": "ALL",
-                    # Our PostgreSQL data source carries a password, so it is a Secret, not a ConfigMap.
+                    "searchNamespace": [grafana_namespace],
+                    # The chart's Prometheus data source is a ConfigMap, ours a Secret: watch both.
                     "resource": "both",
                 },
             },

@@ -51,6 +51,7 @@ import pulumi_kubernetes as k8s
 
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import pod
+from components.timescaledb.exporter_queries import queries_file
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
 from components.timescaledb.tuning import TuneInput, tune
@@ -121,6 +122,8 @@ class TimescaleDBArgs:
     """protect + retain_on_delete on StatefulSet, Secrets, ConfigMap and passwords; default False."""
     monitoring_namespace: str | None = None
     """Namespace allowed to scrape metrics (and reach 5432 with client labels); default None: same namespace."""
+    client_namespaces: Sequence[str] = ()
+    """Further namespaces whose client-labelled pods may reach 5432 (e.g. Grafana's); default none."""
     termination_grace_seconds: int = 60
     """Seconds a member gets to checkpoint and hand over leadership on shutdown; default 60."""
     max_connections: int | None = None
@@ -196,6 +199,10 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         raise ValueError(f"anti_affinity ({args.anti_affinity!r}) must be 'preferred' or 'required'")
     if args.monitoring_namespace is not None and not _DNS_LABEL.match(args.monitoring_namespace):
         raise ValueError(f"monitoring_namespace ({args.monitoring_namespace!r}) must be a namespace name")
+    if isinstance(args.client_namespaces, str) or not all(
+        isinstance(ns, str) and _DNS_LABEL.match(ns) for ns in args.client_namespaces
+    ):
+        raise ValueError(f"client_namespaces ({args.client_namespaces!r}) must be a list of namespace names")
     if args.tls_secret_name is not None and (
         len(args.tls_secret_name) > 253 or not _DNS_SUBDOMAIN.match(args.tls_secret_name)
     ):
@@ -240,6 +247,9 @@ class TimescaleDB(pulumi.ComponentResource):
     headless_service_name: pulumi.Output[str]
     superuser_secret_name: pulumi.Output[str]
     app_password: pulumi.Output[str]
+    reader_password: pulumi.Output[str]
+    """The read-only role's password (secret): for a consumer in another namespace, which cannot reference
+    the reader Secret, to store in its own Secret."""
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
@@ -285,10 +295,11 @@ class TimescaleDB(pulumi.ComponentResource):
         )
 
         config_text, script_text = self._patroni_files(scope)
+        exporter_queries = queries_file()
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-patroni",
             metadata=self._metadata(),
-            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text},
+            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text, pod.EXPORTER_QUERIES_KEY: exporter_queries},
             opts=self._opts(protected=True),
         )
         service_account = self._rbac()
@@ -304,7 +315,8 @@ class TimescaleDB(pulumi.ComponentResource):
                 app_secret=app_secret.metadata.name,
                 reader_secret=reader_secret.metadata.name,
             ),
-            checksum=hashlib.sha256((config_text + script_text).encode()).hexdigest(),
+            # The exporter reads its queries once at start: a change must roll the pods too.
+            checksum=hashlib.sha256((config_text + script_text + exporter_queries).encode()).hexdigest(),
         )
         if args.replicas > 1:
             self._disruption_budget()
@@ -335,6 +347,7 @@ class TimescaleDB(pulumi.ComponentResource):
         self.headless_service_name = headless.metadata.name
         self.superuser_secret_name = superuser_secret.metadata.name
         self.app_password = pulumi.Output.secret(passwords["app"].password)
+        self.reader_password = pulumi.Output.secret(passwords["reader"].password)
         self.register_outputs({
             "app_connection": registrable(self.app_connection),
             "reader_connection": registrable(self.reader_connection),
@@ -349,6 +362,7 @@ class TimescaleDB(pulumi.ComponentResource):
             "headless_service_name": self.headless_service_name,
             "superuser_secret_name": self.superuser_secret_name,
             "app_password": self.app_password,
+            "reader_password": self.reader_password,
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -462,6 +476,7 @@ class TimescaleDB(pulumi.ComponentResource):
             reader_user=args.reader_user,
             config_checksum=checksum,
             refs=refs,
+            database=args.database,
             tls_secret=args.tls_secret_name,
         )
         claims = [pod.volume_claim_template(pod.DATA_VOLUME, size=args.storage.data_size,
@@ -513,12 +528,17 @@ class TimescaleDB(pulumi.ComponentResource):
                 match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}
             )
             scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=monitoring_ns)
-            clients.append(k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=monitoring_ns,
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels)),
-            ))
         else:
             scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+        client_namespaces = [args.monitoring_namespace] if args.monitoring_namespace is not None else []
+        client_namespaces += [ns for ns in args.client_namespaces if ns not in client_namespaces]
+        clients += [
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels)),
+            )
+            for ns in client_namespaces
+        ]
 
         def ports(*numbers: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
             return [k8s.networking.v1.NetworkPolicyPortArgs(port=n, protocol="TCP") for n in numbers]

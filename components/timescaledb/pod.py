@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.timescaledb import patroni_config as pc
+from components.timescaledb.exporter_queries import QUERIES_FILE
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ConnectionSecretKeys, Resources
 
@@ -32,6 +33,8 @@ CONFIG_VOLUME = "patroni-config"
 SCRIPTS_VOLUME = "bootstrap-scripts"
 SECRETS_VOLUME = "bootstrap-secrets"
 TLS_VOLUME = "tls"
+EXPORTER_QUERIES_VOLUME = "exporter-queries"
+EXPORTER_QUERIES_DIR = "/etc/postgres-exporter"
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
@@ -41,6 +44,7 @@ MONITOR_KEY = "monitor-password"
 
 CONFIG_KEY = pc.CONFIG_FILE
 POST_INIT_KEY = pc.POST_INIT_FILE
+EXPORTER_QUERIES_KEY = f"exporter-{QUERIES_FILE}"
 """Keys of the Patroni ConfigMap."""
 
 CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/patroni-config-sha256"
@@ -77,6 +81,8 @@ class PodSpecInput:
     reader_user: str
     config_checksum: str
     refs: PodRefs
+    database: str
+    """The application database: the exporter connects to it (its TimescaleDB queries need the extension)."""
     tls_secret: str | None = None
 
 
@@ -190,14 +196,16 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
 
 
 def exporter_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
-    """postgres_exporter (v0.17+) reading the local member as the pg_monitor role."""
+    """postgres_exporter (v0.17+) reading the local member's application database as the pg_monitor role,
+    with the TimescaleDB health queries of ``exporter_queries``."""
     return k8s.core.v1.ContainerArgs(
         name=EXPORTER_CONTAINER,
         image=spec.exporter_image,
         image_pull_policy="IfNotPresent",
-        args=[f"--web.listen-address=:{pc.EXPORTER_PORT}"],
+        args=[f"--web.listen-address=:{pc.EXPORTER_PORT}",
+              f"--extend.query-path={EXPORTER_QUERIES_DIR}/{QUERIES_FILE}"],
         env=[
-            _value("DATA_SOURCE_URI", f"127.0.0.1:{pc.POSTGRES_PORT}/postgres?sslmode=disable"),
+            _value("DATA_SOURCE_URI", f"127.0.0.1:{pc.POSTGRES_PORT}/{spec.database}?sslmode=disable"),
             _value("DATA_SOURCE_USER", pc.MONITOR_USER),
             _secret("DATA_SOURCE_PASS", spec.refs.internal_secret, MONITOR_KEY),
         ],
@@ -206,6 +214,7 @@ def exporter_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         readiness_probe=_http_probe("/", "exporter", period=10, failures=3),
         resources=spec.exporter_resources.to_args(),
         security_context=container_security_context(read_only_root_filesystem=True),
+        volume_mounts=[_mount(EXPORTER_QUERIES_VOLUME, EXPORTER_QUERIES_DIR, read_only=True)],
     )
 
 
@@ -229,6 +238,12 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             name=CONFIG_VOLUME,
             config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=refs.config_map, items=[k8s.core.v1.KeyToPathArgs(key=CONFIG_KEY, path=pc.CONFIG_FILE)]
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(
+            name=EXPORTER_QUERIES_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=refs.config_map, items=[k8s.core.v1.KeyToPathArgs(key=EXPORTER_QUERIES_KEY, path=QUERIES_FILE)]
             ),
         ),
         k8s.core.v1.VolumeArgs(

@@ -7,6 +7,8 @@ PromQL expression against this catalog. Sources (read in the exporters' own code
   ``stat_activity``, ``settings``, ``replication``, ``database``, ``stat_database`` and ``wal``. The names
   below are identical from v0.15 through v0.20.1 (v0.20 moved some collectors out of the legacy metric
   map without renaming them); the reference version is ``POSTGRES_EXPORTER_REFERENCE``.
+- postgres_exporter custom queries: ours, ``components/timescaledb/exporter_queries.py`` (the catalog
+  takes their names from that module, so a renamed column cannot leave a rule behind).
 - Patroni: ``patroni/api.py`` ``do_GET_metrics`` (REST API ``/metrics``), labels ``scope`` and ``name``.
 - kubelet: volume stats of mounted PVCs (``namespace``, ``persistentvolumeclaim`` labels), scraped by
   kube-prometheus-stack's kubelet ServiceMonitor.
@@ -24,6 +26,8 @@ from enum import Enum
 
 import promql_parser
 
+from components.timescaledb.exporter_queries import exported_metrics
+
 POSTGRES_EXPORTER_REFERENCE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
 """The exporter version the names were checked against (any v0.15+ exports them unchanged)."""
 
@@ -32,6 +36,7 @@ class Source(str, Enum):
     """The program that exports a metric."""
 
     POSTGRES_EXPORTER = "postgres_exporter"
+    TIMESCALEDB_QUERIES = "postgres_exporter TimescaleDB queries"
     PATRONI = "patroni"
     KUBELET = "kubelet"
     KUBE_STATE_METRICS = "kube-state-metrics"
@@ -74,6 +79,8 @@ CATALOG: tuple[Metric, ...] = (
         "pg_stat_database_xact_commit", "pg_stat_database_xact_rollback", "pg_stat_database_blks_hit",
         "pg_stat_database_blks_read", "pg_stat_database_deadlocks", "pg_stat_database_tup_inserted",
     ),
+    *(Metric(name, Kind.COUNTER if usage == "COUNTER" else Kind.GAUGE, Source.TIMESCALEDB_QUERIES)
+      for name, usage in exported_metrics().items()),
     *_family(
         Source.PATRONI, Kind.GAUGE,
         "patroni_primary", "patroni_replica", "patroni_postgres_running", "patroni_cluster_unlocked",

@@ -73,6 +73,17 @@ def test_promql_panels_parse_and_use_exported_metrics(boards: dict[str, dict[str
     assert unknown_metrics(exprs, RECORDED) == {}
 
 
+def test_overview_charts_what_the_timescaledb_job_alerts_watch(boards: dict[str, dict[str, Any]]) -> None:
+    from components.monitoring.rules import timescaledb_job_alerts
+    from tests.monitoring.metric_catalog import metric_names
+
+    charted = {name for e in prometheus_expressions(boards["tsdb-overview"]) for name in metric_names(_promql(e))}
+    alerted = {name for a in timescaledb_job_alerts(RuleScope(("tsdb",), ("patroni",)), AlertThresholds())
+               for name in metric_names(a.expr)} - {"pg_replication_is_replica", "timescaledb_job_scheduled"}
+    assert len(alerted) == 6
+    assert alerted <= charted
+
+
 def test_promql_panels_follow_the_namespace_variable(boards: dict[str, dict[str, Any]]) -> None:
     for key in ("tsdb-overview", "ingest-pipeline"):
         for expr in prometheus_expressions(boards[key]):

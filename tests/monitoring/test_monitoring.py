@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
@@ -16,11 +15,12 @@ from components.monitoring.component import (
     AlertThresholds, ExistingSettings, InstallSettings, Monitoring, MonitoringArgs,
 )
 from components.monitoring.settings import KUBE_PROMETHEUS_STACK_REPO
+from components.monitoring.stack_install import READER_PASSWORD_ENV
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ConnectionSecretKeys, DatabaseConnection, Resources, ScrapeTarget
-from tests import harness
 from tests.checks import schema_problems, selects, wiring_problems
 from tests.harness import MOCK_SECRET_PREFIX, Recording, RecordedResource, run_program, walk_strings
+from tests.monitoring.grafana_chart import grafana_of
 
 APP_NS = "tsdb"
 READER_PASSWORD = f"{MOCK_SECRET_PREFIX}reader"
@@ -30,22 +30,6 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def readable_reader_secret() -> Iterator[None]:
-    """Let ``Secret.get`` of the reader credentials return data, as the API server would."""
-    original = harness.RecordingMocks.new_resource
-
-    def new_resource(self: harness.RecordingMocks, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        resource_id, state = original(self, args)
-        if args.resource_id and args.typ == SECRET:
-            state["data"] = {ConnectionSecretKeys.PASSWORD: base64.b64encode(READER_PASSWORD.encode()).decode()}
-        return resource_id, state
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness.RecordingMocks, "new_resource", new_resource)
-        yield
 
 
 def _workload(name: str, labels: dict[str, str], ports: dict[str, int]) -> k8s.apps.v1.Deployment:
@@ -104,7 +88,7 @@ def _program(**overrides: Any) -> Callable[[], None]:
     def program() -> None:
         fields: dict[str, Any] = {
             "namespace": APP_NS, "mode": "install", "install": InstallSettings(), "scrape_targets": _targets(),
-            "analysis_datasource": _reader(),
+            "analysis_datasource": _reader(), "analysis_password": pulumi.Output.secret(READER_PASSWORD),
         }
         fields.update(overrides)
         monitoring = Monitoring("mon", MonitoringArgs(**fields))
@@ -113,6 +97,7 @@ def _program(**overrides: Any) -> Callable[[], None]:
         pulumi.export("dashboards", monitoring.dashboards)
         pulumi.export("rule", monitoring.rule.metadata["name"])
         pulumi.export("has_release", monitoring.release is not None)
+        pulumi.export("grafana_namespace", monitoring.grafana_namespace)
     return program
 
 
@@ -125,12 +110,12 @@ EXISTING = ExistingSettings(
 
 
 @pytest.fixture(scope="module")
-def install(readable_reader_secret: None) -> Recording:
+def install() -> Recording:
     return run_program(_program(), stack="dev")
 
 
 @pytest.fixture(scope="module")
-def existing(readable_reader_secret: None) -> Recording:
+def existing() -> Recording:
     return run_program(_program(mode="existing", install=None, existing=EXISTING), stack="dev")
 
 
@@ -148,7 +133,7 @@ def test_install_mode_creates_the_stack_and_our_objects(install: Recording) -> N
     assert types.count(RELEASE) == 1
     assert types.count(CONFIG_MAP) == 3
     assert types.count(PASSWORD) == 1
-    assert {r.name for r in children if r.type == SECRET} == {"mon-grafana-admin", "mon-datasource"}
+    assert {r.name for r in children if r.type == SECRET} == {"mon-grafana-admin", "mon-grafana-reader", "mon-datasource"}
     namespace = install.one("kubernetes:core/v1:Namespace").manifest()
     assert namespace["metadata"]["name"] == "monitoring"
     assert all(r.name.startswith("mon-") for r in children)
@@ -182,14 +167,43 @@ def test_grafana_admin_password_comes_from_the_existing_secret(install: Recordin
     assert install.outputs["admin_secret"] == manifest["metadata"]["name"]
 
 
-def test_grafana_sidecars_find_our_dashboards_and_secret_datasource(install: Recording) -> None:
-    sidecar = install.one(RELEASE).inputs["values"]["grafana"]["sidecar"]
-    dashboards = install.one(CONFIG_MAP, "tsdb-overview").manifest()
-    datasource = install.one(SECRET, "mon-datasource").manifest()
-    assert dashboards["metadata"]["labels"][sidecar["dashboards"]["label"]] == sidecar["dashboards"]["labelValue"]
-    assert datasource["metadata"]["labels"][sidecar["datasources"]["label"]] == sidecar["datasources"]["labelValue"]
-    assert sidecar["dashboards"]["searchNamespace"] == sidecar["datasources"]["searchNamespace"] == "ALL"
-    assert sidecar["datasources"]["resource"] == "both"
+def _grafana_objects(recording: Recording) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    dashboards = [r.manifest() for r in recording.of_type(CONFIG_MAP) if r.name.startswith("mon-dashboard-")]
+    assert len(dashboards) == 3
+    return dashboards, recording.one(SECRET, "mon-datasource").manifest()
+
+
+def test_installed_grafana_loads_our_dashboards_and_datasource(install: Recording) -> None:
+    """Judged by the chart's own pinned defaults merged with our values, not by our values alone."""
+    release = install.one(RELEASE).inputs
+    grafana = grafana_of(release["values"], release["namespace"])
+    dashboards, datasource = _grafana_objects(install)
+    assert all(grafana.dashboards.loads(board) for board in dashboards)
+    assert grafana.datasources.loads(datasource)
+    assert datasource["metadata"]["namespace"] == install.outputs["grafana_namespace"] == "monitoring"
+
+
+def test_installed_grafana_reads_secrets_only_in_its_own_namespace(install: Recording) -> None:
+    release = install.one(RELEASE).inputs
+    grafana = grafana_of(release["values"], release["namespace"])
+    assert not grafana.reads_every_secret
+    for sidecar in (grafana.dashboards, grafana.datasources):
+        assert sidecar.namespaces == {"monitoring"} and grafana.may_list(sidecar.namespaces)
+    # The chart's defaults alone would grant a ClusterRole and search every namespace for dashboards.
+    default = grafana_of({}, "monitoring")
+    assert default.reads_every_secret and default.dashboards.namespaces is None
+
+
+def test_default_chart_grafana_loads_existing_mode_objects_in_its_namespace() -> None:
+    """prod's case: kube-prometheus-stack with default values in 'monitoring'; data sources are only
+    searched there (the chart sets searchNamespace ALL for dashboards but not for data sources)."""
+    recording = run_program(_program(mode="existing", install=None, existing=ExistingSettings(
+        monitor_labels={"release": "kube-prometheus-stack"}, grafana_namespace="monitoring")))
+    grafana = grafana_of({}, "monitoring")
+    dashboards, datasource = _grafana_objects(recording)
+    assert all(grafana.dashboards.loads(board) for board in dashboards)
+    assert grafana.datasources.loads(datasource)
+    assert not grafana.datasources.loads({**datasource, "metadata": {**datasource["metadata"], "namespace": APP_NS}})
 
 
 def test_grafana_pods_carry_the_database_client_labels(install: Recording) -> None:
@@ -205,30 +219,68 @@ def test_custom_resources_wait_for_the_chart_crds(install: Recording) -> None:
         assert release.urn in resource.dependencies, resource.name
 
 
-def test_no_password_outside_secrets(install: Recording) -> None:
-    passwords = [*install.mock_passwords(), READER_PASSWORD]
-    assert len(passwords) == 2
+@pytest.mark.parametrize("mode", ["install", "existing"])
+def test_no_password_outside_secrets(mode: str, install: Recording, existing: Recording) -> None:
+    recording = install if mode == "install" else existing
+    passwords = [*recording.mock_passwords(), READER_PASSWORD]
+    assert len(passwords) == (2 if mode == "install" else 1)
     leaks = [
         (resource.type, resource.name)
-        for resource in install.resources
+        for resource in recording.resources
         if resource.type not in (SECRET, PASSWORD)
         for text in walk_strings(resource.inputs)
         if any(p in text for p in passwords)
     ]
     assert leaks == []
-    assert not any(p in json.dumps(install.outputs) for p in passwords)
+    assert not any(p in json.dumps(recording.outputs) for p in passwords)
+    holders = [r for r in recording.of_type(SECRET) if any(READER_PASSWORD in t for t in walk_strings(r.inputs))]
+    assert holders and all("stringData" in r.secret_paths for r in holders)
 
 
-def test_datasource_is_read_only_replica_with_the_reader_password(install: Recording) -> None:
-    secret = install.one(SECRET, "mon-datasource")
+def _datasource(recording: Recording) -> dict[str, Any]:
+    secret = recording.one(SECRET, "mon-datasource")
     assert "stringData" in secret.secret_paths
-    content = yaml.safe_load(secret.manifest()["stringData"]["timescaledb-datasource.yaml"])
-    (datasource,) = content["datasources"]
+    (datasource,) = yaml.safe_load(secret.manifest()["stringData"]["timescaledb-datasource.yaml"])["datasources"]
+    return datasource
+
+
+def test_installed_grafana_gets_the_reader_password_from_a_secret_in_its_namespace(install: Recording) -> None:
+    """No read-back of the reader Secret: the password Output goes into a Secret beside Grafana, which the
+    Grafana container reads as an env var and the data source file expands."""
+    assert _datasource(install)["secureJsonData"]["password"] == f"$__env{{{READER_PASSWORD_ENV}}}"
+    release = install.one(RELEASE).inputs
+    reference = release["values"]["grafana"]["envValueFrom"][READER_PASSWORD_ENV]["secretKeyRef"]
+    reader = install.one(SECRET, "mon-grafana-reader").manifest()
+    assert reference == {"name": reader["metadata"]["name"], "key": ConnectionSecretKeys.PASSWORD}
+    assert reader["metadata"]["namespace"] == release["namespace"]
+    assert reader["stringData"][ConnectionSecretKeys.PASSWORD] == READER_PASSWORD
+
+
+@pytest.mark.parametrize("mode", ["install", "existing"])
+def test_nothing_is_read_back_from_the_cluster(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview of an empty cluster, or a renderDir run, has nothing to read: no Secret.get at all."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"Secret.get{args} reads the cluster")
+
+    monkeypatch.setattr(k8s.core.v1.Secret, "get", staticmethod(refuse))
+    overrides = {} if mode == "install" else {"mode": "existing", "install": None, "existing": EXISTING}
+    recording = run_program(_program(**overrides))
+    assert recording.one(SECRET, "mon-datasource")
+
+
+def test_existing_grafana_gets_the_password_in_the_datasource_secret(existing: Recording) -> None:
+    assert _datasource(existing)["secureJsonData"]["password"] == READER_PASSWORD
+    assert not [r for r in existing.of_type(SECRET) if r.name == "mon-grafana-reader"]
+
+
+@pytest.mark.parametrize("mode", ["install", "existing"])
+def test_datasource_is_the_read_only_replica(mode: str, install: Recording, existing: Recording) -> None:
+    recording = install if mode == "install" else existing
+    datasource = _datasource(recording)
     assert datasource["url"] == f"db-replicas.{APP_NS}.svc.cluster.local:5432"
     assert datasource["user"] == "reader"
     assert datasource["jsonData"]["database"] == "tsdb"
-    assert datasource["secureJsonData"]["password"] == READER_PASSWORD
-    analysis = json.loads(install.one(CONFIG_MAP, "tsdb-analysis").manifest()["data"]["mon-tsdb-analysis.json"])
+    analysis = json.loads(recording.one(CONFIG_MAP, "tsdb-analysis").manifest()["data"]["mon-tsdb-analysis.json"])
     used = {t["datasource"]["uid"] for p in analysis["panels"] for t in p.get("targets", [])}
     assert used == {datasource["uid"]}
 
@@ -267,7 +319,7 @@ def test_dashboards_are_configmaps_with_valid_json(install: Recording) -> None:
         (config_map,) = [m for m in install.manifests()
                          if m["kind"] == "ConfigMap" and f"{uid}.json" in m.get("data", {})]
         assert json.loads(config_map["data"][f"{uid}.json"])["uid"] == uid
-        assert config_map["metadata"]["namespace"] == APP_NS
+        assert config_map["metadata"]["namespace"] == "monitoring"  # Grafana's, which its sidecar watches
 
 
 def test_manifests_are_valid_and_wired(install: Recording, existing: Recording) -> None:
@@ -308,7 +360,7 @@ def test_existing_mode_creates_only_our_objects_with_the_given_labels(existing: 
 
 def test_existing_mode_without_datasource_skips_the_sql_dashboard() -> None:
     recording = run_program(_program(mode="existing", install=None, existing=ExistingSettings(),
-                                     analysis_datasource=None))
+                                     analysis_datasource=None, analysis_password=None))
     assert recording.outputs["dashboards"] == ["mon-tsdb-overview", "mon-ingest-pipeline"]
     assert not [r for r in recording.of_type(SECRET) if r.name.startswith("mon-")]
 
@@ -331,6 +383,7 @@ def test_existing_mode_without_datasource_skips_the_sql_dashboard() -> None:
     ({"scrape_targets": []}, r"scrape_targets \(\[\]\)"),
     ({"analysis_sslmode": "prefer"}, r"analysis_sslmode \('prefer'\)"),
     ({"scrape_interval": "often"}, r"scrape_interval \('often'\)"),
+    ({"analysis_password": None}, r"analysis_datasource and analysis_password go together"),
 ])
 def test_bad_arguments_are_rejected_naming_the_field(overrides: Mapping[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -18,9 +18,9 @@ from components.monitoring.rules import (
 )
 
 PROMTOOL = shutil.which("promtool")
-UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
+UNIT_TESTS = sorted((Path(__file__).parent / "promtool").glob("*_test.yaml"))
 SCOPE = RuleScope(("tsdb",), ("postgres-exporter", "patroni", "generator", "consumer"))
-"""The scope tests/monitoring/promtool/alerts_test.yaml is written for."""
+"""The scope the unit tests in tests/monitoring/promtool/ are written for."""
 
 GENERATOR_CONTRACT = {
     "tsflow_generator_rows_written_total", "tsflow_generator_batches_written_total",
@@ -151,7 +151,8 @@ def test_metric_names_sees_through_functions_and_ranges() -> None:
 @pytest.fixture
 def rules_dir(tmp_path: Path, groups: list[dict]) -> Path:
     (tmp_path / "rules.yaml").write_text(render_rules_file(groups))
-    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
+    for unit_tests in UNIT_TESTS:
+        shutil.copy(unit_tests, tmp_path / unit_tests.name)
     return tmp_path
 
 
@@ -164,25 +165,37 @@ def test_promtool_check_rules(rules_dir: Path) -> None:
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
 def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path) -> None:
-    result = subprocess.run([PROMTOOL, "test", "rules", UNIT_TESTS.name], cwd=rules_dir, capture_output=True, text=True)
+    assert len(UNIT_TESTS) >= 2
+    result = subprocess.run([PROMTOOL, "test", "rules", *(u.name for u in UNIT_TESTS)], cwd=rules_dir,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
-def test_promtool_unit_tests_detect_a_broken_rule(rules_dir: Path, groups: list[dict]) -> None:
+@pytest.mark.parametrize("loosened, alert", [
+    ({"connection_usage_ratio": 0.95}, "TimescaleDBConnectionsNearMax"),
+    ({"job_consecutive_failures": 2}, "TimescaleDBJobFailing"),
+    ({"job_missed_runs": 4}, "TimescaleDBJobNotSucceeding"),
+    ({"compression_backlog_minutes": 90}, "TimescaleDBCompressionBacklog"),
+    ({"rollup_lag_grace_minutes": 120}, "TimescaleDBRollupLagging"),
+])
+def test_promtool_unit_tests_detect_a_broken_rule(rules_dir: Path, loosened: dict, alert: str) -> None:
     """The unit tests can fail: loosen one threshold and they must notice."""
-    broken = rule_groups(SCOPE, AlertThresholds(connection_usage_ratio=0.95))
+    broken = rule_groups(SCOPE, AlertThresholds(**loosened))
     (rules_dir / "rules.yaml").write_text(render_rules_file(broken))
-    result = subprocess.run([PROMTOOL, "test", "rules", UNIT_TESTS.name], cwd=rules_dir, capture_output=True, text=True)
+    result = subprocess.run([PROMTOOL, "test", "rules", *(u.name for u in UNIT_TESTS)], cwd=rules_dir,
+                            capture_output=True, text=True)
     assert result.returncode != 0
-    assert "TimescaleDBConnectionsNearMax" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr
 
 
-def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+def test_every_alert_has_a_firing_and_a_quiet_unit_test(groups: list[dict]) -> None:
     import yaml
 
-    cases = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
+    cases = [test for unit_tests in UNIT_TESTS for test in yaml.safe_load(unit_tests.read_text())["tests"]]
     seen = {(c["alertname"], bool(c["exp_alerts"])) for test in cases for c in test["alert_rule_test"]}
-    for alert in alerts(SCOPE, AlertThresholds()):
-        assert (alert.name, True) in seen, f"{alert.name} never fires in a unit test"
-        assert (alert.name, False) in seen, f"{alert.name} has no quiet case"
+    names = [rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule]
+    assert len(names) > len(alerts(SCOPE, AlertThresholds()))
+    for name in names:
+        assert (name, True) in seen, f"{name} never fires in a unit test"
+        assert (name, False) in seen, f"{name} has no quiet case"

@@ -12,28 +12,16 @@ at a time, so the advisory lock is never contended here (test_wl_migrate.py cove
 
 from __future__ import annotations
 
-import json
-import selectors
-import shutil
-import subprocess
-import tempfile
-import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Iterator
 
 import psycopg
 import pytest
 
 import wl_support
-from wl_support import ROOT, json_lines, run_tsflow, scalar
+from tests.pglite import SKIP_REASON, timescale_pglite
+from wl_support import json_lines, run_tsflow, scalar
 from tsflow import schema
-
-SERVER_DIR = ROOT / "tests" / "timescale_pglite"
-SERVER_SCRIPT = SERVER_DIR / "server.mjs"
-PACKAGE = SERVER_DIR / "node_modules" / "@unni-craftsman" / "pglite" / "package.json"
-INSTALL_HINT = "npm ci --prefix tests/timescale_pglite"
-START_TIMEOUT_S = 30.0
 
 # Non-default settings, so the assertions prove the CLI values reach the SQL.
 CHUNK_INTERVAL = timedelta(hours=6)
@@ -41,64 +29,14 @@ COMPRESS_AFTER = timedelta(days=2)
 RETENTION = timedelta(days=10)
 MIGRATE_ARGS = ["--chunk-interval", "6h", "--compress-after", "2d", "--retention", "10d"]
 
-
-def _skip_reason() -> str | None:
-    node = shutil.which("node")
-    if node is None:
-        return f"node is not installed (needs Node >= 20 and `{INSTALL_HINT}`)"
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-    major = version.lstrip("v").split(".")[0]
-    if not major.isdigit() or int(major) < 20:
-        return f"node {version or '?'} is too old (needs >= 20)"
-    if not PACKAGE.exists():
-        return f"PGlite TimescaleDB packages are not installed: run `{INSTALL_HINT}`"
-    return None
-
-
-_REASON = _skip_reason()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
-
-
-def _read_ready_line(proc: subprocess.Popen[str], log: Path) -> dict[str, object]:
-    """The JSON line server.mjs prints once it listens; fail with its stderr if it never comes."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if sel.select(timeout=0.2):
-                line = proc.stdout.readline()
-                if line:
-                    return json.loads(line)
-            if proc.poll() is not None:
-                break
-    raise AssertionError(f"PGlite server did not start (exit {proc.poll()}): {log.read_text()[-2000:]}")
+pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 @pytest.fixture(scope="module")
 def timescale_dsn() -> Iterator[str]:
-    """DSN of a fresh PGlite + TimescaleDB server on 127.0.0.1:<free port>, for this module."""
-    node = shutil.which("node")
-    assert node is not None
-    with tempfile.TemporaryDirectory(prefix="tsflow-pglite-") as tmp:
-        log = Path(tmp) / "server.log"
-        with log.open("w") as err:
-            proc = subprocess.Popen([node, str(SERVER_SCRIPT), "0"], cwd=SERVER_DIR,
-                                    stdout=subprocess.PIPE, stderr=err, text=True)
-        try:
-            ready = _read_ready_line(proc, log)
-            assert ready.get("timescaledb"), f"timescaledb extension not available in PGlite: {ready}"
-            # PGlite accepts any password but asks for one; it speaks no TLS (server.mjs answers 'N').
-            yield f"host=127.0.0.1 port={ready['port']} user=postgres password=postgres dbname=postgres"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    """DSN of a fresh PGlite + TimescaleDB server, for this module."""
+    with timescale_pglite() as dsn:
+        yield dsn
 
 
 def _migrate(dsn: str) -> list[object]:

@@ -1,4 +1,5 @@
-"""TimescaleDB overview: health, roles, connections, transactions, cache, replication, size and WAL."""
+"""TimescaleDB overview: health, roles, connections, transactions, cache, replication, size, WAL and the
+TimescaleDB background jobs (failures, compression backlog, rollup lag)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from components.monitoring.rules import REPLICATION_LAG_BYTES
 
 SLUG = "tsdb-overview"
 N = NAMESPACE  # short alias: it appears in nearly every f-string below
+_JOB_LEGEND = "{{proc_name}} {{hypertable}} (job {{job_id}})"
 
 
 def build(ids: DashboardIds) -> dict[str, Any]:
@@ -78,5 +80,42 @@ def build(ids: DashboardIds) -> dict[str, Any]:
             prom(f"1 - max by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{{N}}})"
                  f" / max by (persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{{{N}}})",
                  "{{persistentvolumeclaim}}"), span=24))
+        .with_row(dash.Row("Background jobs"))
+        .with_panel(stat_panel("Failing jobs", "none",
+                               prom(f"count(max by (job_id) (timescaledb_job_consecutive_failures{{{N}}}) > 0)"
+                                    " or vector(0)"),
+                               description="Policy jobs whose last run failed (compression, retention, refresh).",
+                               steps=((None, "green"), (1, "red"))))
+        .with_panel(stat_panel("Chunks overdue for compression", "none",
+                               prom(f"sum(max by (hypertable) (timescaledb_compression_overdue_chunks{{{N}}}))"),
+                               description="Uncompressed chunks past compress_after plus one policy run.",
+                               steps=((None, "green"), (1, "orange"))))
+        .with_panel(stat_panel("Worst rollup lag beyond policy", "s",
+                               prom(f"max(timescaledb_continuous_aggregate_watermark_lag_seconds{{{N}}}"
+                                    f" - timescaledb_continuous_aggregate_expected_lag_seconds{{{N}}})"),
+                               description="Watermark lag minus what the refresh policy allows (end_offset +"
+                                           " schedule interval); above 0 the rollup falls behind.",
+                               steps=((None, "green"), (1, "orange"), (3600, "red")), span=12))
+        .with_panel(timeseries_panel(
+            "Consecutive failures per job", "short",
+            prom(f"max by (job_id, proc_name, hypertable) (timescaledb_job_consecutive_failures{{{N}}})",
+                 _JOB_LEGEND)))
+        .with_panel(timeseries_panel(
+            "Time since last successful run", "s",
+            prom(f"time() - max by (job_id, proc_name, hypertable)"
+                 f" (timescaledb_job_last_success_timestamp_seconds{{{N}}})", _JOB_LEGEND),
+            prom(f"max by (job_id, proc_name, hypertable) (timescaledb_job_schedule_interval_seconds{{{N}}})",
+                 f"{_JOB_LEGEND} schedule interval"),
+            description="Age of each job's last success beside its schedule interval; the alert fires after"
+                        " three missed runs (by default)."))
+        .with_panel(timeseries_panel(
+            "Compression backlog", "short",
+            prom(f"max by (hypertable) (timescaledb_compression_overdue_chunks{{{N}}})", "{{hypertable}} overdue chunks"),
+            prom(f"max by (hypertable) (timescaledb_compression_oldest_overdue_seconds{{{N}}}) / 3600",
+                 "{{hypertable}} oldest overdue (hours)")))
+        .with_panel(timeseries_panel(
+            "Rollup watermark lag", "s",
+            prom(f"max by (view) (timescaledb_continuous_aggregate_watermark_lag_seconds{{{N}}})", "{{view}} lag"),
+            prom(f"max by (view) (timescaledb_continuous_aggregate_expected_lag_seconds{{{N}}})", "{{view}} allowed")))
     )
     return to_json(board)
