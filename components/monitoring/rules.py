@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from components.monitoring.pooler_rules import POOLER_JOB, pooler_rule_group
+
 RULE_PREFIX = "timescale_k8s"
 
 CONNECTIONS_RATIO = f"{RULE_PREFIX}:pg_connections:usage_ratio"
@@ -337,6 +339,8 @@ def rule_groups(scope: RuleScope, thresholds: AlertThresholds) -> list[dict[str,
             "interval": "30s",
             "rules": [*(r.to_rule() for r in recording_rules(scope)), *(a.to_rule() for a in alerts(scope, thresholds))],
         },
+        # The pooler's own group (components/monitoring/pooler_rules.py), only when a pooler is scraped.
+        *([pooler_rule_group(scope.ns)] if POOLER_JOB in scope.jobs else []),
     ]
 
 
