@@ -22,6 +22,10 @@ DIRECT_CONNECTIONS = 10
 """Server connections kept free of pooler traffic: Patroni, postgres_exporter, the migration Job, Grafana's
 reader and a superuser session."""
 
+DEFAULT_POOL_SIZES = {"readWrite": 5, "readOnly": 2}
+"""Server connections per pooler pod by default: two pods of each fit the default 1Gi database
+(max_connections 25); bigger databases configure more."""
+
 AutoscalingParser = Callable[..., AutoscalingSpec | None]
 
 
@@ -61,7 +65,7 @@ def parse_pooler(section: ConfigSection, *, database: TimescaleDBArgs, autoscali
     instances = section.integer("instances", PoolSettings.instances, minimum=1, maximum=50)
     paths = {
         key: _pool(section.section(key), instances=instances, default_size=size)
-        for key, size in (("readWrite", 10), ("readOnly", 10))
+        for key, size in (("readWrite", DEFAULT_POOL_SIZES["readWrite"]), ("readOnly", DEFAULT_POOL_SIZES["readOnly"]))
     }
     config = PoolerConfig(
         read_write=paths["readWrite"],
