@@ -33,6 +33,7 @@ from components.pooler import pgbouncer_ini as ini
 from components.pooler.auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
+from components.shared.network import scraper_peer, tcp_ports
 from components.shared.pod_spec import check_dns_label, image_version, merge_pod_labels
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
@@ -392,16 +393,9 @@ class Pooler(pulumi.ComponentResource):
 
     def _network_policy(self) -> k8s.networking.v1.NetworkPolicy:
         """Ingress: database clients to PgBouncer, scrapers to the exporter. Egress stays open (DNS, database)."""
-        args = self._args
         clients = k8s.networking.v1.NetworkPolicyPeerArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.database.client_labels))
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self._args.database.client_labels))
         )
-        if args.monitoring_namespace is not None:
-            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}
-            ))
-        else:
-            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-netpol",
             metadata=self._metadata(),
@@ -409,15 +403,11 @@ class Pooler(pulumi.ComponentResource):
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
                 policy_types=["Ingress"],
                 ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[clients], ports=tcp_ports(ini.LISTEN_PORT)),
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[clients], ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=ini.LISTEN_PORT, protocol="TCP")]
-                    ),
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[scrapers], ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=EXPORTER_PORT, protocol="TCP")]
+                        from_=[scraper_peer(self._args.monitoring_namespace)], ports=tcp_ports(EXPORTER_PORT)
                     ),
                 ],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-
