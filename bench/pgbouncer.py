@@ -138,6 +138,11 @@ class PgBouncer:
                 raise RuntimeError(f"pgbouncer did not start: {self.logfile.read_text()[-2000:]}")
             time.sleep(0.1)
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The running pgbouncer (None before ``start``)."""
+        return self._proc
+
     def kill(self) -> None:
         """SIGKILL, as a crashed or evicted pod: clients lose their connections mid-transaction."""
         if self._proc is not None and self._proc.poll() is None:

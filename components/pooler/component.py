@@ -14,9 +14,11 @@ filesystem works. The exporter (prometheus-community/pgbouncer_exporter, user ``
 connection string from ``PGBOUNCER_EXPORTER_CONNECTION_STRING``; Kubernetes expands the password into
 it from a ``secretKeyRef`` variable, so it is never written into the spec.
 
-Shutdown: Kubernetes removes the pod from the Service endpoints while the ``preStop`` sleep runs, then
-sends SIGTERM; PgBouncer 1.23+ then stops accepting and waits for clients to leave (tsflow reconnects
-with backoff; the generator's ledger keeps ingest exactly once across the cut).
+Shutdown: the ``preStop`` hook waits while Kubernetes removes the pod from the Service endpoints, then
+sends PgBouncer SIGINT ("safe shutdown": stop listening, let running transactions finish, disconnect each
+client at its next transaction) and waits for it to exit. SIGTERM alone would not do: since 1.23 it
+waits for every client to disconnect, and tsflow's clients never do. Clients reconnect, with backoff,
+through the Service to another pod; the generator's ledger keeps ingest exactly once across the cut.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ SCRAPE_JOB = "pgbouncer"
 """Scrape job of the exporters (both paths); the pooler alerts and dashboard select on it."""
 CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/pgbouncer-config-sha256"
 PRE_STOP_SLEEP_SECONDS = 5
+PRE_STOP = f"sleep {PRE_STOP_SLEEP_SECONDS}; kill -INT 1; while kill -0 1 2>/dev/null; do sleep 1; done"
+"""Run by the image's /bin/sh (Debian); PgBouncer is the container's PID 1 (the command runs it directly)."""
 DEFAULT_RESOURCES = Resources(cpu_request="100m", memory_request="64Mi", memory_limit="128Mi")
 
 Path = Literal["rw", "ro"]
@@ -295,7 +299,7 @@ class Pooler(pulumi.ComponentResource):
             readiness_probe=tcp(period=5, failures=2),
             lifecycle=k8s.core.v1.LifecycleArgs(
                 pre_stop=k8s.core.v1.LifecycleHandlerArgs(
-                    sleep=k8s.core.v1.SleepActionArgs(seconds=PRE_STOP_SLEEP_SECONDS)
+                    exec_=k8s.core.v1.ExecActionArgs(command=["/bin/sh", "-c", PRE_STOP])
                 )
             ),
             resources=args.resources.to_args(),

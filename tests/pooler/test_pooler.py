@@ -141,7 +141,8 @@ def test_pod_is_hardened_pinned_and_probed(prod: Recording) -> None:
         assert ":" in container["image"] and not container["image"].endswith(":latest")
     pgbouncer = _containers(manifest)["pgbouncer"]
     assert pgbouncer["image"] == DEFAULT_IMAGE
-    assert pgbouncer["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert pgbouncer["lifecycle"]["preStop"]["exec"]["command"][-1].startswith("sleep 5; kill -INT 1;")
+    assert pgbouncer["command"] == ["/usr/bin/pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]  # PID 1
     # The pooler pods are database clients: the database NetworkPolicy admits them.
     client_labels = prod.outputs["clientLabels"]
     assert client_labels.items() <= manifest["spec"]["template"]["metadata"]["labels"].items()

@@ -9,6 +9,7 @@ connections.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -243,3 +244,37 @@ def test_200_clients_share_a_pool_of_10_server_connections(
     assert POOL_SIZE - 1 <= peak_servers <= POOL_SIZE, peak_servers  # one slot may hold the lookup connection
     assert peak_backends - others <= POOL_SIZE, (peak_backends, others)
     assert int(clients["cl_waiting"]) == 0
+
+
+def test_safe_shutdown_lets_the_running_transaction_commit_and_exits_despite_idle_clients(
+    cluster: tuple[PgServer, Credentials]
+) -> None:
+    """What the pod's preStop hook relies on: SIGINT, unlike SIGTERM on PgBouncer 1.23+, does not wait
+    for idle clients to leave, but lets a transaction in flight finish."""
+    server, creds = cluster
+    bouncer = PgBouncer(server, creds.lookup, PoolSettings(pool_size=2)).start()
+    try:
+        idle = psycopg.connect(bouncer.dsn(APP_USER, creds.app), autocommit=True)
+        busy = psycopg.connect(bouncer.dsn(APP_USER, creds.app))
+        busy.execute("SELECT txid_current()")  # opens a transaction, which holds a server connection
+        committed: list[bool] = []
+
+        def finish() -> None:
+            busy.execute("SELECT pg_sleep(1)")
+            busy.commit()
+            committed.append(True)
+
+        worker = threading.Thread(target=finish)
+        worker.start()
+        time.sleep(0.3)
+        assert bouncer.process is not None
+        bouncer.process.send_signal(signal.SIGINT)
+        bouncer.process.wait(15)  # raises if it waits for the idle client
+        worker.join(5)
+        assert committed == [True]
+        with pytest.raises(psycopg.OperationalError):
+            idle.execute("SELECT 1")
+        idle.close()
+        busy.close()
+    finally:
+        bouncer.cleanup()
