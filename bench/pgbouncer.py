@@ -5,7 +5,8 @@ own builders; only what a pod gets from Kubernetes is replaced, and :data:`OVERR
 
 * ``pgbouncer.ini``: ``components.pooler.pgbouncer_ini.pgbouncer_ini`` with ``host``/``port`` (the
   database Service -> 127.0.0.1:<server port>), ``listen_addr``/``listen_port`` (``*:6432`` ->
-  127.0.0.1:<free port>) and ``auth_file`` (the Secret mount -> a file in the temp dir);
+  127.0.0.1:<free port>), ``auth_file`` (the Secret mount -> a file in the temp dir) and, for TLS,
+  ``tls_dir`` (the TLS Secret mount -> a directory with a self-signed certificate);
 * ``userlist.txt``: ``components.pooler.auth.userlist_line`` for the lookup role, as the Secret holds it;
 * the database: the rendered Patroni ``post_init`` script (roles, database, grants and the pooler lookup
   block) with ``secrets_dir`` pointing at a temp dir and ``extensions`` empty (the plain PostgreSQL
@@ -35,7 +36,8 @@ from components.timescaledb import patroni_config as pc
 from pgserver import POSTGRES_BIN_PATH, PgServer, free_port
 
 OVERRIDES = (
-    "pgbouncer.ini host, port (127.0.0.1:<server port>), listen_addr, listen_port (127.0.0.1:<free port>), auth_file",
+    "pgbouncer.ini host, port (127.0.0.1:<server port>), listen_addr, listen_port (127.0.0.1:<free port>), auth_file,"
+    " tls_dir (the TLS test's certificate directory)",
     "post_init secrets_dir (temp dir) and extensions (none: plain PostgreSQL)",
     "pg_hba pod networks (127.0.0.1/32)",
 )
@@ -60,11 +62,34 @@ class Credentials:
         return cls(*(secrets.token_hex(16) for _ in range(5)))
 
 
-def scram_server(base_dir: Path | None = None) -> tuple[PgServer, Credentials]:
-    """PostgreSQL with the rendered pg_hba (SCRAM only) and the rendered bootstrap (pooler lookup included)."""
+def self_signed_certificate(directory: Path) -> None:
+    """``tls.crt`` and ``tls.key`` (as in a ``kubernetes.io/tls`` Secret) for CN=localhost, valid one day."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
+                   check=True, capture_output=True, timeout=60)
+
+
+def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
+                 tls: bool = False) -> tuple[PgServer, Credentials]:
+    """PostgreSQL with the rendered pg_hba (SCRAM only) and the rendered bootstrap (pooler lookup included).
+
+    ``tls`` turns on server TLS with a self-signed certificate in ``<root>/tls`` (as the component's
+    TLS_PARAMETERS do with the mounted Secret); it needs a server built with OpenSSL (``bin_dir``).
+    """
     creds = Credentials.generate()
-    server = PgServer(base_dir, extra_conf={"password_encryption": "'scram-sha-256'", "max_connections": "80"})
-    server.init().start()
+    conf = {"password_encryption": "'scram-sha-256'", "max_connections": "80"}
+    server = PgServer(base_dir, extra_conf=conf, bin_dir=bin_dir).init()
+    if tls:
+        tls_dir = server.root / "tls"
+        self_signed_certificate(tls_dir)
+        owner = server.pgdata.stat()
+        for path in (tls_dir, *tls_dir.iterdir()):
+            os.chown(path, owner.st_uid, owner.st_gid)
+        (tls_dir / "tls.key").chmod(0o600)
+        with open(server.pgdata / "postgresql.conf", "a", encoding="utf-8") as fh:
+            fh.write(f"ssl = on\nssl_cert_file = '{tls_dir / 'tls.crt'}'\nssl_key_file = '{tls_dir / 'tls.key'}'\n")
+    server.start()
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {server.user} PASSWORD '{creds.superuser}'")
     rules = pc.pg_hba(["127.0.0.1/32"])
@@ -99,7 +124,7 @@ class PgBouncer:
     host = "127.0.0.1"
 
     def __init__(self, server: PgServer, lookup_password: str, pool: PoolSettings, *,
-                 max_client_connections: int = 1000) -> None:
+                 max_client_connections: int = 1000, tls_dir: Path | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="tsflow-pgbouncer-"))
         self.port = free_port(self.host)
         self.logfile = self.root / "pgbouncer.log"
@@ -110,6 +135,7 @@ class PgBouncer:
             database=DATABASE, host=server.host, port=server.port, pool=pool,
             max_client_connections=max_client_connections,
             listen_addr=self.host, listen_port=self.port, auth_file=str(userlist),
+            server_tls=tls_dir is not None, **({"tls_dir": str(tls_dir)} if tls_dir is not None else {}),
         )))
         self._user: str | None = None
         if os.geteuid() == 0:  # pgbouncer refuses to run as root

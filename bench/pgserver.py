@@ -61,7 +61,9 @@ class PgServer:
     host = "127.0.0.1"
     user = "postgres"
 
-    def __init__(self, base_dir: Path | None = None, extra_conf: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, extra_conf: dict[str, str] | None = None,
+                 bin_dir: Path | None = None) -> None:
+        self.bin_dir = bin_dir or POSTGRES_BIN_PATH  # e.g. /usr/lib/postgresql/15/bin for a TimescaleDB build
         self.root = Path(tempfile.mkdtemp(prefix="tsflow-pg-", dir=base_dir))
         self.pgdata = self.root / "data"
         self.logfile = self.root / "server.log"
@@ -82,11 +84,12 @@ class PgServer:
             entry = pwd.getpwnam(self._user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "-U", self.user,
-             "--auth=trust", "--encoding=UTF8", "--no-sync", "-c", "listen_addresses=127.0.0.1"],
+            [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
+             "--auth=trust", "--encoding=UTF8", "--no-sync"],
             check=True, capture_output=True, user=self._user, timeout=120,
         )
         conf = {
+            "listen_addresses": f"'{self.host}'",  # here, not initdb -c: PostgreSQL 15's initdb has no -c
             "port": str(self.port),
             "unix_socket_directories": f"'{self.root}'",
             "fsync": "off",  # process kills keep the OS page cache, so commits survive
@@ -106,7 +109,7 @@ class PgServer:
         """Start the postmaster and wait until it accepts connections."""
         log = open(self.logfile, "ab")
         self._proc = subprocess.Popen(
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata)],
+            [str(self.bin_dir / "postgres"), "-D", str(self.pgdata)],
             stdout=log, stderr=subprocess.STDOUT, user=self._user, start_new_session=True,
         )
         log.close()
