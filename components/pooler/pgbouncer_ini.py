@@ -114,7 +114,7 @@ def pgbouncer_ini(settings: IniSettings) -> str:
         "min_pool_size = 0",
         "reserve_pool_size = 0",
         f"max_client_conn = {s.max_client_connections}",
-        "; drivers that send it (JDBC, some ORMs) would otherwise be refused",
+        "; drivers that send it (the exporter's lib/pq, JDBC) would otherwise be refused",
         "ignore_startup_parameters = extra_float_digits",
         "; reconnect within seconds after a failover instead of the default 15 s",
         "server_login_retry = 2",

@@ -222,3 +222,25 @@ def test_scram_verifier_matches_rfc_7677_test_vector() -> None:
     assert base64.b64encode(signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and stored
 
+
+
+def test_single_instance_tls_pooler_mounts_the_certificate_and_has_no_pdb() -> None:
+    from components.pooler import Pooler
+    from tests.harness import run_program
+    from tests.workload.test_workload import fake_database
+
+    def program() -> None:
+        database = fake_database()
+        lookup = auth.LookupCredentials(role=LOOKUP_ROLE, secret_name=database.secret_name)
+        Pooler("pool", PoolerArgs(namespace="apps", database=database, lookup=lookup, tls_secret_name="db-tls",
+                                  read_write=PoolSettings(instances=1), read_only=PoolSettings(instances=1)))
+
+    recording = run_program(program)
+    assert not recording.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    assert not recording.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    pod = _deployment(recording, "pool-rw")["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "db-tls", "defaultMode": 0o440}} in pod["volumes"]
+    mounts = {m["name"]: m["mountPath"] for m in _containers(_deployment(recording, "pool-rw"))["pgbouncer"]["volumeMounts"]}
+    assert mounts["tls"] == ini.TLS_DIR
+    text = recording.one(CONFIGMAP, "pool-config").manifest()["data"]["rw.ini"]
+    assert "server_tls_sslmode = require" in text and "host=tsdb-rw.apps.svc.cluster.local" in text
