@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from components.autoscaler import Autoscaler, AutoscalerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import StackNamespace, StackNamespaceArgs
+from components.pooler import Pooler, PoolerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
 from stack import DATABASE_NAME, read_stack_config
@@ -45,9 +46,29 @@ if config.database.autoscaling is not None:
         opts=with_provider,
     )
 
-# 5. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
-#    (reads from the replicas).
+# 5. Pooler (when enabled): PgBouncer in front of the primary and the replicas; the workloads connect
+#    through it, the migration Job keeps its direct connection (it holds a session advisory lock).
 scrape_targets = list(database.scrape_targets)
+app_connection = database.app_connection
+if config.pooler is not None:
+    assert database.pooler_lookup is not None  # the config turns the lookup role on with the pooler
+    pooler = Pooler(
+        "pooler",
+        PoolerArgs(
+            namespace=namespace.name,
+            database=database.app_connection,
+            lookup=database.pooler_lookup,
+            **config.pooler.args_fields(),
+        ),
+        opts=with_provider,
+    )
+    app_connection = pooler.connection
+    scrape_targets.append(pooler.scrape_target)
+    pulumi.export("poolerPrimaryHost", pooler.connection.read_write_host)
+    pulumi.export("poolerReplicaHost", pooler.connection.read_only_host)
+
+# 6. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
+#    (reads from the replicas).
 if config.workloads is not None:
     image = config.workloads.image
     migration = MigrationJob(
@@ -71,7 +92,7 @@ if config.workloads is not None:
                 image=image,
                 command_args=[command],
                 component=role,
-                database=database.app_connection,
+                database=app_connection,
                 read_only=read_only,
                 replicas=app.replicas,
                 resources=app.resources,
@@ -83,7 +104,7 @@ if config.workloads is not None:
         )
         scrape_targets.append(workload.scrape_target)
 
-# 6. Monitoring: our monitors, rules and dashboards (and the Prometheus stack itself in "install" mode).
+# 7. Monitoring: our monitors, rules and dashboards (and the Prometheus stack itself in "install" mode).
 grafana_url_hint: pulumi.Input[str] = "monitoring is disabled for this stack"
 if config.monitoring.mode != "disabled":
     monitoring = Monitoring(
@@ -103,7 +124,7 @@ if config.monitoring.mode != "disabled":
     )
     grafana_url_hint = monitoring.grafana_url_hint
 
-# 7. Exports: where things are; passwords only as secrets.
+# 8. Exports: where things are; passwords only as secrets.
 pulumi.export("namespace", namespace.name)
 pulumi.export("primaryHost", database.app_connection.read_write_host)
 pulumi.export("replicaHost", database.app_connection.read_only_host)

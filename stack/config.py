@@ -17,6 +17,7 @@ from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
 from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -93,6 +94,8 @@ class StackConfig:
     workloads: WorkloadsConfig | None
     """None when ``workloads.enabled`` is false."""
     monitoring: MonitoringConfig
+    pooler: PoolerConfig | None = None
+    """None unless ``pooler.enabled`` (``stack/pooler.py``)."""
 
 
 DEFAULT_DATABASE_RESOURCES = Resources(cpu_request="500m", memory_request="1Gi")
@@ -111,14 +114,17 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
     root = ConfigSection(raw, f"{project}:")
     cluster = _cluster(root.section("cluster"))
     monitoring = _monitoring(root.section("monitoring"), render_dir=cluster.render_dir)
+    pooled = root.section("pooler").boolean("enabled", False)  # the database bootstrap creates the lookup role
+    database = _database(
+        root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
+        grafana_namespace=monitoring.grafana_namespace, pooler_lookup=pooled,
+    )
     stack = StackConfig(
         cluster=cluster,
-        database=_database(
-            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
-            grafana_namespace=monitoring.grafana_namespace,
-        ),
+        database=database,
         workloads=_workloads(root.section("workloads")),
         monitoring=monitoring,
+        pooler=parse_pooler(root.section("pooler"), database=database.args, autoscaling=_autoscaling),
     )
     root.done()
     return stack
@@ -136,7 +142,12 @@ def _cluster(section: ConfigSection) -> ClusterConfig:
 
 
 def _database(
-    section: ConfigSection, *, namespace: str, scraper_namespace: str | None, grafana_namespace: str | None = None
+    section: ConfigSection,
+    *,
+    namespace: str,
+    scraper_namespace: str | None,
+    grafana_namespace: str | None = None,
+    pooler_lookup: bool = False,
 ) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
@@ -162,6 +173,7 @@ def _database(
         client_namespaces=tuple(ns for ns in (grafana_namespace,) if ns is not None and ns != namespace),
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         autoscaled=autoscaling is not None,
+        pooler_lookup=pooler_lookup,
     )
     storage.done()
     section.done()

@@ -50,6 +50,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.monitoring.dashboards import DashboardIds, build_dashboards
+from components.monitoring.pooler_rules import POOLER_JOB
 from components.shared.labels import recommended_labels
 from components.monitoring.rules import AlertThresholds, RuleScope, rule_groups
 from components.monitoring.settings import (
@@ -147,7 +148,8 @@ class Monitoring(pulumi.ComponentResource):
         self.rule = self._prometheus_rule(name, args, monitor_labels, crd_opts)
 
         ids = DashboardIds(name)
-        boards = build_dashboards(ids, with_analysis=args.analysis_datasource is not None)
+        boards = build_dashboards(ids, with_analysis=args.analysis_datasource is not None,
+                                  with_pooler=any(t.job == POOLER_JOB for t in args.scrape_targets))
         for slug, board in boards.items():
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{slug}",

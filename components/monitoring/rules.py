@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from components.monitoring.pooler_rules import POOLER_JOB, pooler_rule_group
+
 RULE_PREFIX = "timescale_k8s"
 
 CONNECTIONS_RATIO = f"{RULE_PREFIX}:pg_connections:usage_ratio"
@@ -406,6 +408,8 @@ def rule_groups(scope: RuleScope, thresholds: AlertThresholds) -> list[dict[str,
             "rules": [*(r.to_rule() for r in recording_rules(scope)), *(a.to_rule() for a in alerts(scope, thresholds)),
                       *(a.to_rule() for a in timescaledb_job_alerts(scope, thresholds))],
         },
+        # The pooler's own group (components/monitoring/pooler_rules.py), only when a pooler is scraped.
+        *([pooler_rule_group(scope.ns)] if POOLER_JOB in scope.jobs else []),
     ]
 
 

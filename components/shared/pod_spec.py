@@ -87,8 +87,18 @@ def app_env(
     database: DatabaseConnection,
     settings: Mapping[str, pulumi.Input[str]],
 ) -> list[k8s.core.v1.EnvVarArgs]:
-    """Plain settings (sorted, for stable diffs) then the libpq variables, each by reference to the Secret."""
+    """Plain settings (sorted, for stable diffs) then the libpq variables, each by reference to the Secret.
+
+    When the connection's endpoint is not the Secret's (``endpoint_in_secret`` false, a pooler), PGHOST
+    and PGPORT are plain values from the connection instead; the credentials still come from the Secret.
+    """
     plain = [k8s.core.v1.EnvVarArgs(name=key, value=settings[key]) for key in sorted(settings)]
+    endpoint: list[k8s.core.v1.EnvVarArgs] = []
+    if not database.endpoint_in_secret:
+        endpoint = [
+            k8s.core.v1.EnvVarArgs(name="PGHOST", value=database.read_write_host),
+            k8s.core.v1.EnvVarArgs(name="PGPORT", value=str(database.port)),
+        ]
     from_secret = [
         k8s.core.v1.EnvVarArgs(
             name=variable,
@@ -97,8 +107,9 @@ def app_env(
             ),
         )
         for variable, key in LIBPQ_ENV.items()
+        if database.endpoint_in_secret or variable not in ("PGHOST", "PGPORT")
     ]
-    return plain + from_secret
+    return plain + endpoint + from_secret
 
 
 def app_container(

@@ -95,6 +95,9 @@ class DatabaseConnection:
     """Secret holding ``ConnectionSecretKeys.ALL`` for this role."""
     client_labels: Mapping[str, str]
     """Pod labels the database NetworkPolicy admits as clients."""
+    endpoint_in_secret: bool = True
+    """Clients read host and port from the Secret (True: the database Services), or take
+    ``read_write_host``/``port`` as plain values (False: e.g. a pooler in front, same credentials)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,6 +49,8 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.pooler import auth as pooler_auth
+from components.pooler.auth import LookupCredentials
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import pod
 from components.timescaledb.exporter_queries import queries_file
@@ -133,6 +135,10 @@ class TimescaleDBArgs:
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret (e.g. from cert-manager) turning on server TLS (``ssl=on``); default
     None: no TLS, so clients must use ``sslmode=prefer`` or ``disable``."""
+    pooler_lookup: bool = False
+    """Create PgBouncer's auth_query lookup role and function at bootstrap and a Secret with the role's
+    credentials for a ``Pooler`` (``pooler_lookup`` output); default False. Like every bootstrap role it is
+    created when the cluster is initialised, not added to a running cluster later."""
 
 
 def statefulset_name(name: str) -> str:
@@ -189,6 +195,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
     if args.app_user == args.reader_user:
         raise ValueError(f"reader_user ({args.reader_user!r}) must differ from app_user ({args.app_user!r})")
     for field_name in ("app_user", "reader_user"):
+        if args.pooler_lookup and getattr(args, field_name) == pooler_auth.LOOKUP_ROLE:
+            raise ValueError(f"{field_name} ({pooler_auth.LOOKUP_ROLE!r}) is the pooler's lookup role; pick another name")
         if getattr(args, field_name) in pc.RESERVED_ROLES:
             raise ValueError(
                 f"{field_name} ({getattr(args, field_name)!r}) is reserved for the cluster; "
@@ -250,6 +258,8 @@ class TimescaleDB(pulumi.ComponentResource):
     reader_password: pulumi.Output[str]
     """The read-only role's password (secret): for a consumer in another namespace, which cannot reference
     the reader Secret, to store in its own Secret."""
+    pooler_lookup: LookupCredentials | None
+    """The pooler lookup role's credentials when ``pooler_lookup`` is set, else None."""
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
@@ -294,6 +304,8 @@ class TimescaleDB(pulumi.ComponentResource):
             opts=self._opts(protected=True),
         )
 
+        self.pooler_lookup = self._pooler_lookup() if args.pooler_lookup else None
+
         config_text, script_text = self._patroni_files(scope)
         exporter_queries = queries_file()
         config_map = k8s.core.v1.ConfigMap(
@@ -314,6 +326,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 internal_secret=internal_secret.metadata.name,
                 app_secret=app_secret.metadata.name,
                 reader_secret=reader_secret.metadata.name,
+                pooler_lookup_secret=self.pooler_lookup.secret_name if self.pooler_lookup else None,
             ),
             # The exporter reads its queries once at start: a change must roll the pods too.
             checksum=hashlib.sha256((config_text + script_text + exporter_queries).encode()).hexdigest(),
@@ -363,6 +376,10 @@ class TimescaleDB(pulumi.ComponentResource):
             "superuser_secret_name": self.superuser_secret_name,
             "app_password": self.app_password,
             "reader_password": self.reader_password,
+            "pooler_lookup": (
+                {"role": self.pooler_lookup.role, "secret_name": self.pooler_lookup.secret_name}
+                if self.pooler_lookup else None
+            ),
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -418,9 +435,29 @@ class TimescaleDB(pulumi.ComponentResource):
             )
         )
         script = pc.post_init_script(
-            pc.BootstrapRoles(database=args.database, app_user=args.app_user, reader_user=args.reader_user)
+            pc.BootstrapRoles(database=args.database, app_user=args.app_user, reader_user=args.reader_user,
+                              pooler_lookup=args.pooler_lookup)
         )
         return pc.render(config), script
+
+    def _pooler_lookup(self) -> LookupCredentials:
+        """The lookup role's password and a Secret with it, PgBouncer's auth file and the server's verifier."""
+        credentials = role_password(f"{self._name}-pooler-lookup-password", pooler_auth.LOOKUP_ROLE,
+                                    self._opts(protected=True))
+        secret = opaque_secret(
+            f"{self._name}-pooler-lookup",
+            namespace=self._args.namespace,
+            labels=self._labels,
+            data={
+                pooler_auth.PASSWORD_KEY: credentials.password,
+                pooler_auth.USERLIST_KEY: credentials.password.apply(
+                    lambda password: pooler_auth.userlist_line(pooler_auth.LOOKUP_ROLE, password)
+                ),
+                pooler_auth.VERIFIER_KEY: credentials.password.apply(pooler_auth.stable_verifier),
+            },
+            opts=self._opts(protected=True),
+        )
+        return LookupCredentials(role=pooler_auth.LOOKUP_ROLE, secret_name=secret.metadata.name)
 
     def _rbac(self) -> k8s.core.v1.ServiceAccount:
         """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):

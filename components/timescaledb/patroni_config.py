@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components.pooler import auth as pooler_auth
+
 POSTGRES_PORT = 5432
 PATRONI_PORT = 8008
 EXPORTER_PORT = 9187
@@ -253,6 +255,8 @@ class BootstrapRoles:
     monitor_user: str = MONITOR_USER
     secrets_dir: str = SECRETS_DIR
     extensions: Sequence[str] = ("timescaledb", "pg_stat_statements")
+    pooler_lookup: bool = False
+    """Also create PgBouncer's auth_query lookup role and function (``components.pooler.auth``)."""
 
 
 def password_file(role: str) -> str:
@@ -276,6 +280,12 @@ def post_init_script(roles: BootstrapRoles) -> str:
         for role in (roles.app_user, roles.reader_user, roles.monitor_user)
     )
     extensions = "\n".join(f"CREATE EXTENSION IF NOT EXISTS {name};" for name in roles.extensions)
+    if roles.pooler_lookup:  # a separate block, in the application database, after the extensions
+        extensions += "\n" + pooler_auth.lookup_bootstrap_sql(
+            database=roles.database,
+            verifier_path=f"{roles.secrets_dir}/{pooler_auth.VERIFIER_FILE}",
+            excluded_roles=sorted(RESERVED_ROLES),
+        ).rstrip("\n")
     return f"""#!/bin/bash
 # Patroni bootstrap.post_init: runs once on the new primary after initdb; $1 is a superuser URL.
 set -euo pipefail

@@ -17,6 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.pooler import auth as pooler_auth
 from components.timescaledb import patroni_config as pc
 from components.timescaledb.exporter_queries import QUERIES_FILE
 from components.shared.security import container_security_context, pod_security_context
@@ -60,6 +61,8 @@ class PodRefs:
     internal_secret: pulumi.Input[str]
     app_secret: pulumi.Input[str]
     reader_secret: pulumi.Input[str]
+    pooler_lookup_secret: pulumi.Input[str] | None = None
+    """The pooler lookup role's Secret, when the bootstrap creates that role."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +228,8 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
         (refs.reader_secret, ConnectionSecretKeys.PASSWORD, pc.password_file(spec.reader_user)),
         (refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER)),
     ]
+    if refs.pooler_lookup_secret is not None:
+        secret_files.append((refs.pooler_lookup_secret, pooler_auth.VERIFIER_KEY, pooler_auth.VERIFIER_FILE))
     shm_limit = f"{max(64, spec.resources.memory_bytes // (4 * 2**20))}Mi"
     tls = [
         k8s.core.v1.VolumeArgs(

@@ -14,6 +14,8 @@ PromQL expression against this catalog. Sources (read in the exporters' own code
   kube-prometheus-stack's kubelet ServiceMonitor.
 - kube-state-metrics v2: ``kube_horizontalpodautoscaler_*`` (``namespace``, ``horizontalpodautoscaler``).
 - Prometheus itself: ``up`` for every scrape target.
+- pgbouncer_exporter: prometheus-community/pgbouncer_exporter ``collector.go`` (v0.12), namespace
+  ``pgbouncer``; the pooler's exporter sidecar.
 - tsflow (our workloads): ``workloads/tsflow/metrics.py``; the tests compare this list with the real
   ``/metrics`` output of ``GeneratorMetrics`` and ``ConsumerMetrics``.
 """
@@ -43,6 +45,7 @@ class Source(str, Enum):
     PROMETHEUS = "prometheus"
     TSFLOW_GENERATOR = "tsflow generator"
     TSFLOW_CONSUMER = "tsflow consumer"
+    PGBOUNCER_EXPORTER = "pgbouncer_exporter"
 
 
 class Kind(str, Enum):
@@ -124,6 +127,19 @@ CATALOG: tuple[Metric, ...] = (
         "tsflow_consumer_data_freshness_seconds", "tsflow_consumer_last_success_timestamp_seconds",
     ),
     *_family(Source.TSFLOW_CONSUMER, Kind.HISTOGRAM, "tsflow_consumer_analysis_seconds"),
+    # prometheus-community/pgbouncer_exporter v0.12 (collector.go: SHOW POOLS, SHOW DATABASES, SHOW STATS_TOTALS).
+    *_family(
+        Source.PGBOUNCER_EXPORTER, Kind.GAUGE,
+        "pgbouncer_up", "pgbouncer_pools_client_active_connections", "pgbouncer_pools_client_waiting_connections",
+        "pgbouncer_pools_server_active_connections", "pgbouncer_pools_server_idle_connections",
+        "pgbouncer_pools_client_maxwait_seconds", "pgbouncer_databases_current_connections",
+        "pgbouncer_databases_max_connections", "pgbouncer_databases_pool_size",
+    ),
+    *_family(
+        Source.PGBOUNCER_EXPORTER, Kind.COUNTER,
+        "pgbouncer_stats_client_wait_seconds_total", "pgbouncer_stats_sql_transactions_pooled_total",
+        "pgbouncer_stats_queries_pooled_total",
+    ),
 )
 
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

@@ -19,8 +19,9 @@ from components.monitoring.rules import (
 
 PROMTOOL = shutil.which("promtool")
 UNIT_TESTS = sorted((Path(__file__).parent / "promtool").glob("*_test.yaml"))
-SCOPE = RuleScope(("tsdb",), ("postgres-exporter", "patroni", "generator", "consumer"))
-"""The scope the unit tests in tests/monitoring/promtool/ are written for."""
+"""Every promtool unit test file; each runs against the same rendered rules.yaml."""
+SCOPE = RuleScope(("tsdb",), ("postgres-exporter", "patroni", "generator", "consumer", "pgbouncer"))
+"""The scope the files in tests/monitoring/promtool/ are written for."""
 
 GENERATOR_CONTRACT = {
     "tsflow_generator_rows_written_total", "tsflow_generator_batches_written_total",
@@ -78,7 +79,7 @@ def test_every_selector_is_scoped_to_our_namespaces(groups: list[dict]) -> None:
 
 def test_up_alert_only_covers_our_jobs(groups: list[dict]) -> None:
     target_down = next(a for a in alerts(SCOPE, AlertThresholds()) if a.name == "TimescaleK8sTargetDown")
-    assert 'job=~"consumer|generator|patroni|postgres-exporter"' in target_down.expr
+    assert 'job=~"consumer|generator|patroni|pgbouncer|postgres-exporter"' in target_down.expr
 
 
 def test_alerts_carry_for_severity_and_locating_annotations(groups: list[dict]) -> None:
@@ -164,10 +165,9 @@ def test_promtool_check_rules(rules_dir: Path) -> None:
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
-def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path) -> None:
-    assert len(UNIT_TESTS) >= 2
-    result = subprocess.run([PROMTOOL, "test", "rules", *(u.name for u in UNIT_TESTS)], cwd=rules_dir,
-                            capture_output=True, text=True)
+@pytest.mark.parametrize("unit_tests", UNIT_TESTS, ids=lambda path: path.name)
+def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path, unit_tests: Path) -> None:
+    result = subprocess.run([PROMTOOL, "test", "rules", unit_tests.name], cwd=rules_dir, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

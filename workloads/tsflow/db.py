@@ -40,9 +40,14 @@ def check_dsn(dsn: str, what: str = "--dsn") -> str:
 
 
 def connect(dsn: str, app: str, connect_timeout: float, autocommit: bool = False) -> psycopg.Connection:
-    """Open one connection. Unset parameters come from PGHOST, PGPORT, PGUSER, PGPASSWORD, ..."""
+    """Open one connection. Unset parameters come from PGHOST, PGPORT, PGUSER, PGPASSWORD, ...
+
+    Server-side prepared statements are off (``prepare_threshold=None``): behind a transaction-mode
+    pooler (PgBouncer) the next transaction may run on another server connection, where a statement
+    psycopg prepared earlier does not exist. tsflow's statements are cheap to plan; COPY dominates.
+    """
     conninfo = make_conninfo(dsn, application_name=app, connect_timeout=max(1, round(connect_timeout)))
-    return psycopg.connect(conninfo, autocommit=autocommit)
+    return psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None)
 
 
 def backoff_delay(attempt: int, base: float = 0.1, cap: float = 30.0, rng: random.Random | None = None) -> float:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.monitoring.dashboards import ingest_pipeline, timescaledb_overview, timeseries_analysis
+from components.monitoring.dashboards import ingest_pipeline, pooler, timescaledb_overview, timeseries_analysis
 from components.monitoring.dashboards.common import DashboardIds, targets
 
 __all__ = ["DashboardIds", "build_dashboards", "prometheus_expressions", "sql_queries"]
 
 
-def build_dashboards(ids: DashboardIds, *, with_analysis: bool) -> dict[str, dict[str, Any]]:
+def build_dashboards(ids: DashboardIds, *, with_analysis: bool, with_pooler: bool = False) -> dict[str, dict[str, Any]]:
     """Slug -> dashboard JSON (its ``uid`` is ``ids.uid(slug)``); the SQL analysis dashboard only when a
-    database data source exists."""
+    database data source exists, the pooler's only when a pooler is scraped."""
     modules = [timescaledb_overview, ingest_pipeline] + ([timeseries_analysis] if with_analysis else [])
+    modules += [pooler] if with_pooler else []
     return {module.SLUG: module.build(ids) for module in modules}
 
 

@@ -1,0 +1,417 @@
+"""The Pooler component: PgBouncer in front of the primary (read-write) and the replicas (read-only).
+
+Per path: a Deployment of PgBouncer pods with a pinned PgBouncer exporter sidecar, a ClusterIP Service
+on the PostgreSQL port, a PodDisruptionBudget (with more than one pod) and optionally an HPA. One
+ConfigMap holds both paths' ``pgbouncer.ini``; the lookup role's ``userlist.txt`` comes from the
+database component's Secret (mounted, never copied). A NetworkPolicy admits the database's client
+pods to PgBouncer and the monitoring namespace to the exporter; the pooler pods carry the database's
+client labels, so the database NetworkPolicy admits them.
+
+Image facts (cloudnative-pg/pgbouncer-containers Dockerfile): Debian's ``pgbouncer`` package at
+``/usr/bin/pgbouncer``, user ``pgbouncer`` uid 998 / gid 996. The container command runs
+``pgbouncer <ini>`` directly (logs to stderr, no pid file, no Unix socket), so a read-only root
+filesystem works. The exporter (prometheus-community/pgbouncer_exporter, user ``nobody``) reads the
+connection string from ``PGBOUNCER_EXPORTER_CONNECTION_STRING``; Kubernetes expands the password into
+it from a ``secretKeyRef`` variable, so it is never written into the spec.
+
+Shutdown: the ``preStop`` hook waits while Kubernetes removes the pod from the Service endpoints, then
+sends PgBouncer SIGINT ("safe shutdown": stop listening, let running transactions finish, disconnect each
+client at its next transaction) and waits for it to exit. SIGTERM alone would not do: since 1.23 it
+waits for every client to disconnect, and tsflow's clients never do. Clients reconnect, with backoff,
+through the Service to another pod; the generator's ledger keeps ingest exactly once across the cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
+from components.pooler import pgbouncer_ini as ini
+from components.pooler.auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
+from components.shared.images import check_pinned_image
+from components.shared.labels import recommended_labels, selector_labels
+from components.shared.network import scraper_peer, tcp_ports
+from components.shared.pod_spec import check_dns_label, image_version, merge_pod_labels
+from components.shared.security import container_security_context, pod_security_context
+from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from components.shared.validate import check_range
+
+DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/pgbouncer:1.25.2"
+DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1"
+APP_NAME = "pgbouncer"
+COMPONENT = "pooler"
+PATH_LABEL = "timescale-k8s.io/pooler-path"
+PGBOUNCER_UID = 998
+PGBOUNCER_GID = 996
+EXPORTER_PORT = 9127
+POOLER_CONTAINER = "pgbouncer"
+EXPORTER_CONTAINER = "pgbouncer-exporter"
+PORT_NAME = "pgbouncer"
+EXPORTER_PORT_NAME = "exporter"
+SCRAPE_JOB = "pgbouncer"
+"""Scrape job of the exporters (both paths); the pooler alerts and dashboard select on it."""
+CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/pgbouncer-config-sha256"
+PRE_STOP_SLEEP_SECONDS = 5
+PRE_STOP = f"sleep {PRE_STOP_SLEEP_SECONDS}; kill -INT 1; while kill -0 1 2>/dev/null; do sleep 1; done"
+"""Run by the image's /bin/sh (Debian); PgBouncer is the container's PID 1 (the command runs it directly)."""
+DEFAULT_RESOURCES = Resources(cpu_request="100m", memory_request="64Mi", memory_limit="128Mi")
+
+Path = Literal["rw", "ro"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolerArgs:
+    """Inputs of :class:`Pooler`."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of every object; required."""
+    database: DatabaseConnection
+    """The direct application connection (hosts, port, database, client labels); required."""
+    lookup: LookupCredentials
+    """The auth_query lookup role's Secret (``TimescaleDB.pooler_lookup``); required."""
+    read_write: ini.PoolSettings = field(default_factory=ini.PoolSettings)
+    """Pool in front of the primary; default 2 pods, 10 server connections each, transaction mode."""
+    read_only: ini.PoolSettings = field(default_factory=ini.PoolSettings)
+    """Pool in front of the replicas; default as ``read_write``."""
+    max_client_connections: int = 1000
+    """Client connections each PgBouncer accepts (10-100000); default 1000."""
+    image: str = DEFAULT_IMAGE
+    """Pinned PgBouncer image; default ``ghcr.io/cloudnative-pg/pgbouncer:1.25.2``."""
+    exporter_image: str = DEFAULT_EXPORTER_IMAGE
+    """Pinned PgBouncer exporter image; default ``quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1``."""
+    resources: Resources = DEFAULT_RESOURCES
+    """PgBouncer container resources; default 100m / 64Mi (limit 128Mi)."""
+    exporter_resources: Resources = field(
+        default_factory=lambda: Resources(cpu_request="20m", memory_request="32Mi", memory_limit="64Mi")
+    )
+    """Exporter sidecar resources; default 20m / 32Mi (limit 64Mi)."""
+    tls_secret_name: str | None = None
+    """The database's ``kubernetes.io/tls`` Secret: TLS is then required to the server and offered to
+    clients with the same certificate; default None (the database has no TLS)."""
+    monitoring_namespace: str | None = None
+    """Namespace allowed to scrape the exporters; default None: the pooler's own namespace."""
+    autoscaling: AutoscalingSpec | None = None
+    """An HPA per path between these bounds (the floor is raised to each path's instances); default none."""
+    termination_grace_seconds: int = 60
+    """Seconds PgBouncer gets to let clients finish after SIGTERM; default 60."""
+
+
+def check_args(name: str, args: PoolerArgs) -> None:
+    """Raise ``ValueError`` naming the field and value."""
+    check_dns_label("pooler name", name)
+    if len(name) > 40:
+        raise ValueError(f"pooler name ({name!r}) must be at most 40 characters (objects append '-rw-pdb' and more)")
+    args.read_write.check("read_write")
+    args.read_only.check("read_only")
+    check_range("max_client_connections", args.max_client_connections, 10, 100_000)
+    check_pinned_image(args.image, field="image")
+    check_pinned_image(args.exporter_image, field="exporter_image")
+    args.resources.check("resources")
+    args.exporter_resources.check("exporter_resources")
+    check_range("termination_grace_seconds", args.termination_grace_seconds, 10, 3600)
+    if args.monitoring_namespace is not None:
+        check_dns_label("monitoring_namespace", args.monitoring_namespace)
+    if args.autoscaling is not None:
+        floor = max(args.read_write.instances, args.read_only.instances)
+        args.autoscaling.check(
+            "autoscaling", requested_resources=frozenset({"cpu", "memory"}), min_replicas_floor=1, stateful=False
+        )
+        if floor > args.autoscaling.max_replicas:
+            raise ValueError(
+                f"autoscaling.max_replicas ({args.autoscaling.max_replicas}) must be >= the instances of each path ({floor})"
+            )
+
+
+def config_checksum(text: str) -> str:
+    """The pod annotation that rolls PgBouncer when its configuration changes."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Pooler(pulumi.ComponentResource):
+    """PgBouncer for the read-write and read-only paths, with metrics, disruption budgets and network policy."""
+
+    connection: DatabaseConnection
+    """The application connection through the pooler (read-write and read-only hosts, same Secret)."""
+    deployments: dict[str, k8s.apps.v1.Deployment]
+    services: dict[str, k8s.core.v1.Service]
+    scrape_target: ScrapeTarget
+    scale_targets: dict[str, ScaleTarget]
+    pod_labels: dict[str, str]
+
+    def __init__(self, name: str, args: PoolerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        check_args(name, args)
+        super().__init__("timescale-k8s:index:Pooler", name, None, opts)
+        self._name = name
+        self._args = args
+        self.pod_labels = selector_labels(app=APP_NAME, instance=name, component=COMPONENT)
+        self._labels = recommended_labels(app=APP_NAME, instance=name, component=COMPONENT, version=image_version(args.image))
+        servers = {"rw": args.database.read_write_host, "ro": args.database.read_only_host}
+        pools = {"rw": args.read_write, "ro": args.read_only}
+        texts = {
+            path: pulumi.Output.from_input(host).apply(
+                lambda h, pool=pools[path]: ini.pgbouncer_ini(
+                    ini.IniSettings(
+                        database=args.database.database,
+                        host=h,
+                        port=args.database.port,
+                        pool=pool,
+                        max_client_connections=args.max_client_connections,
+                        server_tls=args.tls_secret_name is not None,
+                    )
+                )
+            )
+            for path, host in servers.items()
+        }
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=self._metadata(),
+            data={f"{path}.ini": text for path, text in texts.items()},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.deployments, self.services, self.scale_targets = {}, {}, {}
+        for path, pool in pools.items():
+            self.deployments[path] = self._deployment(path, pool, config_map, texts[path])
+            self.services[path] = self._service(path)
+            self.scale_targets[path] = ScaleTarget.of(
+                self.deployments[path],
+                container_resources=[args.resources, args.exporter_resources],
+                min_replicas_floor=1,
+                stateful=False,
+            )
+            if pool.instances > 1 or args.autoscaling is not None:
+                self._disruption_budget(path)
+            if args.autoscaling is not None:
+                spec = replace(args.autoscaling, min_replicas=max(args.autoscaling.min_replicas, pool.instances))
+                Autoscaler(
+                    f"{name}-{path}-autoscaler",
+                    AutoscalerArgs(namespace=args.namespace, target=self.scale_targets[path], app_name=APP_NAME,
+                                   **spec.spec_fields()),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        self._network_policy()
+        self.connection = replace(
+            args.database,
+            read_write_host=self._fqdn(self.services["rw"]),
+            read_only_host=self._fqdn(self.services["ro"]),
+            endpoint_in_secret=False,
+        )
+        self.scrape_target = ScrapeTarget(
+            job=SCRAPE_JOB, namespace=args.namespace, pod_labels=self.pod_labels, port_name=EXPORTER_PORT_NAME
+        )
+        self.register_outputs({
+            "connection": registrable(self.connection),
+            "deployments": self.deployments,
+            "services": self.services,
+            "scrape_target": registrable(self.scrape_target),
+            "scale_targets": {path: registrable(target) for path, target in self.scale_targets.items()},
+            "pod_labels": self.pod_labels,
+        })
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _metadata(self) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(namespace=self._args.namespace, labels=dict(self._labels))
+
+    def _selector(self, path: Path) -> dict[str, str]:
+        return {**self.pod_labels, PATH_LABEL: path}
+
+    def _fqdn(self, service: k8s.core.v1.Service) -> pulumi.Output[str]:
+        return pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
+
+    def _deployment(
+        self, path: Path, pool: ini.PoolSettings, config_map: k8s.core.v1.ConfigMap, text: pulumi.Output[str]
+    ) -> k8s.apps.v1.Deployment:
+        args = self._args
+        selector = self._selector(path)
+        labels = merge_pod_labels("pooler", {**self._labels, PATH_LABEL: path}, args.database.client_labels)
+        template = k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                labels=labels, annotations={CONFIG_CHECKSUM_ANNOTATION: text.apply(config_checksum)}
+            ),
+            spec=k8s.core.v1.PodSpecArgs(
+                containers=[self._pgbouncer_container(), self._exporter_container()],
+                volumes=self._volumes(path, config_map),
+                security_context=pod_security_context(run_as_user=PGBOUNCER_UID, fs_group=PGBOUNCER_GID),
+                automount_service_account_token=False,
+                enable_service_links=False,
+                termination_grace_period_seconds=args.termination_grace_seconds,
+                topology_spread_constraints=[
+                    k8s.core.v1.TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key=key,
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                        match_label_keys=["pod-template-hash"],
+                    )
+                    for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+                ],
+            ),
+        )
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-{path}",
+            metadata=self._metadata(),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=pool.instances,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                ),
+                revision_history_limit=5,
+                template=template,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["spec.replicas"] if args.autoscaling is not None else None
+            ),
+        )
+
+    def _pgbouncer_container(self) -> k8s.core.v1.ContainerArgs:
+        args = self._args
+
+        def tcp(period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+            return k8s.core.v1.ProbeArgs(
+                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=PORT_NAME),
+                period_seconds=period,
+                timeout_seconds=3,
+                failure_threshold=failures,
+            )
+
+        mounts = [
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path=ini.CONFIG_DIR + "/" + ini.CONFIG_FILE,
+                                        sub_path=ini.CONFIG_FILE, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="auth", mount_path=ini.AUTH_DIR, read_only=True),
+        ]
+        if args.tls_secret_name is not None:
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="tls", mount_path=ini.TLS_DIR, read_only=True))
+        return k8s.core.v1.ContainerArgs(
+            name=POOLER_CONTAINER,
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            command=["/usr/bin/pgbouncer", f"{ini.CONFIG_DIR}/{ini.CONFIG_FILE}"],
+            ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=ini.LISTEN_PORT, protocol="TCP")],
+            startup_probe=tcp(period=2, failures=30),
+            liveness_probe=tcp(period=10, failures=3),
+            readiness_probe=tcp(period=5, failures=2),
+            lifecycle=k8s.core.v1.LifecycleArgs(
+                pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                    exec_=k8s.core.v1.ExecActionArgs(command=["/bin/sh", "-c", PRE_STOP])
+                )
+            ),
+            resources=args.resources.to_args(),
+            security_context=container_security_context(),
+            volume_mounts=mounts,
+            termination_message_policy="FallbackToLogsOnError",
+        )
+
+    def _exporter_container(self) -> k8s.core.v1.ContainerArgs:
+        args = self._args
+        password_env = "PGBOUNCER_STATS_PASSWORD"
+        # Kubernetes expands $(VAR) from variables defined earlier in the list; the password stays in the Secret.
+        connection = (
+            f"postgres://{args.lookup.role}:$({password_env})@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode=disable"
+        )
+        return k8s.core.v1.ContainerArgs(
+            name=EXPORTER_CONTAINER,
+            image=args.exporter_image,
+            image_pull_policy="IfNotPresent",
+            args=[f"--web.listen-address=:{EXPORTER_PORT}"],
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name=password_env,
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=args.lookup.secret_name, key=PASSWORD_KEY)
+                    ),
+                ),
+                k8s.core.v1.EnvVarArgs(name="PGBOUNCER_EXPORTER_CONNECTION_STRING", value=connection),
+            ],
+            ports=[k8s.core.v1.ContainerPortArgs(name=EXPORTER_PORT_NAME, container_port=EXPORTER_PORT, protocol="TCP")],
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME), period_seconds=20,
+                timeout_seconds=5, failure_threshold=3,
+            ),
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME), period_seconds=10,
+                timeout_seconds=5, failure_threshold=3,
+            ),
+            resources=args.exporter_resources.to_args(),
+            security_context=container_security_context(),
+            termination_message_policy="FallbackToLogsOnError",
+        )
+
+    def _volumes(self, path: Path, config_map: k8s.core.v1.ConfigMap) -> list[k8s.core.v1.VolumeArgs]:
+        args = self._args
+        volumes = [
+            k8s.core.v1.VolumeArgs(
+                name="config",
+                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                    name=config_map.metadata.name,
+                    items=[k8s.core.v1.KeyToPathArgs(key=f"{path}.ini", path=ini.CONFIG_FILE)],
+                ),
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="auth",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=args.lookup.secret_name,
+                    default_mode=0o440,
+                    items=[k8s.core.v1.KeyToPathArgs(key=USERLIST_KEY, path="userlist.txt")],
+                ),
+            ),
+        ]
+        if args.tls_secret_name is not None:
+            volumes.append(k8s.core.v1.VolumeArgs(
+                name="tls",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=args.tls_secret_name, default_mode=0o440),
+            ))
+        return volumes
+
+    def _service(self, path: Path) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self._name}-{path}",
+            metadata=self._metadata(),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=self._selector(path),
+                ports=[k8s.core.v1.ServicePortArgs(
+                    name="postgresql", port=self._args.database.port, target_port=PORT_NAME, protocol="TCP"
+                )],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _disruption_budget(self, path: Path) -> k8s.policy.v1.PodDisruptionBudget:
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-{path}-pdb",
+            metadata=self._metadata(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._selector(path)),
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _network_policy(self) -> k8s.networking.v1.NetworkPolicy:
+        """Ingress: database clients to PgBouncer, scrapers to the exporter. Egress stays open (DNS, database)."""
+        clients = k8s.networking.v1.NetworkPolicyPeerArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self._args.database.client_labels))
+        )
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-netpol",
+            metadata=self._metadata(),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[clients], ports=tcp_ports(ini.LISTEN_PORT)),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[scraper_peer(self._args.monitoring_namespace)], ports=tcp_ports(EXPORTER_PORT)
+                    ),
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
