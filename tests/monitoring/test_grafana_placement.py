@@ -20,6 +20,7 @@ from tests.monitoring.grafana_chart import Grafana, grafana_of
 from tests.stacks import run_main, stack_file_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 POSTGRES_PORT = 5432
 
 
@@ -79,7 +80,9 @@ def test_datasource_and_dashboards_are_where_grafana_looks(case: tuple[Recording
     manifests = recording.manifests()
     datasources = [m for m in manifests if m["kind"] == "Secret" and "timescaledb-datasource.yaml" in m.get("stringData", {})]
     dashboards = [m for m in manifests if m["kind"] == "ConfigMap" and any(k.endswith(".json") for k in m.get("data", {}))]
-    assert len(datasources) == 1 and len(dashboards) == 3  # render mode keeps the data source and SQL dashboard
+    pooled = any(r.type == "timescale-k8s:index:Pooler" for r in recording.resources)  # adds the PgBouncer dashboard
+    # Render mode keeps the data source and the SQL dashboard.
+    assert len(datasources) == 1 and len(dashboards) == 3 + pooled
     assert grafana.datasources.loads(datasources[0])
     assert all(grafana.dashboards.loads(board) for board in dashboards)
     assert grafana.may_list(grafana.datasources.namespaces) and grafana.may_list(grafana.dashboards.namespaces)
@@ -87,7 +90,7 @@ def test_datasource_and_dashboards_are_where_grafana_looks(case: tuple[Recording
 
 def test_database_network_policy_admits_grafana(case: tuple[Recording, Grafana, dict[str, str]]) -> None:
     recording, grafana, pod_labels = case
-    (policy,) = [m for m in recording.manifests() if m["kind"] == "NetworkPolicy"]
+    (policy,) = [r.manifest() for r in recording.of_type(NETWORK_POLICY) if r.name == "timescaledb-netpol"]
     assert pod_labels
     assert admits(policy, namespace=grafana.namespace, labels=pod_labels, port=POSTGRES_PORT)
     assert not admits(policy, namespace=grafana.namespace, labels={"app": "grafana"}, port=POSTGRES_PORT)
