@@ -50,7 +50,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.timescaledb import patroni_config as pc
-from components.timescaledb import pod
+from components.timescaledb import parameters, pod
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
 from components.timescaledb.tuning import TuneInput, tune
@@ -66,6 +66,8 @@ COMPONENT = "database"
 MAX_NAME_LENGTH = 40
 """Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
 ``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
+MAX_REPLICAS = 9
+"""Most Patroni members: every one streams from the primary (a wal sender and a slot each)."""
 MIN_VOLUME_BYTES = 2**30
 MIN_MEMORY_BYTES = 256 * 2**20
 
@@ -171,8 +173,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         )
     if isinstance(args.namespace, str) and (len(args.namespace) > 63 or not _DNS_LABEL.match(args.namespace)):
         raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
-    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or args.replicas < 1:
-        raise ValueError(f"replicas ({args.replicas!r}) must be an integer >= 1")
+    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or not 1 <= args.replicas <= MAX_REPLICAS:
+        raise ValueError(f"replicas ({args.replicas!r}) must be an integer from 1 to {MAX_REPLICAS}")
     check_pinned_image(args.image, field="image")
     check_pinned_image(args.exporter_image, field="exporter_image")
     args.resources.check("resources")
@@ -191,7 +193,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
                 f"{field_name} ({getattr(args, field_name)!r}) is reserved for the cluster; "
                 f"avoid {sorted(pc.RESERVED_ROLES)}"
             )
-    pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
+    overrides = pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
+    parameters.check_values(overrides, field_name="postgresql_parameters", tls=args.tls_secret_name is not None)
     if args.anti_affinity not in ("preferred", "required"):
         raise ValueError(f"anti_affinity ({args.anti_affinity!r}) must be 'preferred' or 'required'")
     if args.monitoring_namespace is not None and not _DNS_LABEL.match(args.monitoring_namespace):
@@ -210,7 +213,9 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
             ipaddress.ip_network(cidr)
         except ValueError as error:
             raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
-    postgresql_parameters(args)  # tuning limits (max_connections, memory) raise with field names
+    # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
+    parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
+                                 field_name="postgresql_parameters", overrides=overrides)
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -306,7 +311,7 @@ class TimescaleDB(pulumi.ComponentResource):
             ),
             checksum=hashlib.sha256((config_text + script_text).encode()).hexdigest(),
         )
-        if args.replicas > 1:
+        if args.replicas > 1 or args.autoscaled:
             self._disruption_budget()
         self._network_policy()
 

@@ -451,7 +451,8 @@ def test_network_policy_without_monitoring_namespace_keeps_scrapes_in_namespace(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"replicas": 0}, r"replicas \(0\) must be an integer >= 1"),
+        ({"replicas": 0}, r"replicas \(0\) must be an integer from 1 to 9"),
+        ({"replicas": 10**30}, r"replicas \(10+\) must be an integer from 1 to 9"),
         ({"replicas": True}, r"replicas \(True\)"),
         ({"image": "timescale/timescaledb-ha"}, r"image \('timescale/timescaledb-ha'\) is not pinned"),
         ({"exporter_image": "quay.io/prometheuscommunity/postgres-exporter:latest"}, r"exporter_image .* 'latest'"),
