@@ -77,6 +77,7 @@ if config.workloads is not None:
                 resources=app.resources,
                 env=app.settings,
                 autoscaling=app.autoscaling,
+                metrics_namespace=config.monitoring.prometheus_namespace,
                 after=[migration.job],
             ),
             opts=with_provider,
@@ -95,8 +96,8 @@ if config.monitoring.mode != "disabled":
             # The SQL dashboard's data source reads the reader Secret from the cluster, which a
             # rendering run has no access to.
             analysis_datasource=database.reader_connection if config.cluster.render_dir is None else None,
-            # Without a TLS Secret the database serves plain connections only.
-            analysis_sslmode="require" if config.database.args.tls_secret_name else "disable",
+            # Without a TLS Secret the database serves plain connections only; with one, Grafana verifies it.
+            analysis_sslmode="verify-full" if config.database.args.tls_secret_name else "disable",
             install=config.monitoring.install,
             existing=config.monitoring.existing,
         ),

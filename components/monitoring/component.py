@@ -56,6 +56,8 @@ APP = "timescale-k8s-monitoring"
 MONITORING_API = "monitoring.coreos.com/v1"
 GRAFANA_FOLDER = "TimescaleDB"
 SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
+CA_KEY = "ca.crt"
+"""Key of the CA certificate in a ``kubernetes.io/tls`` Secret (cert-manager writes it)."""
 _PORT_NAME_MAX = 15  # IANA_SVC_NAME
 
 
@@ -247,11 +249,20 @@ class Monitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         password = pulumi.Output.secret(reader.data).apply(_password_of)
-        content = pulumi.Output.all(conn.read_only_host, password).apply(
+        ca_cert: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if conn.ca_secret_name is not None and args.analysis_sslmode.startswith("verify"):
+            # Grafana runs in another namespace than the TLS Secret: its CA goes into the provisioning file.
+            tls = k8s.core.v1.Secret.get(
+                f"{name}-database-ca",
+                pulumi.Output.concat(args.namespace, "/", conn.ca_secret_name),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ca_cert = tls.data.apply(lambda data: _decoded(data, CA_KEY))
+        content = pulumi.Output.all(conn.read_only_host, password, ca_cert).apply(
             lambda values: postgres_datasource_file(
                 uid=ids.analysis_datasource_uid, name=ids.title("TimescaleDB (read-only)"), host=values[0],
                 port=conn.port, database=conn.database, user=conn.user, password=values[1],
-                sslmode=args.analysis_sslmode,
+                sslmode=args.analysis_sslmode, ca_cert=values[2],
             )
         )
         return k8s.core.v1.Secret(
@@ -269,7 +280,12 @@ def _password_of(data: Mapping[str, str] | None) -> str:
     Empty only when the Secret could not be read yet (a mock or a preview); on a real ``up`` the
     TimescaleDB component's Secret always carries the key.
     """
-    encoded = (data or {}).get(ConnectionSecretKeys.PASSWORD, "")
+    return _decoded(data, ConnectionSecretKeys.PASSWORD)
+
+
+def _decoded(data: Mapping[str, str] | None, key: str) -> str:
+    """One key of a Secret's base64 ``data`` (empty when absent, as under mocks)."""
+    encoded = (data or {}).get(key, "")
     return base64.b64decode(encoded).decode() if encoded else ""
 
 

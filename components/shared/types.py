@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -95,6 +95,11 @@ class DatabaseConnection:
     """Secret holding ``ConnectionSecretKeys.ALL`` for this role."""
     client_labels: Mapping[str, str]
     """Pod labels the database NetworkPolicy admits as clients."""
+    server_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels of the database's pods, for clients' egress policies; default none (any pod on ``port``)."""
+    ca_secret_name: pulumi.Input[str] | None = None
+    """Secret whose ``ca.crt`` signed the server certificate: clients then connect with ``sslmode=verify-full``;
+    default None (the server has no TLS)."""
 
 
 @dataclass(frozen=True, kw_only=True)
