@@ -83,6 +83,14 @@ def _open_path(path: Path) -> None:
         parent.chmod(parent.stat().st_mode | 0o055)
 
 
+def system_bin_dir() -> Path | None:
+    """The newest Debian/Ubuntu PostgreSQL server install (``/usr/lib/postgresql/<major>/bin``), or None.
+
+    The wheel's server is built without OpenSSL; tests of TLS use this one (``./scripts/test`` installs it)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that is free on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -96,7 +104,9 @@ class PgServer:
     host = "127.0.0.1"
     user = "postgres"
 
-    def __init__(self, base_dir: Path | None = None, extra_conf: dict[str, str] | None = None) -> None:
+    def __init__(self, base_dir: Path | None = None, extra_conf: dict[str, str] | None = None,
+                 bin_dir: Path | None = None) -> None:
+        """``bin_dir``: another installation's binaries (e.g. Debian's, built with TLS); default the wheel's."""
         self.root = Path(tempfile.mkdtemp(prefix="tsflow-pg-", dir=base_dir))
         self.pgdata = self.root / "data"
         self.logfile = self.root / "server.log"
@@ -107,7 +117,7 @@ class PgServer:
         if os.geteuid() == 0:
             _ensure_user(_RUN_AS)
             self._user = _RUN_AS
-        self.bin_dir = server_bin_dir(self._user)
+        self.bin_dir = bin_dir or server_bin_dir(self._user)
 
     # -- lifecycle -----------------------------------------------------------------
     def init(self) -> "PgServer":
@@ -119,10 +129,11 @@ class PgServer:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
-             "--auth=trust", "--encoding=UTF8", "--no-sync", "-c", "listen_addresses=127.0.0.1"],
+             "--auth=trust", "--encoding=UTF8", "--no-sync"],
             check=True, capture_output=True, user=self._user, cwd=self.root, timeout=120,
         )
         conf = {
+            "listen_addresses": f"'{self.host}'",  # here, not initdb -c: PostgreSQL 15's initdb lacks it
             "port": str(self.port),
             "unix_socket_directories": f"'{self.root}'",
             "fsync": "off",  # process kills keep the OS page cache, so commits survive

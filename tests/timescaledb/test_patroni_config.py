@@ -187,6 +187,14 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
         assert reader.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("INSERT INTO metrics VALUES (now(), 2.0)")
+    # Read access is to the application database only: not to a table in another database.
+    with psycopg.connect(running.dsn(), autocommit=True) as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS other_team_data (secret text)")
+    with psycopg.connect(host=running.host, port=running.port, dbname="postgres", user="reader",
+                         password=passwords["reader"], autocommit=True) as reader:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("SELECT * FROM other_team_data")
+        assert reader.execute("SELECT pg_has_role('reader', 'pg_read_all_data', 'member')").fetchone() == (False,)
     with connect(pc.MONITOR_USER, passwords[pc.MONITOR_USER]) as monitor:
         assert monitor.execute("SELECT pg_has_role('monitor', 'pg_monitor', 'member')").fetchone() == (True,)
     with pytest.raises(psycopg.OperationalError):
