@@ -17,7 +17,7 @@ from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
 from components.workload.memory import GeneratorLoad
-from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, TlsIssuer, check_args
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -170,12 +170,20 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         protect=section.boolean("protect", False),
         monitoring_namespace=scraper_namespace,
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
+        tls_issuer=section.optional(lambda key: _tls_issuer(section.section(key)), "tlsIssuer"),
         autoscaled=autoscaling is not None,
     )
     storage.done()
     section.done()
     checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
+
+
+def _tls_issuer(block: ConfigSection) -> TlsIssuer:
+    """``tlsIssuer: {name, kind}``: the cert-manager issuer of the server certificate."""
+    issuer = TlsIssuer(name=block.text("name"), kind=block.text("kind", "Issuer", choices=("Issuer", "ClusterIssuer")))  # type: ignore[arg-type]
+    block.done()
+    return issuer
 
 
 _DATABASE_KEYS = {
@@ -188,6 +196,7 @@ _DATABASE_KEYS = {
     "reader_user": "readerUser",
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
+    "tls_issuer": "tlsIssuer",
 }
 
 
