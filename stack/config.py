@@ -16,13 +16,17 @@ import pulumi
 from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
-from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, TlsIssuer, check_args
+from components.workload.memory import GeneratorLoad
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
 DATABASE_NAME = "timescaledb"
 """Component name of the database: also its StatefulSet name and Patroni scope, so it never changes."""
+
+MAX_APP_REPLICAS = 1000
+"""Most generator/consumer pods (and HPA maxReplicas) a stack may ask for: beyond is a typo, not a plan."""
 
 MonitoringMode = Literal["install", "existing", "disabled"]
 
@@ -127,6 +131,11 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
         pooler=parse_pooler(root.section("pooler"), database=database.args, autoscaling=_autoscaling),
     )
     root.done()
+    if monitoring.install is not None and monitoring.install.monitoring_namespace == cluster.namespace:
+        raise ConfigError(
+            f"{project}:monitoring.install.namespace ({cluster.namespace!r}): must differ from cluster.namespace; "
+            "the chart needs a privileged namespace of its own (node-exporter) and both would create the Namespace"
+        )
     return stack
 
 
@@ -151,6 +160,12 @@ def _database(
 ) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
+    if autoscaling is not None and autoscaling.min_replicas > replicas:
+        raise ConfigError(
+            f"{section.key_path('autoscaling.minReplicas')} ({autoscaling.min_replicas}): must not exceed "
+            f"{section.key_path('replicas')} ({replicas}); the read-only Service and the PodDisruptionBudget are "
+            f"built for replicas, so set replicas to {autoscaling.min_replicas}"
+        )
     storage = section.section("storage")
     args = TimescaleDBArgs(
         namespace=namespace,
@@ -172,6 +187,7 @@ def _database(
         monitoring_namespace=scraper_namespace,
         client_namespaces=tuple(ns for ns in (grafana_namespace,) if ns is not None and ns != namespace),
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
+        tls_issuer=section.optional(lambda key: _tls_issuer(section.section(key)), "tlsIssuer"),
         autoscaled=autoscaling is not None,
         pooler_lookup=pooler_lookup,
     )
@@ -179,6 +195,13 @@ def _database(
     section.done()
     checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
+
+
+def _tls_issuer(block: ConfigSection) -> TlsIssuer:
+    """``tlsIssuer: {name, kind}``: the cert-manager issuer of the server certificate."""
+    issuer = TlsIssuer(name=block.text("name"), kind=block.text("kind", "Issuer", choices=("Issuer", "ClusterIssuer")))  # type: ignore[arg-type]
+    block.done()
+    return issuer
 
 
 _DATABASE_KEYS = {
@@ -191,6 +214,7 @@ _DATABASE_KEYS = {
     "reader_user": "readerUser",
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
+    "tls_issuer": "tlsIssuer",
 }
 
 
@@ -204,10 +228,10 @@ def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requeste
             block.optional(block.integer, "memoryUtilization")
             block.done()
         return None
-    min_replicas = block.integer("minReplicas", max(floor, 1), minimum=1)
+    min_replicas = block.integer("minReplicas", max(floor, 1), minimum=1, maximum=MAX_APP_REPLICAS)
     spec = AutoscalingSpec(
         min_replicas=min_replicas,
-        max_replicas=block.integer("maxReplicas", minimum=1),
+        max_replicas=block.integer("maxReplicas", minimum=1, maximum=MAX_APP_REPLICAS),
         cpu_utilization=block.optional(lambda k: block.integer(k, minimum=1, maximum=100), "cpuUtilization", 70),
         memory_utilization=block.optional(lambda k: block.integer(k, minimum=1, maximum=100), "memoryUtilization"),
     )
@@ -225,15 +249,20 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig | None:
     generator = section.section("generator")
     consumer = section.section("consumer")
     migration = section.section("migration")
+    load = GeneratorLoad(
+        devices=generator.integer("devices", 100, minimum=1, maximum=1_000_000),
+        metrics_per_device=generator.integer("metricsPerDevice", 4, minimum=1, maximum=100),
+        batch_rows=generator.integer("batchRows", 20000, minimum=1, maximum=1_000_000),
+    )
     workloads = WorkloadsConfig(
         image=image or "",
         generator=_app(
             generator,
             settings={
-                "TSFLOW_DEVICES": str(generator.integer("devices", 100, minimum=1, maximum=1_000_000)),
-                "TSFLOW_METRICS_PER_DEVICE": str(generator.integer("metricsPerDevice", 4, minimum=1, maximum=100)),
+                "TSFLOW_DEVICES": str(load.devices),
+                "TSFLOW_METRICS_PER_DEVICE": str(load.metrics_per_device),
                 "TSFLOW_INTERVAL": _number_text(generator.number("intervalSeconds", 1.0, minimum=0.01, maximum=3600)),
-                "TSFLOW_BATCH_ROWS": str(generator.integer("batchRows", 20000, minimum=1, maximum=1_000_000)),
+                "TSFLOW_BATCH_ROWS": str(load.batch_rows),
             },
         ),
         consumer=_app(
@@ -247,13 +276,15 @@ def _workloads(section: ConfigSection) -> WorkloadsConfig | None:
     )
     for block in (generator, consumer, migration, section):
         block.done()
+    if enabled:
+        checked(lambda: load.check_fits(workloads.generator.resources.memory_bytes, path=generator.path))
     return workloads if enabled else None
 
 
 def _app(block: ConfigSection, *, settings: Mapping[str, str]) -> AppConfig:
     """A stateless tsflow app: replicas, resources, its ``TSFLOW_*`` settings and optional autoscaling."""
     return AppConfig(
-        replicas=block.integer("replicas", 1, minimum=1),
+        replicas=block.integer("replicas", 1, minimum=1, maximum=MAX_APP_REPLICAS),
         resources=block.resources("resources", DEFAULT_APP_RESOURCES),
         settings=settings,
         autoscaling=_autoscaling(block, floor=1, stateful=False, requested=frozenset({"cpu", "memory"})),

@@ -81,6 +81,12 @@ def parse_pooler(section: ConfigSection, *, database: TimescaleDBArgs, autoscali
     section.done()
     if not enabled:
         return None
+    if database.tls_secret_name is not None:
+        raise ConfigError(
+            f"{section.key_path('enabled')} (true) with timescaledb.tlsSecretName ({database.tls_secret_name!r}): not supported "
+            "yet; clients verify the server's host name (verify-full) and the pooler has no certificate of its own. "
+            "Turn one of them off"
+        )
     _check_connection_budget(section, config, database)
     return config
 

@@ -149,6 +149,10 @@ def _pod_reference_problems(pod_set: _PodSet, index: Mapping[tuple[str, str, str
 
 def _volume_problems(volume: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> list[str]:
     problems = []
+    for source in (volume.get("projected") or {}).get("sources") or []:  # each projected Secret, as a secret volume
+        if "secret" in source:
+            projected = {"name": volume["name"], "secret": {**source["secret"], "secretName": source["secret"]["name"]}}
+            problems += _volume_problems(projected, index, ns)
     secret = volume.get("secret")
     if secret and not secret.get("optional"):
         for item in secret.get("items") or [{}]:

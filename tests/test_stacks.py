@@ -183,11 +183,12 @@ def test_tls_secret_turns_on_server_tls_and_grafana_requires_it() -> None:
     config = copy.deepcopy(stack_file_config("prod"))
     config["timescale-k8s:timescaledb"]["tlsSecretName"] = "timescaledb-tls"
     config["timescale-k8s:monitoring"] = {"mode": "install"}
+    config.pop("timescale-k8s:pooler", None)  # TLS through the pooler is refused (no pooler certificate yet)
     recording = run_main("prod", config)
     statefulset = recording.one("kubernetes:apps/v1:StatefulSet").manifest()
     tls_volumes = [v for v in statefulset["spec"]["template"]["spec"]["volumes"] if (v.get("secret") or {}).get("secretName") == "timescaledb-tls"]
     assert len(tls_volumes) == 1
-    cert_manager_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "timescaledb-tls"}, "data": {"tls.crt": "", "tls.key": ""}}
+    cert_manager_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "timescaledb-tls"}, "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
     assert wiring_problems(recording.manifests(), external=[cert_manager_secret]) == []
     assert any("timescaledb-tls" in p for p in wiring_problems(recording.manifests())), "a missing TLS Secret must be reported"
     patroni = json.loads(next(m for m in recording.manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {}))["data"]["patroni.yaml"])
@@ -197,4 +198,4 @@ def test_tls_secret_turns_on_server_tls_and_grafana_requires_it() -> None:
         for m in recording.manifests()
         if m["kind"] == "Secret" and "timescaledb-datasource.yaml" in m.get("stringData", {})
     )
-    assert "sslmode: require" in datasource
+    assert "sslmode: verify-full" in datasource and "tlsCACert" in datasource

@@ -41,6 +41,7 @@ Either way the password never appears in a ConfigMap, in Helm values or in a pla
 from __future__ import annotations
 
 import json
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -70,6 +71,8 @@ APP = "timescale-k8s-monitoring"
 MONITORING_API = "monitoring.coreos.com/v1"
 GRAFANA_FOLDER = "TimescaleDB"
 SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
+CA_KEY = "ca.crt"
+"""Key of the CA certificate in a ``kubernetes.io/tls`` Secret (cert-manager writes it)."""
 _PORT_NAME_MAX = 15  # IANA_SVC_NAME
 
 
@@ -278,11 +281,21 @@ class Monitoring(pulumi.ComponentResource):
                     ids: DashboardIds, labels: dict[str, str]) -> k8s.core.v1.Secret:
         """The provisioning file, as a Secret in Grafana's namespace (``password``: the password itself or
         an ``$__env{}`` reference to it)."""
-        content = pulumi.Output.all(conn.read_only_host, password).apply(
+        ca_cert: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if conn.ca_secret_name is not None and args.analysis_sslmode.startswith("verify"):
+            # Grafana runs in another namespace than the TLS Secret (the user's or cert-manager's, never one
+            # this program writes): its CA goes into the provisioning file.
+            tls = k8s.core.v1.Secret.get(
+                f"{name}-database-ca",
+                pulumi.Output.concat(args.namespace, "/", conn.ca_secret_name),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ca_cert = tls.data.apply(lambda data: _decoded(data, CA_KEY))
+        content = pulumi.Output.all(conn.read_only_host, password, ca_cert).apply(
             lambda values: postgres_datasource_file(
                 uid=ids.analysis_datasource_uid, name=ids.title("TimescaleDB (read-only)"), host=values[0],
                 port=conn.port, database=conn.database, user=conn.user, password=values[1],
-                sslmode=args.analysis_sslmode,
+                sslmode=args.analysis_sslmode, ca_cert=values[2],
             )
         )
         return k8s.core.v1.Secret(
@@ -292,6 +305,12 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"timescaledb-datasource.yaml": pulumi.Output.secret(content)},
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _decoded(data: Mapping[str, str] | None, key: str) -> str:
+    """One key of a Secret's base64 ``data`` (empty when absent, as under mocks)."""
+    encoded = (data or {}).get(key, "")
+    return base64.b64decode(encoded).decode() if encoded else ""
 
 
 def _validate(args: MonitoringArgs) -> None:

@@ -117,9 +117,13 @@ def kube_prometheus_stack_values(
 
 
 def postgres_datasource_file(
-    *, uid: str, name: str, host: str, port: int, database: str, user: str, password: str, sslmode: str
+    *, uid: str, name: str, host: str, port: int, database: str, user: str, password: str, sslmode: str,
+    ca_cert: str | None = None,
 ) -> str:
-    """A Grafana provisioning file for a read-only TimescaleDB data source (goes into a Secret)."""
+    """A Grafana provisioning file for a read-only TimescaleDB data source (goes into a Secret).
+
+    With ``ca_cert`` (PEM) Grafana verifies the server against it (``tlsConfigurationMethod: file-content``).
+    """
     datasource = {
         "name": name,
         "uid": uid,
@@ -139,4 +143,7 @@ def postgres_datasource_file(
         },
         "secureJsonData": {"password": password},
     }
+    if ca_cert is not None:
+        datasource["jsonData"]["tlsConfigurationMethod"] = "file-content"
+        datasource["secureJsonData"]["tlsCACert"] = ca_cert
     return yaml.safe_dump({"apiVersion": 1, "datasources": [datasource]}, sort_keys=False)

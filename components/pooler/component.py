@@ -198,7 +198,8 @@ class Pooler(pulumi.ComponentResource):
             args.database,
             read_write_host=self._fqdn(self.services["rw"]),
             read_only_host=self._fqdn(self.services["ro"]),
-            endpoint_in_secret=False,
+            server_pod_labels=self.pod_labels,
+            server_port=ini.LISTEN_PORT,
         )
         self.scrape_target = ScrapeTarget(
             job=SCRAPE_JOB, namespace=args.namespace, pod_labels=self.pod_labels, port_name=EXPORTER_PORT_NAME

@@ -1,8 +1,9 @@
 """Pod-building pieces shared by the tsflow Deployment (``Workload``) and the migration Job.
 
 The tsflow image runs as USER 10001 with ENTRYPOINT ``python -m tsflow``; it reads its database
-connection from libpq's standard variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD) and its
-settings from ``TSFLOW_*`` variables.
+connection from libpq's standard variables (PGHOST, PGPORT, PGDATABASE, PGUSER; with TLS PGSSLMODE and
+PGSSLROOTCERT), its password from the file ``TSFLOW_PASSWORD_FILE`` names (the connection Secret's
+``password`` key, mounted: never an environment variable), and its settings from ``TSFLOW_*`` variables.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ TMP_VOLUME = "tmp"
 TMP_SIZE_LIMIT = "64Mi"
 """/tmp is the only writable path (the root filesystem is read-only)."""
 
-LIBPQ_ENV = {
-    "PGHOST": ConnectionSecretKeys.HOST,
-    "PGPORT": ConnectionSecretKeys.PORT,
-    "PGDATABASE": ConnectionSecretKeys.DBNAME,
-    "PGUSER": ConnectionSecretKeys.USER,
-    "PGPASSWORD": ConnectionSecretKeys.PASSWORD,
-}
-"""libpq variable -> key of the DatabaseConnection Secret it is read from."""
+LIBPQ_ENV = ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT")
+"""libpq variables the component sets (or, for PGPASSWORD, deliberately leaves out); reserved."""
+PASSWORD_FILE_ENV = "TSFLOW_PASSWORD_FILE"
+CREDENTIALS_VOLUME = "db-credentials"
+CREDENTIALS_DIR = "/etc/tsflow/db"
+PASSWORD_FILE = f"{CREDENTIALS_DIR}/{ConnectionSecretKeys.PASSWORD}"
+CA_FILE = f"{CREDENTIALS_DIR}/ca.crt"
 DSN_ENV = "TSFLOW_DSN"
 """tsflow's inline connection string; reserved, because it would bypass (and could inline) the Secret."""
 
@@ -52,7 +52,7 @@ def check_app_args(
     if isinstance(command_args, str) or not command_args or not all(isinstance(a, str) and a for a in command_args):
         raise ValueError(f"{path}.command_args ({command_args!r}) must be a non-empty list of strings, e.g. ['migrate']")
     resources.check(f"{path}.resources")
-    taken = {*LIBPQ_ENV, DSN_ENV, *reserved_env}
+    taken = {*LIBPQ_ENV, DSN_ENV, PASSWORD_FILE_ENV, *reserved_env}
     for key, value in env.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
             raise ValueError(f"{path}.env key {key!r} is not a valid environment variable name")
@@ -87,29 +87,35 @@ def app_env(
     database: DatabaseConnection,
     settings: Mapping[str, pulumi.Input[str]],
 ) -> list[k8s.core.v1.EnvVarArgs]:
-    """Plain settings (sorted, for stable diffs) then the libpq variables, each by reference to the Secret.
+    """Plain settings (sorted, for stable diffs), then where the database is (not secret: from the
+    connection object), the password file, and with TLS ``verify-full`` against the mounted CA."""
+    connection: dict[str, pulumi.Input[str]] = {
+        "PGHOST": database.read_write_host,
+        "PGPORT": str(database.port),
+        "PGDATABASE": database.database,
+        "PGUSER": database.user,
+        PASSWORD_FILE_ENV: PASSWORD_FILE,
+    }
+    if database.ca_secret_name is not None:
+        connection.update({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": CA_FILE})
+    values = {**{key: settings[key] for key in sorted(settings)}, **connection}
+    return [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in values.items()]
 
-    When the connection's endpoint is not the Secret's (``endpoint_in_secret`` false, a pooler), PGHOST
-    and PGPORT are plain values from the connection instead; the credentials still come from the Secret.
-    """
-    plain = [k8s.core.v1.EnvVarArgs(name=key, value=settings[key]) for key in sorted(settings)]
-    endpoint: list[k8s.core.v1.EnvVarArgs] = []
-    if not database.endpoint_in_secret:
-        endpoint = [
-            k8s.core.v1.EnvVarArgs(name="PGHOST", value=database.read_write_host),
-            k8s.core.v1.EnvVarArgs(name="PGPORT", value=str(database.port)),
-        ]
-    from_secret = [
-        k8s.core.v1.EnvVarArgs(
-            name=variable,
-            value_from=k8s.core.v1.EnvVarSourceArgs(
-                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=database.secret_name, key=key)
-            ),
-        )
-        for variable, key in LIBPQ_ENV.items()
-        if database.endpoint_in_secret or variable not in ("PGHOST", "PGPORT")
-    ]
-    return plain + endpoint + from_secret
+
+def credentials_volume(database: DatabaseConnection) -> k8s.core.v1.VolumeArgs:
+    """The connection Secret's password (and with TLS the server CA, never its key) as files for APP_USER."""
+    sources = [k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
+        name=database.secret_name,
+        items=[k8s.core.v1.KeyToPathArgs(key=ConnectionSecretKeys.PASSWORD, path=ConnectionSecretKeys.PASSWORD)],
+    ))]
+    if database.ca_secret_name is not None:
+        sources.append(k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
+            name=database.ca_secret_name, items=[k8s.core.v1.KeyToPathArgs(key="ca.crt", path="ca.crt")],
+        )))
+    return k8s.core.v1.VolumeArgs(
+        name=CREDENTIALS_VOLUME,
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(default_mode=0o440, sources=sources),
+    )
 
 
 def app_container(
@@ -139,7 +145,10 @@ def app_container(
         readiness_probe=probes.get("readiness"),
         startup_probe=probes.get("startup"),
         security_context=container_security_context(),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp")],
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp"),
+            k8s.core.v1.VolumeMountArgs(name=CREDENTIALS_VOLUME, mount_path=CREDENTIALS_DIR, read_only=True),
+        ],
         termination_message_policy="FallbackToLogsOnError",
     )
 
@@ -148,18 +157,20 @@ def app_pod_template(
     *,
     labels: Mapping[str, str],
     container: k8s.core.v1.ContainerArgs,
+    database: DatabaseConnection,
     restart_policy: str,
     termination_grace_seconds: int,
     topology_spread: Sequence[k8s.core.v1.TopologySpreadConstraintArgs] = (),
 ) -> k8s.core.v1.PodTemplateSpecArgs:
-    """A pod that runs ``container`` as APP_USER, without an API token or service-link variables."""
+    """A pod that runs ``container`` as APP_USER (the credentials files' group), without an API token or
+    service-link variables."""
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
         spec=k8s.core.v1.PodSpecArgs(
             containers=[container],
             restart_policy=restart_policy,
             termination_grace_period_seconds=termination_grace_seconds,
-            security_context=pod_security_context(run_as_user=APP_USER),
+            security_context=pod_security_context(run_as_user=APP_USER, fs_group=APP_USER),
             automount_service_account_token=False,
             enable_service_links=False,
             topology_spread_constraints=list(topology_spread) or None,
@@ -167,7 +178,8 @@ def app_pod_template(
                 k8s.core.v1.VolumeArgs(
                     name=TMP_VOLUME,
                     empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=TMP_SIZE_LIMIT),
-                )
+                ),
+                credentials_volume(database),
             ],
         ),
     )

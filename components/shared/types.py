@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -95,9 +95,14 @@ class DatabaseConnection:
     """Secret holding ``ConnectionSecretKeys.ALL`` for this role."""
     client_labels: Mapping[str, str]
     """Pod labels the database NetworkPolicy admits as clients."""
-    endpoint_in_secret: bool = True
-    """Clients read host and port from the Secret (True: the database Services), or take
-    ``read_write_host``/``port`` as plain values (False: e.g. a pooler in front, same credentials)."""
+    server_pod_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels of the pods behind the Services (the database's, or a pooler's), for clients' egress policies;
+    default none (any pod on ``server_port``)."""
+    server_port: int | None = None
+    """Port of those pods behind the Services' ``port`` (egress policies see pod ports); default None: ``port``."""
+    ca_secret_name: pulumi.Input[str] | None = None
+    """Secret whose ``ca.crt`` signed the server certificate: clients then connect with ``sslmode=verify-full``;
+    default None (the server has no TLS)."""
 
 
 @dataclass(frozen=True, kw_only=True)

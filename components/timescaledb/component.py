@@ -52,7 +52,7 @@ import pulumi_kubernetes as k8s
 from components.pooler import auth as pooler_auth
 from components.pooler.auth import LookupCredentials
 from components.timescaledb import patroni_config as pc
-from components.timescaledb import pod
+from components.timescaledb import parameters, pod
 from components.timescaledb.exporter_queries import queries_file
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
@@ -69,6 +69,8 @@ COMPONENT = "database"
 MAX_NAME_LENGTH = 40
 """Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
 ``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
+MAX_REPLICAS = 9
+"""Most Patroni members: every one streams from the primary (a wal sender and a slot each)."""
 MIN_VOLUME_BYTES = 2**30
 MIN_MEMORY_BYTES = 256 * 2**20
 
@@ -113,7 +115,7 @@ class TimescaleDBArgs:
     app_user: str = "app"
     """Read-write owner of the database; default ``app``."""
     reader_user: str = "reader"
-    """Read-only role (pg_read_all_data), e.g. for Grafana; default ``reader``."""
+    """Read-only role (SELECT on the application database's public schema, now and later), e.g. for Grafana; default ``reader``."""
     postgresql_parameters: Mapping[str, str] = field(default_factory=dict)
     """PostgreSQL parameter overrides, winning over tuning; default none."""
     anti_affinity: Literal["preferred", "required"] = "preferred"
@@ -133,17 +135,46 @@ class TimescaleDBArgs:
     pod_network_cidrs: Sequence[str] = DEFAULT_POD_NETWORK_CIDRS
     """Networks replication may come from (pg_hba); default the RFC 1918 ranges."""
     tls_secret_name: str | None = None
-    """A ``kubernetes.io/tls`` Secret (e.g. from cert-manager) turning on server TLS (``ssl=on``); default
-    None: no TLS, so clients must use ``sslmode=prefer`` or ``disable``."""
+    """A ``kubernetes.io/tls`` Secret with ``tls.crt``, ``tls.key`` and ``ca.crt`` turning on server TLS: the
+    network then takes TLS only and every client verifies the server (``verify-full``); the certificate must
+    name :func:`certificate_dns_names`. Default None: no TLS."""
+    tls_issuer: TlsIssuer | None = None
+    """A cert-manager issuer: the component creates a ``Certificate`` writing ``tls_secret_name`` (required with
+    it) for :func:`certificate_dns_names`; default None (the Secret is made by someone else)."""
     pooler_lookup: bool = False
     """Create PgBouncer's auth_query lookup role and function at bootstrap and a Secret with the role's
     credentials for a ``Pooler`` (``pooler_lookup`` output); default False. Like every bootstrap role it is
     created when the cluster is initialised, not added to a running cluster later."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class TlsIssuer:
+    """The cert-manager issuer that signs the server certificate."""
+
+    name: str
+    """Issuer name; required."""
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    """``Issuer`` (in the namespace) or ``ClusterIssuer``; default ``Issuer``."""
+
+
 def statefulset_name(name: str) -> str:
     """The fixed StatefulSet name, also Patroni's scope (one place derives it)."""
     return name
+
+
+def service_names(name: str) -> dict[str, str]:
+    """Fixed Service names (used with TLS, where the certificate must name them), by role."""
+    return {role: f"{name}-{role}" for role in ("primary", "replicas", "headless")}
+
+
+def certificate_dns_names(name: str, namespace: str) -> list[str]:
+    """Names the server certificate must hold: both client Services, short and fully qualified, and every
+    member under the headless Service (members connect to each other, and the exporter to its own member)."""
+    names = service_names(name)
+    return [
+        *(f"{names[role]}.{namespace}.svc{suffix}" for role in ("primary", "replicas") for suffix in ("", ".cluster.local")),
+        f"*.{names['headless']}.{namespace}.svc.cluster.local",
+    ]
 
 
 def client_labels_for(name: str) -> dict[str, str]:
@@ -180,8 +211,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         )
     if isinstance(args.namespace, str) and (len(args.namespace) > 63 or not _DNS_LABEL.match(args.namespace)):
         raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
-    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or args.replicas < 1:
-        raise ValueError(f"replicas ({args.replicas!r}) must be an integer >= 1")
+    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or not 1 <= args.replicas <= MAX_REPLICAS:
+        raise ValueError(f"replicas ({args.replicas!r}) must be an integer from 1 to {MAX_REPLICAS}")
     check_pinned_image(args.image, field="image")
     check_pinned_image(args.exporter_image, field="exporter_image")
     args.resources.check("resources")
@@ -202,7 +233,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
                 f"{field_name} ({getattr(args, field_name)!r}) is reserved for the cluster; "
                 f"avoid {sorted(pc.RESERVED_ROLES)}"
             )
-    pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
+    overrides = pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
+    parameters.check_values(overrides, field_name="postgresql_parameters", tls=args.tls_secret_name is not None)
     if args.anti_affinity not in ("preferred", "required"):
         raise ValueError(f"anti_affinity ({args.anti_affinity!r}) must be 'preferred' or 'required'")
     if args.monitoring_namespace is not None and not _DNS_LABEL.match(args.monitoring_namespace):
@@ -215,6 +247,13 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         len(args.tls_secret_name) > 253 or not _DNS_SUBDOMAIN.match(args.tls_secret_name)
     ):
         raise ValueError(f"tls_secret_name ({args.tls_secret_name!r}) must be a Secret name")
+    if args.tls_issuer is not None:
+        if args.tls_secret_name is None:
+            raise ValueError(f"tls_issuer ({args.tls_issuer.name!r}) needs tls_secret_name: the Secret the Certificate writes")
+        if not _DNS_SUBDOMAIN.match(args.tls_issuer.name) or args.tls_issuer.kind not in ("Issuer", "ClusterIssuer"):
+            raise ValueError(
+                f"tls_issuer ({args.tls_issuer.name!r}, {args.tls_issuer.kind!r}) must name an Issuer or ClusterIssuer"
+            )
     grace = args.termination_grace_seconds
     if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
         raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
@@ -225,7 +264,9 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
             ipaddress.ip_network(cidr)
         except ValueError as error:
             raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
-    postgresql_parameters(args)  # tuning limits (max_connections, memory) raise with field names
+    # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
+    parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
+                                 field_name="postgresql_parameters", overrides=overrides)
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -279,6 +320,8 @@ class TimescaleDB(pulumi.ComponentResource):
             {**self.pod_labels, pc.ROLE_LABEL: pc.FOLLOWER_LABEL_VALUE} if args.replicas > 1 else self.pod_labels
         )
         replicas = self._service("replicas", selector=read_only_selector)
+        if args.tls_issuer is not None:
+            self._certificate(args.tls_issuer)
         primary_host = self._fqdn(primary)
         replica_host = self._fqdn(replicas)
 
@@ -286,7 +329,7 @@ class TimescaleDB(pulumi.ComponentResource):
         passwords = {
             purpose: role_password(f"{name}-{purpose}-password", role, self._opts(protected=True))
             for purpose, role in (("superuser", pc.SUPERUSER), ("replication", pc.REPLICATION_USER),
-                                  ("restapi", pc.RESTAPI_USER), ("monitor", pc.MONITOR_USER),
+                                  ("rewind", pc.REWIND_USER), ("restapi", pc.RESTAPI_USER), ("monitor", pc.MONITOR_USER),
                                   ("app", args.app_user), ("reader", args.reader_user))
         }
         superuser_secret = self._connection_secret("superuser", passwords["superuser"], primary_host, "postgres")
@@ -298,6 +341,7 @@ class TimescaleDB(pulumi.ComponentResource):
             labels=self._labels,
             data={
                 pod.REPLICATION_KEY: passwords["replication"].password,
+                pod.REWIND_KEY: passwords["rewind"].password,
                 pod.RESTAPI_KEY: passwords["restapi"].password,
                 pod.MONITOR_KEY: passwords["monitor"].password,
             },
@@ -331,7 +375,7 @@ class TimescaleDB(pulumi.ComponentResource):
             # The exporter reads its queries once at start: a change must roll the pods too.
             checksum=hashlib.sha256((config_text + script_text + exporter_queries).encode()).hexdigest(),
         )
-        if args.replicas > 1:
+        if args.replicas > 1 or args.autoscaled:
             self._disruption_budget()
         self._network_policy()
 
@@ -342,6 +386,8 @@ class TimescaleDB(pulumi.ComponentResource):
             port=self.port,
             database=args.database,
             client_labels=self.client_labels,
+            server_pod_labels=self.pod_labels,
+            ca_secret_name=args.tls_secret_name,
         )
         self.app_connection = connection(user=args.app_user, secret_name=app_secret.metadata.name)
         self.reader_connection = connection(user=args.reader_user, secret_name=reader_secret.metadata.name)
@@ -396,12 +442,14 @@ class TimescaleDB(pulumi.ComponentResource):
         return pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
 
     def _service(self, role: str, *, selector: Mapping[str, str], headless: bool = False) -> k8s.core.v1.Service:
+        """Auto-named, except with TLS: the certificate names the Services, so their names are fixed."""
         ports = [k8s.core.v1.ServicePortArgs(name="postgresql", port=pc.POSTGRES_PORT, target_port="postgresql", protocol="TCP")]
         if headless:
             ports.append(k8s.core.v1.ServicePortArgs(name="patroni", port=pc.PATRONI_PORT, target_port="patroni", protocol="TCP"))
+        fixed = service_names(self._name)[role] if self._args.tls_secret_name is not None else None
         return k8s.core.v1.Service(
             f"{self._name}-{role}",
-            metadata=self._metadata(),
+            metadata=self._metadata(fixed),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 cluster_ip="None" if headless else None,
@@ -432,6 +480,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 parameters=postgresql_parameters(args),
                 pod_network_cidrs=args.pod_network_cidrs,
                 separate_wal=args.storage.wal_size is not None,
+                tls=args.tls_secret_name is not None,
             )
         )
         script = pc.post_init_script(
@@ -515,6 +564,7 @@ class TimescaleDB(pulumi.ComponentResource):
             refs=refs,
             database=args.database,
             tls_secret=args.tls_secret_name,
+            headless_service=service_names(self._name)["headless"] if args.tls_secret_name is not None else None,
         )
         claims = [pod.volume_claim_template(pod.DATA_VOLUME, size=args.storage.data_size,
                                             storage_class=args.storage.storage_class, labels=self.pod_labels)]
@@ -537,6 +587,28 @@ class TimescaleDB(pulumi.ComponentResource):
                 volume_claim_templates=claims,
             ),
             opts=self._opts(protected=True, ignore_changes=["spec.replicas"] if args.autoscaled else None),
+        )
+
+    def _certificate(self, issuer: TlsIssuer) -> k8s.apiextensions.CustomResource:
+        """A cert-manager Certificate for the server, written to ``tls_secret_name`` (with ``ca.crt``)."""
+        args = self._args
+        dns_names = pulumi.Output.from_input(args.namespace).apply(lambda ns: certificate_dns_names(self._name, ns))
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-certificate",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata=self._metadata(),
+            spec={
+                "secretName": args.tls_secret_name,
+                "commonName": service_names(self._name)["primary"],
+                "dnsNames": dns_names,
+                "usages": ["server auth", "digital signature", "key encipherment"],
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "duration": "2160h",
+                "renewBefore": "720h",
+                "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": "cert-manager.io"},
+            },
+            opts=self._opts(),
         )
 
     def _disruption_budget(self) -> k8s.policy.v1.PodDisruptionBudget:

@@ -34,9 +34,12 @@ EXPORTER_PORT = 9187
 
 SUPERUSER = "postgres"
 REPLICATION_USER = "standby"
+REWIND_USER = "rewind"
+"""pg_rewind's role (Patroni creates it with the four function grants it needs): the superuser never
+logs in over the network."""
 MONITOR_USER = "monitor"
 RESTAPI_USER = "patroni"
-RESERVED_ROLES = frozenset({SUPERUSER, REPLICATION_USER, MONITOR_USER, RESTAPI_USER})
+RESERVED_ROLES = frozenset({SUPERUSER, REPLICATION_USER, REWIND_USER, MONITOR_USER, RESTAPI_USER})
 
 ROLE_LABEL = "role"
 LEADER_LABEL_VALUE = "primary"
@@ -54,6 +57,8 @@ SCRIPTS_DIR = "/etc/timescaledb/scripts"
 POST_INIT_FILE = "post_init.sh"
 SECRETS_DIR = "/etc/timescaledb/secrets"
 TLS_DIR = "/etc/timescaledb/tls"
+CA_FILE = f"{TLS_DIR}/ca.crt"
+"""The CA that signed the server certificate (key ``ca.crt`` of the TLS Secret): members verify each other."""
 PGPASS_FILE = "/tmp/pgpass"
 
 DCS_ONLY_PARAMETERS = frozenset({
@@ -156,6 +161,8 @@ class PatroniSettings:
     """Networks replication connections may come from."""
     separate_wal: bool = False
     """True when pg_wal lives on its own volume."""
+    tls: bool = False
+    """Server TLS is on: network rules are ``hostssl`` and members connect with ``verify-full``."""
     ttl: int = 30
     """Leader lock TTL in seconds: a dead primary is replaced within about this long."""
     loop_wait: int = 10
@@ -166,22 +173,40 @@ class PatroniSettings:
     """Bytes a replica may lag and still be promoted (32MiB)."""
 
 
-def pg_hba(pod_network_cidrs: Sequence[str]) -> list[str]:
-    """Host-based auth: scram-sha-256 everywhere, replication only from the pod networks."""
+def pg_hba(pod_network_cidrs: Sequence[str], *, tls: bool = False) -> list[str]:
+    """Host-based auth: scram-sha-256 everywhere; the superuser only on the local socket; the replication
+    user only for replication, only from the pod networks; with ``tls`` the network takes TLS only."""
+    network = "hostssl" if tls else "host"
     rules = [
         f"local all {SUPERUSER} peer",
         "local all all scram-sha-256",
+        f"host all {SUPERUSER} all reject",
+        f"host all {REPLICATION_USER} all reject",
         "host all all 127.0.0.1/32 scram-sha-256",
         "host all all ::1/128 scram-sha-256",
     ]
-    rules += [f"host replication {REPLICATION_USER} {cidr} scram-sha-256" for cidr in pod_network_cidrs]
+    rules += [f"{network} replication {REPLICATION_USER} {cidr} scram-sha-256" for cidr in pod_network_cidrs]
     rules += [
         "host replication all 0.0.0.0/0 reject",
         "host replication all ::/0 reject",
-        "host all all 0.0.0.0/0 scram-sha-256",
-        "host all all ::/0 scram-sha-256",
+    ]
+    if tls:
+        rules += ["hostnossl all all 0.0.0.0/0 reject", "hostnossl all all ::/0 reject"]
+    rules += [
+        f"{network} all all 0.0.0.0/0 scram-sha-256",
+        f"{network} all all ::/0 scram-sha-256",
     ]
     return rules
+
+
+def member_authentication(tls: bool) -> dict[str, Any]:
+    """Patroni's roles (passwords come from files via env); with TLS, members verify each other's certificate."""
+    verify = {"sslmode": "verify-full", "sslrootcert": CA_FILE} if tls else {}
+    return {
+        "superuser": {"username": SUPERUSER},
+        "replication": {"username": REPLICATION_USER, **verify},
+        "rewind": {"username": REWIND_USER, **verify},
+    }
 
 
 def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
@@ -229,11 +254,8 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
             "remove_data_directory_on_rewind_failure": True,
             "remove_data_directory_on_diverged_timelines": True,
             "basebackup": basebackup,
-            "authentication": {
-                "superuser": {"username": SUPERUSER},
-                "replication": {"username": REPLICATION_USER},
-            },
-            "pg_hba": pg_hba(settings.pod_network_cidrs),
+            "authentication": member_authentication(settings.tls),
+            "pg_hba": pg_hba(settings.pod_network_cidrs, tls=settings.tls),
             "parameters": local_parameters,
         },
         "watchdog": {"mode": "off"},
@@ -298,10 +320,12 @@ ALTER DATABASE {roles.database} OWNER TO {roles.app_user};
 REVOKE ALL ON DATABASE {roles.database} FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE {roles.database} TO {roles.app_user};
 GRANT CONNECT ON DATABASE {roles.database} TO {roles.reader_user}, {roles.monitor_user};
-GRANT pg_read_all_data TO {roles.reader_user};
 GRANT pg_monitor TO {roles.monitor_user};
 \\connect {roles.database}
 {extensions}
+GRANT USAGE ON SCHEMA public TO {roles.reader_user};
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO {roles.reader_user};
+ALTER DEFAULT PRIVILEGES FOR ROLE {roles.app_user} IN SCHEMA public GRANT SELECT ON TABLES TO {roles.reader_user};
 SQL
 """
 

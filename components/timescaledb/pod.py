@@ -3,8 +3,13 @@
 Image facts (timescale/timescaledb-docker-ha Dockerfile and timescaledb_entrypoint.sh, Timescale's
 timescaledb-single chart): the ``postgres`` user is uid/gid 1000; PGDATA is /home/postgres/pgdata/data;
 the entrypoint only creates PGDATA (mode 0700) and then ``exec patroni <config>``, which is what the
-container command does here. Patroni strips ``PATRONI_*`` variables before starting PostgreSQL, so the
-passwords handed to Patroni through ``secretKeyRef`` are not visible to the database server.
+container command does here.
+
+Secrets are mounted files, never ``secretKeyRef`` env. Patroni takes its own passwords (superuser,
+replication, rewind, REST API) only from its config file or ``PATRONI_*`` variables, so the start command
+exports them from the mounted files just before ``exec patroni``: they exist only in Patroni's process
+environment (not in the pod spec), and Patroni strips ``PATRONI_*`` variables before starting PostgreSQL.
+postgres_exporter reads its password file itself (``DATA_SOURCE_PASS_FILE``).
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ WAL_VOLUME = "wal"
 CONFIG_VOLUME = "patroni-config"
 SCRIPTS_VOLUME = "bootstrap-scripts"
 SECRETS_VOLUME = "bootstrap-secrets"
+PATRONI_SECRETS_VOLUME = "patroni-secrets"
+EXPORTER_SECRETS_VOLUME = "exporter-secrets"
 TLS_VOLUME = "tls"
 EXPORTER_QUERIES_VOLUME = "exporter-queries"
-EXPORTER_QUERIES_DIR = "/etc/postgres-exporter"
+EXPORTER_QUERIES_DIR = "/etc/postgres-exporter/queries"
+TLS_CA_VOLUME = "tls-ca"
+PATRONI_SECRETS_DIR = "/etc/timescaledb/patroni-secrets"
+EXPORTER_SECRETS_DIR = "/etc/postgres-exporter/secrets"
+EXPORTER_PASSWORD_FILE = f"{EXPORTER_SECRETS_DIR}/{pc.password_file(pc.MONITOR_USER)}"
+CA_KEY = "ca.crt"
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
 RESTAPI_KEY = "restapi-password"
+REWIND_KEY = "rewind-password"
 MONITOR_KEY = "monitor-password"
 """Keys of the internal credentials Secret (the superuser Secret uses the connection keys)."""
 
@@ -87,6 +100,22 @@ class PodSpecInput:
     database: str
     """The application database: the exporter connects to it (its TimescaleDB queries need the extension)."""
     tls_secret: str | None = None
+    headless_service: str | None = None
+    """Fixed name of the governing headless Service (with TLS: members are addressed by their DNS names)."""
+
+
+PATRONI_PASSWORDS = (
+    ("PATRONI_SUPERUSER_PASSWORD", "superuser"),
+    ("PATRONI_REPLICATION_PASSWORD", "replication"),
+    ("PATRONI_REWIND_PASSWORD", "rewind"),
+    ("PATRONI_RESTAPI_PASSWORD", "restapi"),
+)
+"""Patroni's password variables and the file (in PATRONI_SECRETS_DIR) each is exported from at start."""
+
+
+def member_host(spec: PodSpecInput, name_var: str, namespace_var: str) -> str:
+    """A member's stable DNS name (``$(VAR)`` references the kubelet expands); it is in the certificate."""
+    return f"$({name_var}).{spec.headless_service}.$({namespace_var}).svc.cluster.local"
 
 
 def _field(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
@@ -95,20 +124,18 @@ def _field(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
     )
 
 
-def _secret(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(
-        name=name,
-        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
-    )
-
-
 def _value(name: str, value: str) -> k8s.core.v1.EnvVarArgs:
     return k8s.core.v1.EnvVarArgs(name=name, value=value)
 
 
 def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
-    """Patroni's documented env vars (docs/ENVIRONMENT.rst); pod identity from the downward API."""
-    refs = spec.refs
+    """Patroni's documented env vars (docs/ENVIRONMENT.rst); pod identity from the downward API.
+
+    With TLS, members advertise their DNS name (the certificate names it, so replication verifies it);
+    without, their IP."""
+    connect_host = (
+        member_host(spec, "PATRONI_NAME", "PATRONI_KUBERNETES_NAMESPACE") if spec.tls_secret else "$(POD_IP)"
+    )
     return [
         _field("POD_IP", "status.podIP"),
         _field("PATRONI_NAME", "metadata.name"),
@@ -118,15 +145,13 @@ def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
         _value("PATRONI_KUBERNETES_LABELS", json.dumps(dict(spec.patroni_labels), sort_keys=True)),
         _value("PATRONI_KUBERNETES_USE_ENDPOINTS", "false"),
         _value("PATRONI_SUPERUSER_USERNAME", pc.SUPERUSER),
-        _secret("PATRONI_SUPERUSER_PASSWORD", refs.superuser_secret, SUPERUSER_KEY),
         _value("PATRONI_REPLICATION_USERNAME", pc.REPLICATION_USER),
-        _secret("PATRONI_REPLICATION_PASSWORD", refs.internal_secret, REPLICATION_KEY),
+        _value("PATRONI_REWIND_USERNAME", pc.REWIND_USER),
         _value("PATRONI_RESTAPI_USERNAME", pc.RESTAPI_USER),
-        _secret("PATRONI_RESTAPI_PASSWORD", refs.internal_secret, RESTAPI_KEY),
         _value("PATRONI_POSTGRESQL_DATA_DIR", pc.DATA_DIR),
         _value("PATRONI_POSTGRESQL_PGPASS", pc.PGPASS_FILE),
         _value("PATRONI_POSTGRESQL_LISTEN", f"0.0.0.0:{pc.POSTGRES_PORT}"),
-        _value("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"$(POD_IP):{pc.POSTGRES_PORT}"),
+        _value("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"{connect_host}:{pc.POSTGRES_PORT}"),
         _value("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{pc.PATRONI_PORT}"),
         _value("PATRONI_RESTAPI_CONNECT_ADDRESS", f"$(POD_IP):{pc.PATRONI_PORT}"),
         _value("PATRONICTL_CONFIG_FILE", f"{pc.CONFIG_DIR}/{pc.CONFIG_FILE}"),
@@ -150,11 +175,16 @@ def _mount(name: str, path: str, *, read_only: bool = False) -> k8s.core.v1.Volu
 
 
 def _start_command(separate_wal: bool) -> list[str]:
+    """Create PGDATA (and pg_wal), export Patroni's passwords from their files, exec Patroni.
+
+    ``$$`` is the kubelet's escape for a literal ``$``: bash, not the kubelet, expands ``$(< file)``.
+    """
     directories = " ".join([pc.DATA_DIR, *([pc.WAL_DIR] if separate_wal else [])])
+    exports = " ".join(f'{variable}="$$(< {PATRONI_SECRETS_DIR}/{name})"' for variable, name in PATRONI_PASSWORDS)
     return [
         "/bin/bash",
         "-c",
-        f"install -d -m 0700 {directories} && exec patroni {pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
+        f"install -d -m 0700 {directories} && export {exports} && exec patroni {pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
     ]
 
 
@@ -166,6 +196,7 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         _mount(CONFIG_VOLUME, pc.CONFIG_DIR, read_only=True),
         _mount(SCRIPTS_VOLUME, pc.SCRIPTS_DIR, read_only=True),
         _mount(SECRETS_VOLUME, pc.SECRETS_DIR, read_only=True),
+        _mount(PATRONI_SECRETS_VOLUME, PATRONI_SECRETS_DIR, read_only=True),
         _mount("tmp", "/tmp"),
         _mount("run", pc.SOCKET_DIR),
         _mount("shm", "/dev/shm"),
@@ -198,9 +229,28 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
     )
 
 
+def exporter_data_source(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
+    """Where the exporter connects: its own member, over loopback, or with TLS to the member's DNS name,
+    verifying the certificate against the CA (the exporter mounts ``ca.crt`` only, never the key)."""
+    if spec.tls_secret is None:
+        return [_value("DATA_SOURCE_URI", f"127.0.0.1:{pc.POSTGRES_PORT}/{spec.database}?sslmode=disable")]
+    host = member_host(spec, "POD_NAME", "POD_NAMESPACE")
+    return [
+        _field("POD_NAME", "metadata.name"),
+        _field("POD_NAMESPACE", "metadata.namespace"),
+        _value("DATA_SOURCE_URI", f"{host}:{pc.POSTGRES_PORT}/{spec.database}?sslmode=verify-full&sslrootcert={pc.CA_FILE}"),
+    ]
+
+
 def exporter_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
     """postgres_exporter (v0.17+) reading the local member's application database as the pg_monitor role,
-    with the TimescaleDB health queries of ``exporter_queries``."""
+    with the TimescaleDB health queries of ``exporter_queries``; password from a file."""
+    mounts = [
+        _mount(EXPORTER_SECRETS_VOLUME, EXPORTER_SECRETS_DIR, read_only=True),
+        _mount(EXPORTER_QUERIES_VOLUME, EXPORTER_QUERIES_DIR, read_only=True),
+    ]
+    if spec.tls_secret:
+        mounts.append(_mount(TLS_CA_VOLUME, pc.TLS_DIR, read_only=True))
     return k8s.core.v1.ContainerArgs(
         name=EXPORTER_CONTAINER,
         image=spec.exporter_image,
@@ -208,16 +258,16 @@ def exporter_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         args=[f"--web.listen-address=:{pc.EXPORTER_PORT}",
               f"--extend.query-path={EXPORTER_QUERIES_DIR}/{QUERIES_FILE}"],
         env=[
-            _value("DATA_SOURCE_URI", f"127.0.0.1:{pc.POSTGRES_PORT}/{spec.database}?sslmode=disable"),
+            *exporter_data_source(spec),
             _value("DATA_SOURCE_USER", pc.MONITOR_USER),
-            _secret("DATA_SOURCE_PASS", spec.refs.internal_secret, MONITOR_KEY),
+            _value("DATA_SOURCE_PASS_FILE", EXPORTER_PASSWORD_FILE),
         ],
+        volume_mounts=mounts,
         ports=[k8s.core.v1.ContainerPortArgs(name="exporter", container_port=pc.EXPORTER_PORT, protocol="TCP")],
         liveness_probe=_http_probe("/", "exporter", period=20, failures=3),
         readiness_probe=_http_probe("/", "exporter", period=10, failures=3),
         resources=spec.exporter_resources.to_args(),
         security_context=container_security_context(read_only_root_filesystem=True),
-        volume_mounts=[_mount(EXPORTER_QUERIES_VOLUME, EXPORTER_QUERIES_DIR, read_only=True)],
     )
 
 
@@ -235,8 +285,15 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
         k8s.core.v1.VolumeArgs(
             name=TLS_VOLUME,
             secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=spec.tls_secret, default_mode=0o440),
-        )
+        ),
+        _secret_files_volume(TLS_CA_VOLUME, [(spec.tls_secret, CA_KEY, CA_KEY)]),
     ] if spec.tls_secret else []
+    patroni_files = [
+        (refs.superuser_secret, SUPERUSER_KEY, "superuser"),
+        (refs.internal_secret, REPLICATION_KEY, "replication"),
+        (refs.internal_secret, REWIND_KEY, "rewind"),
+        (refs.internal_secret, RESTAPI_KEY, "restapi"),
+    ]
     return [
         *tls,
         k8s.core.v1.VolumeArgs(
@@ -258,19 +315,10 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
                 items=[k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550)],
             ),
         ),
-        k8s.core.v1.VolumeArgs(
-            name=SECRETS_VOLUME,
-            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
-                default_mode=0o440,
-                sources=[
-                    k8s.core.v1.VolumeProjectionArgs(
-                        secret=k8s.core.v1.SecretProjectionArgs(
-                            name=secret, items=[k8s.core.v1.KeyToPathArgs(key=key, path=path)]
-                        )
-                    )
-                    for secret, key, path in secret_files
-                ],
-            ),
+        _secret_files_volume(SECRETS_VOLUME, secret_files),
+        _secret_files_volume(PATRONI_SECRETS_VOLUME, patroni_files),
+        _secret_files_volume(
+            EXPORTER_SECRETS_VOLUME, [(refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER))]
         ),
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi")),
         k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
@@ -278,6 +326,24 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=shm_limit)
         ),
     ]
+
+
+def _secret_files_volume(
+    name: str, files: list[tuple[pulumi.Input[str], str, str]]
+) -> k8s.core.v1.VolumeArgs:
+    """A projected volume of single Secret keys (secret, key, file name), readable by the pod's group only."""
+    return k8s.core.v1.VolumeArgs(
+        name=name,
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+            default_mode=0o440,
+            sources=[
+                k8s.core.v1.VolumeProjectionArgs(
+                    secret=k8s.core.v1.SecretProjectionArgs(name=secret, items=[k8s.core.v1.KeyToPathArgs(key=key, path=path)])
+                )
+                for secret, key, path in files
+            ],
+        ),
+    )
 
 
 def _affinity(spec: PodSpecInput) -> k8s.core.v1.AffinityArgs:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.labels import recommended_labels
+from components.shared.labels import recommended_labels, selector_labels
 from components.shared.pod_spec import app_container, app_env, app_pod_template, check_app_args, image_version, merge_pod_labels
 from components.shared.types import DatabaseConnection, Resources
 from components.shared.validate import check_range
+from components.workload.network import app_network_policy
 
 AWAIT_MARGIN_SECONDS = 120
 """How much longer than ``active_deadline_seconds`` Pulumi waits (image pull, scheduling)."""
@@ -57,6 +58,7 @@ class MigrationJob(pulumi.ComponentResource):
     """Runs ``tsflow migrate`` once per image (and per settings), before the workloads start."""
 
     job: k8s.batch.v1.Job
+    network_policy: k8s.networking.v1.NetworkPolicy
 
     def __init__(self, name: str, args: MigrationJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         _check(args)
@@ -87,6 +89,7 @@ class MigrationJob(pulumi.ComponentResource):
                 template=app_pod_template(
                     labels=merge_pod_labels("migration", labels, args.database.client_labels),
                     container=container,
+                    database=args.database,
                     restart_policy="Never",  # required by podFailurePolicy; failed pods stay for their logs
                     termination_grace_seconds=30,
                 ),
@@ -97,7 +100,16 @@ class MigrationJob(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create=await_timeout(args), update=await_timeout(args)),
             ),
         )
-        self.register_outputs({"job": self.job})
+        self.network_policy = app_network_policy(
+            f"{name}-netpol",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=labels),
+            pod_selector=selector_labels(app=args.app_name, instance=name, component="migration"),
+            database=args.database,
+            metrics_port=None,
+            metrics_namespace=None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"job": self.job, "network_policy": self.network_policy})
 
 
 def await_timeout(args: MigrationJobArgs) -> str:

@@ -21,6 +21,7 @@ from components.shared.pod_spec import (
 )
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
 from components.shared.validate import check_range
+from components.workload.network import app_network_policy
 
 METRICS_PORT_NAME = "metrics"
 METRICS_PORT_ENV = "TSFLOW_METRICS_PORT"
@@ -28,6 +29,8 @@ METRICS_PORT_ENV = "TSFLOW_METRICS_PORT"
 READ_DSN_ENV = "TSFLOW_READ_DSN"
 """tsflow's setting for a separate read connection; unset parameters come from the PG* variables."""
 HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+MAX_REPLICAS = 1000
+"""More pods than this is a typo (10**30 used to render), not a plan."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +65,9 @@ class WorkloadArgs:
     """Resources that must be ready before the Deployment is created, e.g. the migration Job; default none."""
     app_name: str = "tsflow"
     """app.kubernetes.io/name value; default ``tsflow``."""
+    metrics_namespace: str | None = None
+    """Namespace whose pods may scrape the metrics port (the NetworkPolicy admits nothing else); default None:
+    the workload's own namespace."""
 
 
 class Workload(pulumi.ComponentResource):
@@ -70,6 +76,7 @@ class Workload(pulumi.ComponentResource):
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
     disruption_budget: k8s.policy.v1.PodDisruptionBudget | None
+    network_policy: k8s.networking.v1.NetworkPolicy
     scrape_target: ScrapeTarget
     scale_target: ScaleTarget
     autoscaler: Autoscaler | None
@@ -133,6 +140,15 @@ class Workload(pulumi.ComponentResource):
             if min_pods > 1
             else None
         )
+        self.network_policy = app_network_policy(
+            f"{name}-netpol",
+            metadata=metadata,
+            pod_selector=selector,
+            database=args.database,
+            metrics_port=args.metrics_port,
+            metrics_namespace=args.metrics_namespace,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.scrape_target = ScrapeTarget(
             job=args.component, namespace=args.namespace, pod_labels=selector, port_name=METRICS_PORT_NAME
         )
@@ -153,6 +169,7 @@ class Workload(pulumi.ComponentResource):
                 "deployment": self.deployment,
                 "service": self.service,
                 "disruption_budget": self.disruption_budget,
+                "network_policy": self.network_policy,
                 "scrape_target": registrable(self.scrape_target),
                 "scale_target": registrable(self.scale_target),
                 "autoscaler": self.autoscaler,
@@ -172,7 +189,9 @@ def _check(args: WorkloadArgs) -> None:
     )
     check_dns_label("workload.component", args.component)
     check_dns_label("workload.app_name", args.app_name)
-    check_range("workload.replicas", args.replicas, 1)
+    check_range("workload.replicas", args.replicas, 1, MAX_REPLICAS)
+    if args.metrics_namespace is not None:
+        check_dns_label("workload.metrics_namespace", args.metrics_namespace)
     check_range("workload.metrics_port", args.metrics_port, 1024, 65535)
     check_range("workload.termination_grace_seconds", args.termination_grace_seconds, 1, 3600)
     for index, resource in enumerate(args.after):
@@ -217,6 +236,7 @@ def _pod_template(
     return app_pod_template(
         labels=pod_labels,
         container=container,
+        database=args.database,
         restart_policy="Always",
         termination_grace_seconds=args.termination_grace_seconds,
         topology_spread=spread if max_pods > 1 else (),

@@ -81,13 +81,15 @@ def test_workloads_connect_through_the_pooler_and_migrations_directly(prod: Reco
         env = _env(_containers(_deployment(prod, f"{workload}-deployment"))[workload])
         assert env["PGHOST"] == {"name": "PGHOST", "value": rw}
         assert env["PGPORT"] == {"name": "PGPORT", "value": "5432"}
-        for variable in ("PGUSER", "PGPASSWORD", "PGDATABASE"):
-            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == app_secret
+        assert env["PGUSER"]["value"] == "app" and env["PGDATABASE"]["value"] == "app"
+        pod = _deployment(prod, f"{workload}-deployment")["spec"]["template"]["spec"]
+        projected = [s["secret"]["name"] for v in pod["volumes"] if "projected" in v for s in v["projected"]["sources"]]
+        assert app_secret in projected and "TSFLOW_PASSWORD_FILE" in env  # the password, as a file
     consumer = _env(_containers(_deployment(prod, "consumer-deployment"))["consumer"])
     assert consumer["TSFLOW_READ_DSN"]["value"] == f"host={ro} port=5432"
     job = prod.one("kubernetes:batch/v1:Job").manifest()
     migrate_env = _env(job["spec"]["template"]["spec"]["containers"][0])
-    assert migrate_env["PGHOST"]["valueFrom"]["secretKeyRef"]["key"] == "host"  # the primary Service, direct
+    assert migrate_env["PGHOST"]["value"] == prod.outputs["primaryHost"]  # the primary Service, direct
 
 
 def test_auth_files_come_from_the_lookup_secret_never_a_copied_password(prod: Recording) -> None:
@@ -124,7 +126,7 @@ def test_dev_has_no_pooler_and_an_unchanged_bootstrap() -> None:
     assert not [r for r in dev.resources if "pooler" in r.name]
     assert auth.LOOKUP_FUNCTION not in dev.one(CONFIGMAP, "timescaledb-patroni").manifest()["data"]["post_init.sh"]
     generator = _env(_containers(_deployment(dev, "generator-deployment"))["generator"])
-    assert "secretKeyRef" in generator["PGHOST"]["valueFrom"]
+    assert generator["PGHOST"]["value"] == dev.outputs["primaryHost"]
 
 
 def test_pod_is_hardened_pinned_and_probed(prod: Recording) -> None:

@@ -30,14 +30,20 @@ def test_enabled_defaults_turn_on_the_lookup_role() -> None:
     assert stack.pooler.autoscaling is None
 
 
-def test_per_path_settings_and_the_database_tls_reach_the_pooler() -> None:
+def test_per_path_settings_reach_the_pooler() -> None:
     stack = parse(
         {"enabled": True, "instances": 3, "readWrite": {"poolSize": 4, "mode": "session"}, "readOnly": {"instances": 1}},
-        timescaledb={"tlsSecretName": "db-tls", "resources": {"memoryRequest": "4Gi"}},
+        timescaledb={"resources": {"memoryRequest": "4Gi"}},
     )
     assert stack.pooler.read_write == PoolSettings(instances=3, pool_size=4, mode="session")
     assert stack.pooler.read_only == PoolSettings(instances=1, pool_size=2)
-    assert stack.pooler.tls_secret_name == "db-tls"
+    assert stack.pooler.tls_secret_name is None
+
+
+def test_pooler_with_database_tls_is_refused_until_the_pooler_has_a_certificate() -> None:
+    """Clients verify the host name (verify-full); the pooler would present the database's certificate."""
+    with pytest.raises(ConfigError, match=r"timescale-k8s:pooler\.enabled \(true\) with timescaledb\.tlsSecretName \('db-tls'\)"):
+        parse({"enabled": True}, timescaledb={"tlsSecretName": "db-tls", "resources": {"memoryRequest": "4Gi"}})
 
 
 def test_disabled_section_is_still_checked() -> None:

@@ -86,7 +86,8 @@ def test_initdb_and_basebackup_put_wal_on_its_own_volume_only_when_asked() -> No
 def test_no_secret_material_in_the_config() -> None:
     config = pc.build_patroni_config(settings())
     auth = config["postgresql"]["authentication"]
-    assert auth == {"superuser": {"username": pc.SUPERUSER}, "replication": {"username": pc.REPLICATION_USER}}
+    assert auth == {"superuser": {"username": pc.SUPERUSER}, "replication": {"username": pc.REPLICATION_USER},
+                    "rewind": {"username": pc.REWIND_USER}}
     assert "password" not in pc.render(config).lower().replace("password_encryption", "")
     assert config["bootstrap"]["post_init"] == f"{pc.SCRIPTS_DIR}/{pc.POST_INIT_FILE}"
 
@@ -129,7 +130,8 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
         assert f"`cat {pc.SECRETS_DIR}/{pc.password_file(role)}`" in script
     assert "log_statement=none" in script
     assert "CREATE EXTENSION IF NOT EXISTS timescaledb;" in script
-    assert "GRANT pg_read_all_data TO reader;" in script and "GRANT pg_monitor TO monitor;" in script
+    assert "GRANT pg_monitor TO monitor;" in script and "pg_read_all_data" not in script
+    assert "ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO reader;" in script
 
 
 # -- the script against a real server ------------------------------------------------------------
@@ -139,7 +141,7 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     pgserver = pytest.importorskip("bench.pgserver")
     # log_statement=all: the script must switch statement logging off for its own session.
-    with pgserver.PgServer(base_dir=tmp_path, extra_conf={"log_statement": "'all'"}) as running:
+    with pgserver.PgServer(extra_conf={"log_statement": "'all'"}) as running:
         hba = running.pgdata / "pg_hba.conf"
         hba.write_text(
             "local all all trust\n"
@@ -185,6 +187,14 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
         assert reader.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("INSERT INTO metrics VALUES (now(), 2.0)")
+    # Read access is to the application database only: not to a table in another database.
+    with psycopg.connect(running.dsn(), autocommit=True) as admin:
+        admin.execute("CREATE TABLE IF NOT EXISTS other_team_data (secret text)")
+    with psycopg.connect(host=running.host, port=running.port, dbname="postgres", user="reader",
+                         password=passwords["reader"], autocommit=True) as reader:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("SELECT * FROM other_team_data")
+        assert reader.execute("SELECT pg_has_role('reader', 'pg_read_all_data', 'member')").fetchone() == (False,)
     with connect(pc.MONITOR_USER, passwords[pc.MONITOR_USER]) as monitor:
         assert monitor.execute("SELECT pg_has_role('monitor', 'pg_monitor', 'member')").fetchone() == (True,)
     with pytest.raises(psycopg.OperationalError):

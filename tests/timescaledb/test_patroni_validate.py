@@ -49,6 +49,9 @@ def kubelet_env(container: dict[str, Any]) -> dict[str, str]:
             env[item["name"]] = FIELD_SAMPLES[item["valueFrom"]["fieldRef"]["fieldPath"]]
         else:
             env[item["name"]] = "sample-secret-value"
+    # Variables the start command exports (Patroni's passwords, read from mounted files) before exec patroni.
+    for name in re.findall(r"\b(PATRONI_[A-Z_]+)=\"\$\$\(<", " ".join(container.get("command") or [])):
+        env[name] = "sample-secret-from-file"
     return env
 
 

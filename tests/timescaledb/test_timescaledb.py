@@ -95,7 +95,7 @@ def test_every_child_exists_and_is_parented_to_the_component(cluster: tuple[int,
     counts: dict[str, int] = {}
     for child in children:
         counts[child.type] = counts.get(child.type, 0) + 1
-    assert counts[STS] == 1 and counts[SVC] == 3 and counts[SECRET] == 4 and counts[PASSWORD] == 6
+    assert counts[STS] == 1 and counts[SVC] == 3 and counts[SECRET] == 4 and counts[PASSWORD] == 7
     assert counts[CONFIG_MAP] == 1 and counts[ROLE] == 1 and counts[NETPOL] == 1
     assert counts["kubernetes:core/v1:ServiceAccount"] == 1
     assert counts["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == 1
@@ -178,8 +178,11 @@ def test_patroni_env_uses_documented_names_and_downward_api(cluster: tuple[int, 
     assert env["PATRONI_RESTAPI_CONNECT_ADDRESS"]["value"] == "$(POD_IP):8008"
     names = list(env)
     assert names.index("POD_IP") < names.index("PATRONI_POSTGRESQL_CONNECT_ADDRESS"), "$(POD_IP) must be defined first"
-    for secret_env in ("PATRONI_SUPERUSER_PASSWORD", "PATRONI_REPLICATION_PASSWORD", "PATRONI_RESTAPI_PASSWORD"):
-        assert "value" not in env[secret_env] and "secretKeyRef" in env[secret_env]["valueFrom"]
+    assert not [name for name, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})], "secrets are files"
+    command = " ".join(container(recording, "timescaledb")["command"])
+    for secret_env in ("PATRONI_SUPERUSER_PASSWORD", "PATRONI_REPLICATION_PASSWORD", "PATRONI_REWIND_PASSWORD",
+                       "PATRONI_RESTAPI_PASSWORD"):
+        assert secret_env not in env and f'{secret_env}="$$(< /etc/timescaledb/patroni-secrets/' in command
     assert env["PATRONI_SUPERUSER_USERNAME"]["value"] == pc.SUPERUSER
     assert env["PATRONI_REPLICATION_USERNAME"]["value"] == pc.REPLICATION_USER
 
@@ -248,7 +251,7 @@ def test_connection_secrets_hold_every_key_and_point_at_the_services(cluster: tu
 def test_no_password_in_plain_text_outside_secrets(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
     passwords = recording.mock_passwords()
-    assert len(passwords) == 6
+    assert len(passwords) == 7
     checked = [r for r in recording.resources if r.type not in (SECRET, PASSWORD)]
     assert checked
     for resource in checked:
@@ -304,7 +307,7 @@ def test_outputs_describe_scaling_and_scraping(cluster: tuple[int, Recording]) -
 def test_protect_guards_data_bearing_children() -> None:
     recording = run(protect=True)
     guarded = [recording.one(STS), recording.one(CONFIG_MAP), *recording.of_type(SECRET), *recording.of_type(PASSWORD)]
-    assert len(guarded) == 12
+    assert len(guarded) == 13
     for resource in guarded:
         assert resource.protect and resource.retain_on_delete, resource.name
     assert not recording.one(SVC, "primary").protect
@@ -417,10 +420,16 @@ def test_tls_secret_turns_on_server_tls() -> None:
     assert "ssl" not in patroni_file(run())["postgresql"]["parameters"]
 
 
-def test_exporter_reads_its_password_from_a_secret() -> None:
-    env = env_of(container(run(), "postgres-exporter"))
+def test_exporter_reads_its_password_from_a_mounted_file() -> None:
+    recording = run()
+    exporter = container(recording, "postgres-exporter")
+    env = env_of(exporter)
     assert env["DATA_SOURCE_USER"]["value"] == pc.MONITOR_USER
-    assert "secretKeyRef" in env["DATA_SOURCE_PASS"]["valueFrom"]
+    assert "DATA_SOURCE_PASS" not in env
+    assert env["DATA_SOURCE_PASS_FILE"]["value"] == "/etc/postgres-exporter/secrets/monitor-password"
+    assert [m["mountPath"] for m in exporter["volumeMounts"]] == ["/etc/postgres-exporter/secrets", "/etc/postgres-exporter/queries"]
+    volume = next(v for v in pod_spec(recording)["volumes"] if v["name"] == exporter["volumeMounts"][0]["name"])
+    assert [s["secret"]["items"] for s in volume["projected"]["sources"]] == [[{"key": "monitor-password", "path": "monitor-password"}]]
     assert env["DATA_SOURCE_URI"]["value"].startswith("127.0.0.1:5432/")
 
 
@@ -451,7 +460,8 @@ def test_network_policy_without_monitoring_namespace_keeps_scrapes_in_namespace(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"replicas": 0}, r"replicas \(0\) must be an integer >= 1"),
+        ({"replicas": 0}, r"replicas \(0\) must be an integer from 1 to 9"),
+        ({"replicas": 10**30}, r"replicas \(10+\) must be an integer from 1 to 9"),
         ({"replicas": True}, r"replicas \(True\)"),
         ({"image": "timescale/timescaledb-ha"}, r"image \('timescale/timescaledb-ha'\) is not pinned"),
         ({"exporter_image": "quay.io/prometheuscommunity/postgres-exporter:latest"}, r"exporter_image .* 'latest'"),
@@ -499,6 +509,6 @@ def test_two_instances_do_not_collide() -> None:
 
     recording = run_program(program)
     keys = [(r.type, r.name) for r in recording.resources]
-    assert len(keys) == 40 and len(keys) == len(set(keys))  # 20 objects per one-member cluster
+    assert len(keys) == 42 and len(keys) == len(set(keys))  # 21 objects per one-member cluster
     labels = [r.manifest()["spec"]["template"]["metadata"]["labels"] for r in recording.of_type(STS)]
     assert labels[0]["cluster-name"] != labels[1]["cluster-name"]

@@ -34,7 +34,7 @@ def job(recording: Recording) -> RecordedResource:
 
 def test_manifests_are_schema_valid_and_wired(recording: Recording) -> None:
     manifests = recording.manifests()
-    assert {m["kind"] for m in manifests} == {"Job", "Secret"}
+    assert {m["kind"] for m in manifests} == {"Job", "Secret", "NetworkPolicy"}
     assert schema_problems(manifests) == []
     assert wiring_problems(manifests) == []
 
@@ -55,8 +55,10 @@ def test_connection_and_settings_come_from_the_shared_env(recording: Recording, 
     secret_name = recording.one("kubernetes:core/v1:Secret").manifest()["metadata"]["name"]
     env = {e["name"]: e for e in job.manifest()["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TSFLOW_RETENTION"] == {"name": "TSFLOW_RETENTION", "value": "30d"}
-    for variable, key in LIBPQ_ENV.items():
-        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": secret_name, "key": key}
+    assert not [name for name, e in env.items() if "valueFrom" in e] and "PGPASSWORD" in LIBPQ_ENV
+    assert env["TSFLOW_PASSWORD_FILE"]["value"] == "/etc/tsflow/db/password"
+    volume = next(v for v in job.manifest()["spec"]["template"]["spec"]["volumes"] if v["name"] == "db-credentials")
+    assert volume["projected"]["sources"][0]["secret"]["name"] == secret_name
     passwords = recording.mock_passwords()
     assert passwords
     assert not [s for s in walk_strings(job.manifest()) if any(p in s for p in passwords)]

@@ -129,15 +129,19 @@ def test_every_manifest_is_schema_valid_and_wired(recording: Recording) -> None:
 
 
 @pytest.mark.parametrize("component", ["generator", "consumer"])
-def test_connection_comes_from_the_secret_by_reference(recording: Recording, component: str) -> None:
+def test_the_password_is_a_mounted_file_never_an_environment_variable(recording: Recording, component: str) -> None:
     secret = recording.one("kubernetes:core/v1:Secret").manifest()
-    env = env_of(recording.one(DEPLOYMENT, component))
-    for variable, key in LIBPQ_ENV.items():
-        ref = env[variable]["valueFrom"]["secretKeyRef"]
-        assert "value" not in env[variable]
-        assert ref == {"name": secret["metadata"]["name"], "key": key}
-        assert key in secret["stringData"]
-    assert set(LIBPQ_ENV) == {"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"}
+    deployment = recording.one(DEPLOYMENT, component)
+    env = env_of(deployment)
+    assert not [name for name, e in env.items() if "valueFrom" in e], "no environment variable from a Secret"
+    assert "PGPASSWORD" not in env and set(LIBPQ_ENV) >= {"PGPASSWORD", "PGHOST"}
+    assert {k: env[k]["value"] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")} == {
+        "PGHOST": RW_HOST, "PGPORT": "5432", "PGDATABASE": "metrics", "PGUSER": "app"}
+    assert env["TSFLOW_PASSWORD_FILE"]["value"] == "/etc/tsflow/db/password"
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "db-credentials")
+    assert volume["projected"]["sources"] == [{"secret": {"name": secret["metadata"]["name"],
+                                                          "items": [{"key": "password", "path": "password"}]}}]
+    assert "PGSSLMODE" not in env, "no TLS on this database: libpq's default applies"
 
 
 def test_no_password_is_inlined_outside_the_secret(recording: Recording) -> None:
@@ -156,9 +160,7 @@ def test_generator_writes_to_primary_and_consumer_reads_from_replicas(recording:
     assert "TSFLOW_READ_DSN" not in generator
     assert consumer["TSFLOW_READ_DSN"]["value"] == f"host={RO_HOST} port=5432"
     for env in (generator, consumer):
-        assert env["PGHOST"]["valueFrom"]["secretKeyRef"]["key"] == ConnectionSecretKeys.HOST
-    secret = recording.one("kubernetes:core/v1:Secret").manifest()
-    assert secret["stringData"][ConnectionSecretKeys.HOST] == RW_HOST
+        assert env["PGHOST"]["value"] == RW_HOST
 
 
 def test_settings_args_and_image(recording: Recording) -> None:
@@ -194,8 +196,11 @@ def test_pod_is_hardened(recording: Recording) -> None:
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
-    assert container(deployment)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert container(deployment)["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"}, {"name": "db-credentials", "mountPath": "/etc/tsflow/db", "readOnly": True},
+    ]
     assert spec["volumes"][0]["name"] == "tmp" and "emptyDir" in spec["volumes"][0]
+    assert spec["securityContext"]["fsGroup"] == 10001, "the mounted password must be readable by the app's group"
     resources = container(deployment)["resources"]
     assert resources["requests"] == {"cpu": "100m", "memory": "128Mi"}
     assert resources["limits"] == {"cpu": "500m", "memory": "128Mi"}
@@ -327,19 +332,32 @@ def test_client_label_may_not_override_a_recommended_label() -> None:
         run_program(program)
 
 
-def resolved_env(recording: Recording, deployment: RecordedResource) -> dict[str, str]:
-    """The container's environment as the kubelet would build it from the recorded Secret."""
+def resolved_env(recording: Recording, deployment: RecordedResource, root: Path) -> dict[str, str]:
+    """The container's environment as the kubelet would build it, with its projected Secret volumes written
+    under ``root`` (and paths into them rewritten there)."""
     secrets = {m["metadata"]["name"]: m["stringData"] for m in recording.manifests() if m["kind"] == "Secret"}
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    mounted: dict[str, str] = {}
+    for mount in container(deployment)["volumeMounts"]:
+        for source in volumes[mount["name"]].get("projected", {}).get("sources", []):
+            local = root / deployment.name / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            for item in source["secret"]["items"]:
+                (local / item["path"]).write_text(secrets[source["secret"]["name"]][item["key"]])
+            mounted[mount["mountPath"]] = str(local)
     env = {}
     for variable in container(deployment)["env"]:
         ref = variable.get("valueFrom", {}).get("secretKeyRef")
-        env[variable["name"]] = secrets[ref["name"]][ref["key"]] if ref else variable["value"]
+        value = secrets[ref["name"]][ref["key"]] if ref else variable["value"]
+        for mount_path, local in mounted.items():
+            value = value.replace(mount_path + "/", local + "/") if value.startswith(mount_path + "/") else value
+        env[variable["name"]] = value
     return env
 
 
-def run_container(recording: Recording, owner: RecordedResource) -> subprocess.CompletedProcess[str]:
+def run_container(recording: Recording, owner: RecordedResource, root: Path) -> subprocess.CompletedProcess[str]:
     """Run the rendered container locally: ``python -m tsflow <args>`` with only the rendered environment."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(WORKLOADS), **resolved_env(recording, owner)}
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(WORKLOADS), **resolved_env(recording, owner, root)}
     return subprocess.run(
         [sys.executable, "-m", "tsflow", *container(owner)["args"]],
         env=env,
@@ -353,7 +371,7 @@ def run_container(recording: Recording, owner: RecordedResource) -> subprocess.C
 def test_rendered_containers_run_the_real_app_end_to_end(tmp_path: Any) -> None:
     """A real PostgreSQL; the Job's, generator's and consumer's rendered args and env drive the real tsflow."""
     pgserver = pytest.importorskip("bench.pgserver")
-    with pgserver.PgServer(base_dir=tmp_path) as server:
+    with pgserver.PgServer() as server:  # data dir outside pytest's prunable basetemp
         server.create_database("metrics")
 
         def program() -> None:
@@ -375,7 +393,7 @@ def test_rendered_containers_run_the_real_app_end_to_end(tmp_path: Any) -> None:
 
         recording = run_program(program)
         for owner in (recording.one(JOB, "schema"), recording.one(DEPLOYMENT, "generator"), recording.one(DEPLOYMENT, "consumer")):
-            result = run_container(recording, owner)
+            result = run_container(recording, owner, tmp_path)
             assert result.returncode == 0, f"{owner.name}: {result.stderr[-2000:]}"
         with psycopg.connect(server.dsn("metrics")) as conn:
             rows = conn.execute("SELECT count(*) FROM metrics").fetchone()

@@ -17,8 +17,8 @@ from . import __version__, db, identity, schema
 from .rollups import MIN_RETENTION_S
 from .config import (
     SHAPES, ConsumerConfig, DbConfig, GeneratorConfig, HttpConfig, MigrateConfig, SimulationConfig,
-    boolean, duration, env_name, identifier, non_negative_float, non_negative_int,
-    port, positive_duration, positive_float, positive_int, probability,
+    boolean, duration, env_name, identifier, log_level, non_negative_float, non_negative_int,
+    port, positive_duration, positive_float, positive_int, probability, shape,
 )
 from .http import Health, ProbeServer
 from .logs import setup_logging
@@ -71,8 +71,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     _opt(p, "--connect-timeout", positive_duration, 5.0, "seconds to wait for one connection attempt")
     _opt(p, "--startup-timeout", duration, 60.0, "seconds to keep retrying the first connection")
     _opt(p, "--max-backoff", positive_duration, 30.0, "cap of the reconnect backoff, seconds")
-    _opt(p, "--log-level", str.upper, "INFO", "DEBUG, INFO, WARNING or ERROR",
-         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    _opt(p, "--log-level", log_level, "INFO", "DEBUG, INFO, WARNING or ERROR")
 
 
 def _http(p: argparse.ArgumentParser) -> None:
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(g, "--devices", positive_int, 10, "number of simulated devices")
     _opt(g, "--metrics-per-device", positive_int, 3, "metrics per device")
     _opt(g, "--interval", positive_duration, 1.0, "seconds between two samples of a series")
-    _opt(g, "--shape", str, "mixed", "value shape", choices=SHAPES)
+    _opt(g, "--shape", shape, "mixed", f"value shape: {', '.join(SHAPES)}")
     _opt(g, "--noise", non_negative_float, 0.5, "standard deviation of the noise")
     _opt(g, "--spike-probability", probability, 0.001, "chance that a sample is a spike")
     _opt(g, "--spike-magnitude", non_negative_float, 8.0, "spike size in multiples of the amplitude")
@@ -132,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _db(ns: argparse.Namespace) -> DbConfig:
+    db.check_password_file()
     return DbConfig(dsn=db.check_dsn(ns.dsn, "--dsn/TSFLOW_DSN"), connect_timeout=ns.connect_timeout,
                     startup_timeout=ns.startup_timeout, max_backoff=ns.max_backoff)
 

@@ -73,6 +73,24 @@ positive_float = _bounded(_float, lambda v: v > 0, "must be > 0", "A float > 0."
 probability = _bounded(_float, lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1", "A float in [0, 1].")
 
 
+def _choice(values: tuple[str, ...], normalize: Callable[[str], str], doc: str) -> Callable[[str], str]:
+    """A converter accepting only ``values`` (after ``normalize``), so an environment value is checked too."""
+
+    def convert(text: str) -> str:
+        value = normalize(str(text).strip())
+        if value not in values:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(values)}, got {text!r}")
+        return value
+
+    convert.__doc__ = doc
+    return convert
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+log_level = _choice(LOG_LEVELS, str.upper, "A logging level name (any case).")
+shape = _choice(SHAPES, str.lower, "A value shape: sine, walk or mixed.")
+
+
 def boolean(text: str) -> bool:
     """`true/false/1/0/yes/no/on/off`."""
     lowered = str(text).strip().lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -30,23 +31,60 @@ class StartupError(Exception):
     """The database could not be reached before the start-up deadline."""
 
 
+PASSWORD_FILE_ENV = "TSFLOW_PASSWORD_FILE"
+"""A file holding the password (e.g. a mounted Secret key): read at every connect, so a rotated password is
+picked up, and never placed in the environment. A password in the DSN or PGPASSWORD wins over it."""
+
+
 def check_dsn(dsn: str, what: str = "--dsn") -> str:
-    """Validate a libpq conninfo/URI early so a typo fails with a clear message."""
+    """Validate a libpq conninfo/URI early so a typo fails with a clear message.
+
+    libpq's parser quotes the text around the mistake, which may be the password; so its message is
+    not shown, only the expected forms.
+    """
     try:
         conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"{what} is not a valid libpq connection string: {one_line(exc)}") from None
+    except psycopg.ProgrammingError:
+        raise ConfigError(
+            f"{what} is not a valid libpq connection string; expected 'host=... dbname=... user=...' or "
+            "'postgresql://user@host:port/dbname' (the parser's message is withheld: it would quote the string, "
+            "password included)"
+        ) from None
     return dsn
 
 
+def check_password_file() -> None:
+    """Fail at start-up, naming the variable and path, when TSFLOW_PASSWORD_FILE is set but unreadable or empty."""
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if path is None:
+        return
+    try:
+        password = read_password_file(path)
+    except OSError as exc:
+        raise ConfigError(f"{PASSWORD_FILE_ENV} ({path!r}) cannot be read: {exc.strerror}") from None
+    if not password:
+        raise ConfigError(f"{PASSWORD_FILE_ENV} ({path!r}) is empty")
+
+
+def read_password_file(path: str) -> str:
+    """The file's first line, without its line break (Kubernetes Secret files have none; editors add one)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.readline().rstrip("\r\n")
+
+
 def connect(dsn: str, app: str, connect_timeout: float, autocommit: bool = False) -> psycopg.Connection:
-    """Open one connection. Unset parameters come from PGHOST, PGPORT, PGUSER, PGPASSWORD, ...
+    """Open one connection. Unset parameters come from PGHOST, PGPORT, PGUSER, PGPASSWORD, ...,
+    and the password from TSFLOW_PASSWORD_FILE when neither the DSN nor PGPASSWORD has one.
 
     Server-side prepared statements are off (``prepare_threshold=None``): behind a transaction-mode
     pooler (PgBouncer) the next transaction may run on another server connection, where a statement
     psycopg prepared earlier does not exist. tsflow's statements are cheap to plan; COPY dominates.
     """
-    conninfo = make_conninfo(dsn, application_name=app, connect_timeout=max(1, round(connect_timeout)))
+    extra: dict[str, str] = {}
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if path and "password" not in conninfo_to_dict(dsn) and "PGPASSWORD" not in os.environ:
+        extra["password"] = read_password_file(path)
+    conninfo = make_conninfo(dsn, application_name=app, connect_timeout=max(1, round(connect_timeout)), **extra)
     return psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None)
 
 

@@ -1,0 +1,72 @@
+"""NetworkPolicy of the tsflow pods: ingress only to the metrics port from the scraping namespace, egress
+only to the database pods' PostgreSQL port and to DNS.
+
+Egress is by pod, not by Service: a Service's virtual IP is translated to pod IPs before policies apply,
+so "the database Services" are their pods (``DatabaseConnection.server_pod_labels``). DNS is admitted on
+port 53 to ``kube-system`` (CoreDNS/kube-dns; a NodeLocal DNS cache listening on a link-local address
+needs an extra rule of your own). Kubelet probes are not subject to NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.shared.types import DatabaseConnection
+
+DNS_NAMESPACE = "kube-system"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _ports(port: int, *protocols: str) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+    return [k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol=protocol) for protocol in protocols]
+
+
+def app_network_policy(
+    name: str,
+    *,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    pod_selector: Mapping[str, str],
+    database: DatabaseConnection,
+    metrics_port: int | None,
+    metrics_namespace: str | None,
+    opts: pulumi.ResourceOptions,
+) -> k8s.networking.v1.NetworkPolicy:
+    """Deny by default, then admit scrapes of ``metrics_port`` (none when None) from ``metrics_namespace``
+    (None: the pods' own namespace), and let the pods reach only PostgreSQL and DNS."""
+    ingress: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs] = []
+    if metrics_port is not None:
+        scrapers = (
+            k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                match_labels={NAMESPACE_NAME_LABEL: metrics_namespace}))
+            if metrics_namespace is not None
+            else k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
+        )
+        ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[scrapers], ports=_ports(metrics_port, "TCP")))
+    database_pods = k8s.networking.v1.NetworkPolicyPeerArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(database.server_pod_labels)),
+        # The database may live in another namespace than the app: admit its pods in any namespace.
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
+    )
+    dns = k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_NAME_LABEL: DNS_NAMESPACE})
+    )
+    egress = [
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+            to=[database_pods], ports=_ports(database.server_port or database.port, "TCP")
+        ),
+        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[dns], ports=_ports(53, "UDP", "TCP")),
+    ]
+    return k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata=metadata,
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pod_selector)),
+            policy_types=["Ingress", "Egress"],
+            ingress=ingress,
+            egress=egress,
+        ),
+        opts=opts,
+    )
