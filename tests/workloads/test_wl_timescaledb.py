@@ -71,10 +71,12 @@ def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) 
                       "ORDER BY attname") == [
         ("device_id", 1, None, None), ("metric", None, 1, True), ("time", None, 2, False)]
 
-    assert _rows(dsn, "SELECT view_name, materialized_only, hypertable_name FROM "
-                      "timescaledb_information.continuous_aggregates ORDER BY view_name") == [
-        ("metrics_1d", False, "_materialized_hypertable_4"), ("metrics_1h", False, "_materialized_hypertable_3"),
-        ("metrics_1m", False, "metrics")]
+    # Hierarchical: each level aggregates the finer level's materialization hypertable; all real-time.
+    assert _rows(dsn, "SELECT c.view_name::text, c.materialized_only, coalesce(f.view_name::text, c.hypertable_name) "
+                      "FROM timescaledb_information.continuous_aggregates c "
+                      "LEFT JOIN timescaledb_information.continuous_aggregates f "
+                      "ON f.materialization_hypertable_name = c.hypertable_name ORDER BY 1") == [
+        ("metrics_1d", False, "metrics_1h"), ("metrics_1h", False, "metrics_1m"), ("metrics_1m", False, "metrics")]
     # Policies and their settings, compared as intervals (the job config stores e.g. '48:00:00').
     jobs = _rows(
         dsn,
