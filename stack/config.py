@@ -16,7 +16,9 @@ import pulumi
 from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
+from components.timescaledb.backup import BackupArgs
 from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from stack.backup import parse_backup
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -112,7 +114,8 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
     stack = StackConfig(
         cluster=cluster,
         database=_database(
-            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace
+            root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
+            backup=parse_backup(root.optional(root.section, "backup"), default_stanza=DATABASE_NAME),
         ),
         workloads=_workloads(root.section("workloads")),
         monitoring=monitoring,
@@ -132,7 +135,9 @@ def _cluster(section: ConfigSection) -> ClusterConfig:
     return cluster
 
 
-def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str | None) -> DatabaseConfig:
+def _database(
+    section: ConfigSection, *, namespace: str, scraper_namespace: str | None, backup: BackupArgs | None = None
+) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
     storage = section.section("storage")
@@ -156,6 +161,7 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         monitoring_namespace=scraper_namespace,
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         autoscaled=autoscaling is not None,
+        backup=backup,
     )
     storage.done()
     section.done()

@@ -49,6 +49,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import pod
 from components.shared.images import check_pinned_image
@@ -130,6 +131,9 @@ class TimescaleDBArgs:
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret (e.g. from cert-manager) turning on server TLS (``ssl=on``); default
     None: no TLS, so clients must use ``sslmode=prefer`` or ``disable``."""
+    backup: br.BackupArgs | None = None
+    """pgBackRest WAL archiving, scheduled backups, restore or standby (``components.timescaledb.backup``);
+    default None: no archiving and no backups."""
 
 
 def statefulset_name(name: str) -> str:
@@ -211,6 +215,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         except ValueError as error:
             raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
     postgresql_parameters(args)  # tuning limits (max_connections, memory) raise with field names
+    if args.backup is not None:
+        br.check_backup(args.backup)
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -240,6 +246,8 @@ class TimescaleDB(pulumi.ComponentResource):
     headless_service_name: pulumi.Output[str]
     superuser_secret_name: pulumi.Output[str]
     app_password: pulumi.Output[str]
+    backup_max_age_seconds: int | None
+    """Longest gap the backup schedules allow (None without backups): what the backup-age alert allows."""
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
@@ -285,10 +293,11 @@ class TimescaleDB(pulumi.ComponentResource):
         )
 
         config_text, script_text = self._patroni_files(scope)
+        backup_files = self._backup_files()
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-patroni",
             metadata=self._metadata(),
-            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text},
+            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text, **backup_files},
             opts=self._opts(protected=True),
         )
         service_account = self._rbac()
@@ -304,7 +313,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 app_secret=app_secret.metadata.name,
                 reader_secret=reader_secret.metadata.name,
             ),
-            checksum=hashlib.sha256((config_text + script_text).encode()).hexdigest(),
+            checksum=hashlib.sha256("".join([config_text, script_text, *backup_files.values()]).encode()).hexdigest(),
         )
         if args.replicas > 1:
             self._disruption_budget()
@@ -322,7 +331,9 @@ class TimescaleDB(pulumi.ComponentResource):
         self.reader_connection = connection(user=args.reader_user, secret_name=reader_secret.metadata.name)
         self.scale_target = ScaleTarget.of(
             self.statefulset,
-            container_resources=[args.resources, args.exporter_resources],
+            container_resources=[
+                args.resources, args.exporter_resources, *([args.backup.agent_resources] if args.backup else []),
+            ],
             min_replicas_floor=args.replicas,
             stateful=True,
         )
@@ -330,6 +341,11 @@ class TimescaleDB(pulumi.ComponentResource):
             ScrapeTarget(job="postgres-exporter", namespace=args.namespace, pod_labels=self.pod_labels, port_name="exporter"),
             ScrapeTarget(job="patroni", namespace=args.namespace, pod_labels=self.pod_labels, port_name="patroni"),
         ]
+        if args.backup is not None:
+            self.scrape_targets.append(ScrapeTarget(
+                job="pgbackrest", namespace=args.namespace, pod_labels=self.pod_labels, port_name=br.AGENT_PORT_NAME
+            ))
+        self.backup_max_age_seconds = br.max_backup_interval_seconds(args.backup) if args.backup else None
         self.primary_service_name = primary.metadata.name
         self.replica_service_name = replicas.metadata.name
         self.headless_service_name = headless.metadata.name
@@ -349,6 +365,7 @@ class TimescaleDB(pulumi.ComponentResource):
             "headless_service_name": self.headless_service_name,
             "superuser_secret_name": self.superuser_secret_name,
             "app_password": self.app_password,
+            "backup_max_age_seconds": self.backup_max_age_seconds,
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -406,7 +423,20 @@ class TimescaleDB(pulumi.ComponentResource):
         script = pc.post_init_script(
             pc.BootstrapRoles(database=args.database, app_user=args.app_user, reader_user=args.reader_user)
         )
+        if args.backup is not None:
+            config = br.merge(config, br.patroni_backup_config(args.backup))
         return pc.render(config), script
+
+    def _backup_files(self) -> dict[str, str]:
+        """ConfigMap entries for pgBackRest: its config and the agent script (none without backups)."""
+        backup = self._args.backup
+        if backup is None:
+            return {}
+        queue_max = f"{wal_disk_bytes(self._args.storage) // 2 // 2**20}MiB"
+        return {
+            br.CONFIG_KEY: br.pgbackrest_conf(backup, limits=br.ArchiveLimits(archive_push_queue_max=queue_max)),
+            br.AGENT_KEY: br.agent_source(),
+        }
 
     def _rbac(self) -> k8s.core.v1.ServiceAccount:
         """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):
@@ -463,6 +493,11 @@ class TimescaleDB(pulumi.ComponentResource):
             config_checksum=checksum,
             refs=refs,
             tls_secret=args.tls_secret_name,
+            backup=pod.BackupPod(
+                credentials_secret=args.backup.repository.credentials_secret,
+                agent_command=br.agent_command(args.backup, script=f"{pod.BACKUP_AGENT_DIR}/{br.AGENT_FILE}"),
+                agent_resources=args.backup.agent_resources,
+            ) if args.backup else None,
         )
         claims = [pod.volume_claim_template(pod.DATA_VOLUME, size=args.storage.data_size,
                                             storage_class=args.storage.storage_class, labels=self.pod_labels)]
@@ -535,7 +570,8 @@ class TimescaleDB(pulumi.ComponentResource):
                         from_=[members], ports=ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
                     ),
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[scrapers], ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT)
+                        from_=[scrapers],
+                        ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])),
                     ),
                 ],
             ),

@@ -17,6 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ConnectionSecretKeys, Resources
@@ -32,6 +33,10 @@ CONFIG_VOLUME = "patroni-config"
 SCRIPTS_VOLUME = "bootstrap-scripts"
 SECRETS_VOLUME = "bootstrap-secrets"
 TLS_VOLUME = "tls"
+BACKUP_CONFIG_VOLUME = "pgbackrest-config"
+BACKUP_AGENT_VOLUME = "backup-agent"
+BACKUP_CONTAINER = "backup-agent"
+BACKUP_AGENT_DIR = "/etc/timescaledb/backup"
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
@@ -78,6 +83,78 @@ class PodSpecInput:
     config_checksum: str
     refs: PodRefs
     tls_secret: str | None = None
+    backup: BackupPod | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupPod:
+    """pgBackRest in the pod: its config (in the Patroni ConfigMap), S3 credentials, and the agent sidecar."""
+
+    credentials_secret: str
+    """The user's Secret with ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``."""
+    agent_command: list[str]
+    agent_resources: Resources
+
+
+def backup_env(backup: BackupPod) -> list[k8s.core.v1.EnvVarArgs]:
+    """pgBackRest reads ``PGBACKREST_<OPTION>`` env vars: the S3 key pair never lands in a file."""
+    return [
+        _value("PGBACKREST_CONFIG", f"{br.CONFIG_DIR}/{br.CONFIG_FILE}"),
+        *(_secret(name, backup.credentials_secret, key) for name, key in br.CREDENTIAL_ENV.items()),
+    ]
+
+
+def _backup_mounts(spec: PodSpecInput) -> list[k8s.core.v1.VolumeMountArgs]:
+    return [_mount(BACKUP_CONFIG_VOLUME, br.CONFIG_DIR, read_only=True)] if spec.backup else []
+
+
+def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.ContainerArgs:
+    """The backup agent (``backup_agent.py``): backs up on the Patroni leader, serves metrics on every member.
+
+    It needs the data (and WAL) volume and the socket, as ``pgbackrest backup`` copies files locally and
+    talks to PostgreSQL, and the shared /tmp so its pgBackRest locks meet the archiver's.
+    """
+    mounts = [
+        _mount(DATA_VOLUME, pc.DATA_MOUNT),
+        *([_mount(WAL_VOLUME, pc.WAL_MOUNT)] if spec.separate_wal else []),
+        _mount(BACKUP_AGENT_VOLUME, BACKUP_AGENT_DIR, read_only=True),
+        _mount("tmp", "/tmp"),
+        _mount("run", pc.SOCKET_DIR),
+        *_backup_mounts(spec),
+    ]
+    return k8s.core.v1.ContainerArgs(
+        name=BACKUP_CONTAINER,
+        image=spec.image,
+        image_pull_policy="IfNotPresent",
+        command=backup.agent_command,
+        env=[*backup_env(backup), _value("PGHOST", pc.SOCKET_DIR), _value("HOME", "/tmp")],
+        ports=[k8s.core.v1.ContainerPortArgs(name=br.AGENT_PORT_NAME, container_port=br.AGENT_PORT, protocol="TCP")],
+        liveness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=20, failures=3),
+        readiness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=10, failures=3),
+        resources=backup.agent_resources.to_args(),
+        security_context=container_security_context(read_only_root_filesystem=True),
+        volume_mounts=mounts,
+    )
+
+
+def _backup_volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
+    if spec.backup is None:
+        return []
+    return [
+        k8s.core.v1.VolumeArgs(
+            name=BACKUP_CONFIG_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=spec.refs.config_map, items=[k8s.core.v1.KeyToPathArgs(key=br.CONFIG_KEY, path=br.CONFIG_FILE)]
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(
+            name=BACKUP_AGENT_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=spec.refs.config_map,
+                items=[k8s.core.v1.KeyToPathArgs(key=br.AGENT_KEY, path=br.AGENT_FILE, mode=0o440)],
+            ),
+        ),
+    ]
 
 
 def _field(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
@@ -161,13 +238,14 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         _mount("run", pc.SOCKET_DIR),
         _mount("shm", "/dev/shm"),
         *([_mount(TLS_VOLUME, pc.TLS_DIR, read_only=True)] if spec.tls_secret else []),
+        *_backup_mounts(spec),
     ]
     return k8s.core.v1.ContainerArgs(
         name=PATRONI_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
         command=_start_command(spec.separate_wal),
-        env=patroni_env(spec),
+        env=[*patroni_env(spec), *(backup_env(spec.backup) if spec.backup else [])],
         ports=[
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
             k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),
@@ -303,8 +381,11 @@ def pod_template(spec: PodSpecInput) -> k8s.core.v1.PodTemplateSpecArgs:
             termination_grace_period_seconds=spec.termination_grace_seconds,
             affinity=_affinity(spec),
             topology_spread_constraints=_topology_spread(spec),
-            containers=[patroni_container(spec), exporter_container(spec)],
-            volumes=_volumes(spec),
+            containers=[
+                patroni_container(spec), exporter_container(spec),
+                *([backup_container(spec, spec.backup)] if spec.backup else []),
+            ],
+            volumes=[*_volumes(spec), *_backup_volumes(spec)],
         ),
     )
 
