@@ -311,7 +311,11 @@ def archive_command(args: BackupArgs, layout: Layout = Layout()) -> str:
 
 
 def restore_command(stanza: str, repo_path: str, layout: Layout = Layout()) -> str:
-    return _pgbackrest(layout, stanza, f"--repo1-path={repo_path}", "archive-get", "%f") + ' "%p"'
+    """``archive-get`` from any stanza: a source stanza has no section in this cluster's config, so the
+    data directory is given on the command line (pgBackRest requires ``pg1-path`` for archive-get)."""
+    return _pgbackrest(
+        layout, stanza, f"--repo1-path={repo_path}", f"--pg1-path={layout.data_dir}", "archive-get", "%f"
+    ) + ' "%p"'
 
 
 def restore_data_command(source: SourceArgs, args: BackupArgs, layout: Layout = Layout()) -> str:

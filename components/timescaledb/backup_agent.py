@@ -329,6 +329,7 @@ class AgentConfig:
     pgbackrest: str = "pgbackrest"
     data_dir: str = "/home/postgres/pgdata/data"
     socket_dir: str = "/var/run/postgresql"
+    port: int = 5432
     interval_seconds: float = 60.0
     retry_seconds: float = 900.0
     """After a failed backup, wait this long before trying the same type again."""
@@ -359,7 +360,7 @@ class Agent:
         return parse_info(result.stdout, self.config.stanza)
 
     def read_archiver(self) -> Archiver | None:
-        result = self._run(["psql", "-X", "-h", self.config.socket_dir, "-U", "postgres", "-d", "postgres",
+        result = self._run(["psql", "-X", "-h", self.config.socket_dir, "-p", str(self.config.port), "-U", "postgres", "-d", "postgres",
                             "-AtF|", "-c", ARCHIVER_SQL], 30)
         ready = len(glob.glob(os.path.join(self.config.data_dir, "pg_wal", "archive_status", "*.ready")))
         return parse_archiver(result.stdout, ready) if result.returncode == 0 else None
