@@ -14,6 +14,8 @@ PromQL expression against this catalog. Sources (read in the exporters' own code
 - Prometheus itself: ``up`` for every scrape target.
 - tsflow (our workloads): ``workloads/tsflow/metrics.py``; the tests compare this list with the real
   ``/metrics`` output of ``GeneratorMetrics`` and ``ConsumerMetrics``.
+- backup agent: ``components/timescaledb/backup_agent.py`` (``METRICS``); the backup tests compare this
+  list with its rendered ``/metrics``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Source(str, Enum):
     PROMETHEUS = "prometheus"
     TSFLOW_GENERATOR = "tsflow generator"
     TSFLOW_CONSUMER = "tsflow consumer"
+    BACKUP_AGENT = "backup agent"
 
 
 class Kind(str, Enum):
@@ -117,6 +120,18 @@ CATALOG: tuple[Metric, ...] = (
         "tsflow_consumer_data_freshness_seconds", "tsflow_consumer_last_success_timestamp_seconds",
     ),
     *_family(Source.TSFLOW_CONSUMER, Kind.HISTOGRAM, "tsflow_consumer_analysis_seconds"),
+    *_family(
+        Source.BACKUP_AGENT, Kind.GAUGE,
+        "pgbackrest_repo_up", "pgbackrest_backup_last_completed_timestamp_seconds",
+        "pgbackrest_backup_last_duration_seconds", "pgbackrest_backup_last_size_bytes", "pgbackrest_backup_running",
+        "pgbackrest_backup_last_run_success", "pgbackrest_agent_leader",
+        "pg_stat_archiver_last_archived_timestamp_seconds", "pg_stat_archiver_last_failed_timestamp_seconds",
+        "pg_stat_archiver_ready_segments",
+    ),
+    *_family(
+        Source.BACKUP_AGENT, Kind.COUNTER,
+        "pgbackrest_backup_runs_total", "pg_stat_archiver_archived_count", "pg_stat_archiver_failed_count",
+    ),
 )
 
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from components.monitoring.rules_backup import backup_rule_groups
 from tests.monitoring.metric_catalog import CATALOG, Source, known_series, metric_names, unknown_metrics
 from components.monitoring.rules import (
     THRESHOLD_RANGES, AlertThresholds, RuleScope, alerts, expressions, recorded_names, render_rules_file,
@@ -19,6 +20,8 @@ from components.monitoring.rules import (
 
 PROMTOOL = shutil.which("promtool")
 UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
+UNIT_TEST_FILES = sorted(UNIT_TESTS.parent.glob("*_test.yaml"))
+"""Every promtool unit test file; each names the rules file(s) ``rules_dir`` writes beside it."""
 SCOPE = RuleScope(("tsdb",), ("postgres-exporter", "patroni", "generator", "consumer"))
 """The scope tests/monitoring/promtool/alerts_test.yaml is written for."""
 
@@ -151,20 +154,24 @@ def test_metric_names_sees_through_functions_and_ranges() -> None:
 @pytest.fixture
 def rules_dir(tmp_path: Path, groups: list[dict]) -> Path:
     (tmp_path / "rules.yaml").write_text(render_rules_file(groups))
-    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
+    (tmp_path / "backup_rules.yaml").write_text(render_rules_file(backup_rule_groups(SCOPE, max_backup_age_seconds=60)))
+    for unit_tests in UNIT_TEST_FILES:
+        shutil.copy(unit_tests, tmp_path / unit_tests.name)
     return tmp_path
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
 def test_promtool_check_rules(rules_dir: Path) -> None:
-    result = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml"], cwd=rules_dir, capture_output=True, text=True)
+    result = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml", "backup_rules.yaml"], cwd=rules_dir,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
-def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path) -> None:
-    result = subprocess.run([PROMTOOL, "test", "rules", UNIT_TESTS.name], cwd=rules_dir, capture_output=True, text=True)
+@pytest.mark.parametrize("unit_tests", UNIT_TEST_FILES, ids=lambda p: p.name)
+def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path, unit_tests: Path) -> None:
+    result = subprocess.run([PROMTOOL, "test", "rules", unit_tests.name], cwd=rules_dir, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
