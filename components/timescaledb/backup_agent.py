@@ -156,7 +156,7 @@ class RepoState:
     """What ``pgbackrest info`` says about the stanza."""
 
     ok: bool
-    """The command ran and the stanza is usable (status ok, or 'no valid backups' yet)."""
+    """The command ran and the stanza is usable or not created yet (status ok, no backup yet, no stanza yet)."""
     stanza_exists: bool
     newest: Mapping[str, BackupRecord]
     """Newest backup per type (``full``, ``diff``, ``incr``)."""
@@ -180,8 +180,9 @@ def parse_info(output: str, stanza: str) -> RepoState:
         )
         if record.type not in newest or record.stop > newest[record.type].stop:
             newest[record.type] = record
-    # 0 ok, 2 no valid backup yet; 1 missing stanza path, others are repository or archive errors.
-    return RepoState(ok=code in (0, 2), stanza_exists=code != 1, newest=newest)
+    # 0 ok, 2 no valid backup yet, 1 no stanza yet (the leader's agent creates it; a standby cluster's
+    # own stanza only exists after promotion); others are repository or archive errors.
+    return RepoState(ok=code in (0, 1, 2), stanza_exists=code != 1, newest=newest)
 
 
 def last_completed(state: RepoState, backup_type: str) -> float | None:
@@ -260,7 +261,7 @@ class AgentStatus:
 
 
 METRICS: Mapping[str, tuple[str, str]] = {
-    "pgbackrest_repo_up": ("gauge", "1 when pgbackrest info succeeds and the stanza is usable"),
+    "pgbackrest_repo_up": ("gauge", "1 when pgbackrest info succeeds and the stanza is usable (or not created yet)"),
     "pgbackrest_backup_last_completed_timestamp_seconds": ("gauge", "Stop time of the newest backup per type"),
     "pgbackrest_backup_last_duration_seconds": ("gauge", "Duration of the newest backup per type"),
     "pgbackrest_backup_last_size_bytes": ("gauge", "Repository size of the newest backup per type"),

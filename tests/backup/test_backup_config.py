@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import subprocess
@@ -13,10 +12,11 @@ import pytest
 
 from components.timescaledb.backup import BackupArgs, RepositoryArgs, patroni_backup_config, pgbackrest_conf
 from components.timescaledb.backup_agent import (
-    Agent, AgentConfig, BackupRecord, CronError, RepoState, due_backup, max_interval_seconds, parse_cron,
+    Agent, AgentConfig, BackupRecord, CronError, RepoState, due_backup, max_interval_seconds, parse_cron, parse_info,
 )
 from stack.config import parse_stack_config
 from stack.reader import ConfigError
+from tests.stack.test_config import with_value as stack_with_value
 from tests.stacks import run_stack
 
 UTC = dt.timezone.utc
@@ -31,13 +31,8 @@ def parse(backup: dict[str, Any]) -> BackupArgs | None:
 
 
 def with_value(path: str, value: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(GOOD)
-    node = raw
-    *parents, leaf = path.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
-    return raw
+    """GOOD with ``value`` set at a dotted path inside the backup section."""
+    return stack_with_value(path, value, base=GOOD)
 
 
 def test_defaults() -> None:
@@ -207,3 +202,12 @@ def test_a_failed_backup_is_retried_after_the_back_off_not_every_loop() -> None:
 def test_repository_defaults_are_secure() -> None:
     repo = RepositoryArgs(bucket="b-1", endpoint="s3.amazonaws.com", region="us-east-1", credentials_secret="c")
     assert repo.verify_tls and repo.uri_style == "host"
+
+
+@pytest.mark.parametrize("code, ok, exists", [(0, True, True), (2, True, True), (1, True, False), (4, False, True)])
+def test_repository_status_codes(code: int, ok: bool, exists: bool) -> None:
+    """1 (no stanza yet) is not an error: a standby cluster's own stanza only appears after promotion."""
+    state = parse_info(json.dumps([{"name": "s", "status": {"code": code}, "backup": []}]), "s")
+    assert (state.ok, state.stanza_exists) == (ok, exists)
+    assert parse_info("not json", "s").ok is False
+    assert parse_info(json.dumps([{"name": "other", "status": {"code": 0}}]), "s").ok is False
