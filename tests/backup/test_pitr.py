@@ -20,6 +20,7 @@ Timings (backup of N rows, restores) are printed; run with ``-s`` to see them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
 import shlex
@@ -44,6 +45,7 @@ from stack.reader import ConfigSection
 from tests.backup.support import ACCESS_KEY, PG_BIN, SECRET_KEY, Cluster, S3Server, give_to, remove, service_user
 
 ROWS = 500_000
+RESTORE_POINT = "before-after-target"
 BUCKET = "backups"
 
 pytestmark = [
@@ -126,6 +128,14 @@ def phase_counts(cluster: Cluster) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
+    with source_cluster(ROWS) as built:
+        yield built
+
+
+@contextlib.contextmanager
+def source_cluster(rows: int) -> Iterator[Source]:
+    """S3, a source cluster archiving to it with ``rows`` base rows, a full and a diff backup by the agent,
+    rows before and after a recorded target time; everything stopped and deleted on exit."""
     root = Path(tempfile.mkdtemp(prefix="tsk8s-backup-"))
     root.chmod(0o755)
     s3: S3Server | None = None
@@ -160,13 +170,13 @@ def source() -> Iterator[Source]:
         created = cluster.run(stanza_create_command("pgbackrest", args.stanza))
         assert created.returncode == 0, created.stderr
         cluster.query("CREATE TABLE rows (id bigserial PRIMARY KEY, phase text NOT NULL, payload text NOT NULL)")
-        cluster.query("INSERT INTO rows (phase, payload) SELECT 'base', md5(i::text) FROM generate_series(1, %s) i", ROWS)
+        cluster.query("INSERT INTO rows (phase, payload) SELECT 'base', md5(i::text) FROM generate_series(1, %s) i", rows)
         timings: dict[str, float] = {}
         size = cluster.query("SELECT pg_database_size('postgres')")[0][0]
 
         started = time.monotonic()
         assert agent.tick(dt.datetime.now(dt.timezone.utc)) == "full", agent.status
-        timings[f"full backup ({ROWS} rows, {size / 2**20:.0f} MiB)"] = time.monotonic() - started
+        timings[f"full backup ({rows} rows, {size / 2**20:.0f} MiB)"] = time.monotonic() - started
         cluster.query("INSERT INTO rows (phase, payload) SELECT 'after-full', 'x' FROM generate_series(1, 1000)")
         started = time.monotonic()
         assert agent.tick(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=61)) == "diff", agent.status
@@ -176,12 +186,13 @@ def source() -> Iterator[Source]:
         target = cluster.query(
             "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
         )[0][0]
+        cluster.query("SELECT pg_create_restore_point(%s)", RESTORE_POINT)
         time.sleep(1.2)
         cluster.query("INSERT INTO rows (phase, payload) SELECT 'after-target', 'x' FROM generate_series(1, 700)")
         checked = cluster.run(["pgbackrest", f"--stanza={args.stanza}", "check"])  # switches WAL, waits for it
         assert checked.returncode == 0, checked.stdout + checked.stderr
         agent.status.repo, agent.status.archiver = agent.read_repo(), agent.read_archiver()  # refresh metrics
-        print(f"\nsource database: {ROWS} base rows, {size / 2**20:.1f} MiB")
+        print(f"\nsource database: {rows} base rows, {size / 2**20:.1f} MiB")
         yield Source(s3, root, cluster, args, agent, target, phase_counts(cluster), timings)
     finally:
         patroni.shutdown()
@@ -243,8 +254,9 @@ def test_agent_took_a_full_and_a_differential_backup(source: Source) -> None:
     assert archived is not None and archived.archived_count > 0 and archived.failed_count == 0
 
 
-@pytest.mark.parametrize("restored", [("pitr", lambda s: {"time": s.target_time})], indirect=True)
-def test_restore_to_a_time_has_exactly_the_rows_before_it(source: Source, restored: Cluster) -> None:
+@pytest.mark.parametrize("restored", [("pitr", lambda s: {"time": s.target_time}),
+                                      ("named", lambda s: {"name": RESTORE_POINT})], indirect=True, ids=["time", "name"])
+def test_restore_to_a_time_or_restore_point_has_exactly_the_rows_before_it(source: Source, restored: Cluster) -> None:
     assert source.counts == {"base": ROWS, "after-full": 1000, "before-target": 500, "after-target": 700}
     assert phase_counts(restored) == {"base": ROWS, "after-full": 1000, "before-target": 500}
 
