@@ -378,6 +378,8 @@ class Agent:
             created = self._run(stanza_create_command(self.config.pgbackrest, stanza), 600)
             log.info("stanza-create %s: exit %s %s", stanza, created.returncode, created.stderr.strip()[-500:])
             status.repo = self.read_repo()
+            if not status.repo.stanza_exists:
+                return None  # e.g. the archive lock of a pending archive-push: try again next loop
         backup_type = due_backup(self.config.schedules, status.repo, now)
         if backup_type is None or now.timestamp() - self._failed_at.get(backup_type, 0.0) < self.config.retry_seconds:
             return None

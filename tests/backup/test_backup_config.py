@@ -211,3 +211,19 @@ def test_repository_status_codes(code: int, ok: bool, exists: bool) -> None:
     assert (state.ok, state.stanza_exists) == (ok, exists)
     assert parse_info("not json", "s").ok is False
     assert parse_info(json.dumps([{"name": "other", "status": {"code": 0}}]), "s").ok is False
+
+
+def test_no_backup_while_the_stanza_cannot_be_created() -> None:
+    runner = FakeRunner()
+    runner.commands.clear()
+    agent = _agent(runner, leader=True)
+    original = runner.__call__
+
+    def stanza_stays_missing(command: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        result = original(command, timeout)
+        runner.stanza = False
+        return result
+
+    agent._run = stanza_stays_missing  # type: ignore[assignment]
+    assert agent.tick(dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)) is None
+    assert not any("backup" in c for c in runner.commands)

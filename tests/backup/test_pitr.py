@@ -130,6 +130,8 @@ def phase_counts(cluster: Cluster) -> dict[str, int]:
 def source() -> Iterator[Source]:
     with source_cluster(ROWS) as built:
         yield built
+        for key, seconds in built.timings.items():
+            print(f"{key}: {seconds:.2f}s")
 
 
 @contextlib.contextmanager
@@ -238,8 +240,6 @@ def restored(source: Source, request: pytest.FixtureRequest) -> Iterator[Cluster
     finally:
         if cluster is not None:
             cluster.stop()
-        for key, seconds in source.timings.items():
-            print(f"{key}: {seconds:.2f}s")
 
 
 def test_agent_took_a_full_and_a_differential_backup(source: Source) -> None:
@@ -264,10 +264,15 @@ def test_restore_to_a_time_or_restore_point_has_exactly_the_rows_before_it(sourc
 @pytest.mark.parametrize("restored", [("latest", lambda s: {"latest": True})], indirect=True)
 def test_restore_latest_has_every_row_and_archives_to_its_own_stanza(source: Source, restored: Cluster) -> None:
     assert phase_counts(restored) == source.counts
-    # As the agent does on the new leader: create this cluster's stanza, then archive into it.
-    for command in ("stanza-create", "check"):
-        result = restored.run(["pgbackrest", "--stanza=latest", command])
-        assert result.returncode == 0, result.stdout + result.stderr
+    # As the agent does on the new leader, once a minute until it works: create this cluster's stanza
+    # (it can meet the archive lock of an archive-push still failing for the missing stanza), then
+    # archive into it.
+    deadline = time.monotonic() + 120
+    while (created := restored.run(["pgbackrest", "--stanza=latest", "stanza-create"])).returncode != 0:
+        assert "unable to acquire lock" in created.stderr + created.stdout and time.monotonic() < deadline, created.stderr
+        time.sleep(2)
+    result = restored.run(["pgbackrest", "--stanza=latest", "check"])
+    assert result.returncode == 0, result.stdout + result.stderr
     keys = [o["Key"] for o in source.s3.client().list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert any(k.startswith("timescaledb/archive/latest/") and k.endswith(".history") for k in keys)
     assert not any(k.startswith("timescaledb/archive/source/") and k.endswith(".history") for k in keys)
