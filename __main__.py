@@ -120,6 +120,7 @@ if config.monitoring.mode != "disabled":
             analysis_sslmode="verify-full" if config.database.args.tls_secret_name else "disable",
             install=config.monitoring.install,
             existing=config.monitoring.existing,
+            backup_max_age_seconds=database.backup_max_age_seconds,
         ),
         opts=with_provider,
     )

@@ -17,7 +17,9 @@ from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
 from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, TlsIssuer, check_args
+from components.timescaledb.backup import BackupArgs
 from components.workload.memory import GeneratorLoad
+from stack.backup import parse_backup
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
@@ -122,6 +124,7 @@ def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> Sta
     database = _database(
         root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
         grafana_namespace=monitoring.grafana_namespace, pooler_lookup=pooled,
+        backup=parse_backup(root.optional(root.section, "backup"), default_stanza=DATABASE_NAME),
     )
     stack = StackConfig(
         cluster=cluster,
@@ -157,6 +160,7 @@ def _database(
     scraper_namespace: str | None,
     grafana_namespace: str | None = None,
     pooler_lookup: bool = False,
+    backup: BackupArgs | None = None,
 ) -> DatabaseConfig:
     replicas = section.integer("replicas", 1, minimum=1, maximum=9)
     autoscaling = _autoscaling(section, floor=replicas, stateful=True, requested=frozenset({"cpu", "memory"}))
@@ -190,6 +194,7 @@ def _database(
         tls_issuer=section.optional(lambda key: _tls_issuer(section.section(key)), "tlsIssuer"),
         autoscaled=autoscaling is not None,
         pooler_lookup=pooler_lookup,
+        backup=backup,
     )
     storage.done()
     section.done()

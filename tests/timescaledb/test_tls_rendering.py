@@ -14,7 +14,7 @@ import pytest
 from components.timescaledb import TimescaleDBArgs, TlsIssuer, certificate_dns_names
 from components.timescaledb import patroni_config as pc
 from tests.checks import schema_problems, wiring_problems
-from tests.stacks import run_main, stack_file_config
+from tests.stacks import external_objects, run_main, stack_file_config
 from tests.timescaledb.test_patroni_validate import kubelet_env, validate
 from tests.timescaledb.test_timescaledb import NS, PDB, STS, SVC, container, manifest, pod_spec, run
 
@@ -113,7 +113,7 @@ def test_a_tls_stack_renders_valid_wired_objects_and_verifying_clients() -> None
     assert schema_problems([m for m in manifests if m["kind"] != "Certificate"]) == []
     tls_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": TLS_SECRET, "namespace": "timescale"},
                   "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
-    assert wiring_problems(manifests, external=[tls_secret]) == []
+    assert wiring_problems(manifests, external=[tls_secret, *external_objects(config)]) == []
     apps = [m for m in manifests if m["kind"] in ("Deployment", "Job")]
     assert len(apps) == 3
     for app in apps:

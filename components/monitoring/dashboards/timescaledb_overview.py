@@ -118,4 +118,33 @@ def build(ids: DashboardIds) -> dict[str, Any]:
             prom(f"max by (view) (timescaledb_continuous_aggregate_watermark_lag_seconds{{{N}}})", "{{view}} lag"),
             prom(f"max by (view) (timescaledb_continuous_aggregate_expected_lag_seconds{{{N}}})", "{{view}} allowed")))
     )
-    return to_json(board)
+    return to_json(_backup_row(board))
+
+
+def _backup_row(board: dash.Dashboard) -> dash.Dashboard:
+    """pgBackRest (the backup agent's metrics): empty for a stack without ``backup``."""
+    return (
+        board.with_row(dash.Row("Backups and WAL archiving"))
+        .with_panel(stat_panel(
+            "Newest backup age", "s",
+            prom(f"time() - max(pgbackrest_backup_last_completed_timestamp_seconds{{{N}}})"),
+            description="Time since the newest backup in the repository finished (any type).", span=6,
+            steps=((None, "green"), (26 * 3600, "orange"), (8 * 86400, "red"))))
+        .with_panel(stat_panel(
+            "Repository", "none", prom(f"min(pgbackrest_repo_up{{{N}}})"), span=6,
+            description="pgbackrest info succeeds and the stanza is usable, from every member.",
+            steps=((None, "red"), (1, "green")), mappings={"0": ("ERROR", "red"), "1": ("OK", "green")}))
+        .with_panel(timeseries_panel(
+            "Backup size in repository", "bytes",
+            prom(f"max by (type) (pgbackrest_backup_last_size_bytes{{{N}}})", "{{type}}"), span=12,
+            description="Repository size of the newest backup of each type (compressed, its own files only)."))
+        .with_panel(timeseries_panel(
+            "WAL archive rate", "ops",
+            prom(f"sum(rate(pg_stat_archiver_archived_count{{{N}}}[{RATE}]))", "archived"),
+            prom(f"sum(rate(pg_stat_archiver_failed_count{{{N}}}[{RATE}]))", "failed"), span=12,
+            description="WAL segments archived (and failed attempts) per second, from pg_stat_archiver."))
+        .with_panel(timeseries_panel(
+            "WAL waiting to be archived", "short",
+            prom(f"max by (pod) (pg_stat_archiver_ready_segments{{{N}}})", "{{pod}}"), span=12,
+            description="Segments in pg_wal/archive_status/*.ready: what a lost primary volume would lose."))
+    )

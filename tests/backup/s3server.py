@@ -1,0 +1,56 @@
+"""moto's S3 API over TLS on loopback, framed so pgBackRest can talk to it (run as a script).
+
+``moto_server`` itself cannot serve pgBackRest: werkzeug's development server answers some requests
+without ``Content-Length`` and always with ``Connection: close``, then closes the TLS socket without a
+close_notify alert. pgBackRest then reads the body "until close" and OpenSSL 3 reports
+``unexpected eof while reading`` (TLS error [1:167772454]) on every PUT. This launcher serves the same
+moto application with every response length-framed and each TLS session shut down cleanly.
+
+Usage: ``python s3server.py HOST PORT CERT KEY``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import WSGIRequestHandler, run_simple
+
+
+class _CleanTlsShutdown(WSGIRequestHandler):
+    def finish(self) -> None:
+        super().finish()
+        try:
+            self.connection.settimeout(5)
+            self.connection.unwrap()  # send close_notify before the socket closes
+        except (OSError, ValueError):
+            pass
+
+
+def _length_framed(app: Callable[..., Iterable[bytes]]) -> Callable[..., list[bytes]]:
+    def framed(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(app(environ, capture))
+        headers = list(captured["headers"])
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
+
+    return framed
+
+
+def main(host: str, port: str, cert: str, key: str) -> None:
+    app = _length_framed(DomainDispatcherApplication(create_backend_app))
+    run_simple(host, int(port), app, threaded=True, request_handler=_CleanTlsShutdown, ssl_context=(cert, key))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

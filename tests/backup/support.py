@@ -1,0 +1,180 @@
+"""Real processes for the backup tests: a TLS S3 server (moto) and PostgreSQL 15 clusters, on loopback.
+
+Everything runs from a fresh temp dir outside the clone. Servers run as an unprivileged user when the
+tests run as root (PostgreSQL refuses root; pgBackRest must run as the cluster's owner).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psycopg
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+"""Debian's PostgreSQL 15 (pgBackRest 2.45 from the same release supports it)."""
+RUN_AS = "embedded_postgres"
+S3_SERVER = Path(__file__).with_name("s3server.py")
+ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_user() -> str | None:
+    """The unprivileged user servers run as (None: the current, non-root user)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(RUN_AS)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "-s", "/usr/sbin/nologin", RUN_AS], check=True, capture_output=True)
+    return RUN_AS
+
+
+def give_to(path: Path, user: str | None) -> None:
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for ``localhost`` signed by it: (ca, cert, key)."""
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1",
+        "-subj", "/CN=timescale-k8s test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "1", "-extfile", str(directory / "san.cnf"))
+    ca.chmod(0o644)
+    return ca, cert, key
+
+
+class S3Server:
+    """moto's S3 on https://localhost:<port>, certificate from :func:`make_certificates`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca, cert, key = make_certificates(directory)
+        self.port = free_port()
+        self.log = directory / "s3.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(S3_SERVER), "127.0.0.1", str(self.port), str(cert), str(key)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.endpoint = f"localhost:{self.port}"
+        self._wait()
+
+    def _wait(self, timeout: float = 60.0) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"https://{self.endpoint}/", context=context, timeout=2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"S3 server did not start: {self.log.read_text()[-2000:]}") from None
+                time.sleep(0.2)
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client("s3", endpoint_url=f"https://{self.endpoint}", verify=str(self.ca), region_name="us-east-1",
+                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+class Cluster:
+    """A PostgreSQL 15 cluster in ``root`` on 127.0.0.1:<port>, socket in ``root``."""
+
+    def __init__(self, root: Path, user: str | None, env: Mapping[str, str]) -> None:
+        self.root, self.user, self.env = root, user, dict(env)
+        self.data = root / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        give_to(root, user)
+
+    def run(self, command: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run a command as the cluster's owner with its environment (pgBackRest credentials)."""
+        return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, user=self.user,
+                              env={**os.environ, **self.env}, check=False)
+
+    def initdb(self) -> None:
+        result = self.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"])
+        assert result.returncode == 0, result.stderr
+
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """Append settings to postgresql.conf (later lines win), plus this cluster's port and socket."""
+        lines = {**settings, "port": str(self.port), "listen_addresses": "'127.0.0.1'",
+                 "unix_socket_directories": f"'{self.root}'", "fsync": "off", "timezone": "'UTC'"}
+        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in lines.items())
+
+    def start(self, timeout: float = 60.0) -> None:
+        with open(self.root / "server.log", "ab") as log:
+            self.proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(self.data)], stdout=log,
+                                         stderr=subprocess.STDOUT, user=self.user, env={**os.environ, **self.env},
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start: {(self.root / 'server.log').read_text()[-3000:]}") from None
+                time.sleep(0.2)
+
+    def wait_promoted(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.query("SELECT pg_is_in_recovery()") != [(False,)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"never promoted: {(self.root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGQUIT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
