@@ -46,20 +46,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pathlib import Path
+
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.shared import scram
+
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import pod
-from components.shared.images import check_pinned_image
+from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
 from components.shared.labels import recommended_labels, selector_labels
 from components.timescaledb.tuning import TuneInput, tune
 from components.shared.quantity import byte_size
 from components.timescaledb.credentials import RolePassword, connection_data, opaque_secret, role_password
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from components.shared.validate import check_range
 
-DEFAULT_IMAGE = "timescale/timescaledb-ha:pg17.4-ts2.18.2"
-DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
+DEFAULT_IMAGE = (
+    "timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e3440ab4c2aa585e743b1d8466cda9bbf18b6c598ec7806cf61e02fa5cd1d1a"
+)
+"""PostgreSQL 17.11, TimescaleDB 2.30.1; the digest pins the build (the kubelet pulls by digest, the tag documents it)."""
+DEFAULT_EXPORTER_IMAGE = (
+    "quay.io/prometheuscommunity/postgres-exporter:v0.17.1@sha256:38606faa38c54787525fb0ff2fd6b41b4cfb75d455c1df294927c5f611699b17"
+)
+DEFAULT_POSTGRES_MAJOR = 17
+SCRAM_SOURCE = Path(scram.__file__).read_text(encoding="utf-8")
+"""``components/shared/scram.py``, mounted beside post_init so bootstrap sends verifiers, not passwords."""
 DEFAULT_POD_NETWORK_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 APP_NAME = "timescaledb"
 COMPONENT = "database"
@@ -94,9 +107,13 @@ class TimescaleDBArgs:
     replicas: int = 1
     """Cluster members (one primary, the rest streaming replicas); default 1. The HPA floor when autoscaled."""
     image: str = DEFAULT_IMAGE
-    """Pinned timescaledb-ha image (PostgreSQL 17, Patroni 4); default ``timescale/timescaledb-ha:pg17.4-ts2.18.2``."""
+    """timescaledb-ha image pinned by a full ``pg<X.Y>-ts<A.B.C>`` tag or a digest (Patroni 4); default
+    ``timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e34...``."""
     exporter_image: str = DEFAULT_EXPORTER_IMAGE
-    """Pinned postgres_exporter image; default ``quay.io/prometheuscommunity/postgres-exporter:v0.17.1``."""
+    """postgres_exporter image pinned by a full version tag or digest; default ``...postgres-exporter:v0.17.1@sha256:3860...``."""
+    postgres_major: int = DEFAULT_POSTGRES_MAJOR
+    """PostgreSQL major version of the data directory; default 17. The image must be of this major: in-place
+    major upgrades are not supported, so an image of another major is refused."""
     resources: Resources = field(default_factory=lambda: Resources(cpu_request="1", memory_request="2Gi"))
     """PostgreSQL container resources (tuning follows them); default 1 CPU / 2Gi, memory limit = request."""
     exporter_resources: Resources = field(
@@ -173,7 +190,15 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
     if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or args.replicas < 1:
         raise ValueError(f"replicas ({args.replicas!r}) must be an integer >= 1")
-    check_pinned_image(args.image, field="image")
+    check_timescaledb_image(args.image, field="image")
+    check_range("postgres_major", args.postgres_major, 14, 99)
+    image_major = postgres_major_of(args.image)
+    if image_major is not None and image_major != args.postgres_major:
+        raise ValueError(
+            f"image ({args.image!r}) is PostgreSQL {image_major} but the cluster's data directory is PostgreSQL "
+            f"{args.postgres_major} (postgres_major): in-place major upgrades are not supported; keep a "
+            f"pg{args.postgres_major} image, or migrate to a new cluster (README: Upgrades)"
+        )
     check_pinned_image(args.exporter_image, field="exporter_image")
     args.resources.check("resources")
     if args.resources.memory_bytes < MIN_MEMORY_BYTES:
@@ -246,7 +271,7 @@ class TimescaleDB(pulumi.ComponentResource):
         super().__init__("timescale-k8s:index:TimescaleDB", name, None, opts)
         self._name = name
         self._args = args
-        version = args.image.rsplit(":", 1)[-1]
+        version = image_version(args.image)
         self.pod_labels = selector_labels(app=APP_NAME, instance=name, component=COMPONENT)
         self._labels = recommended_labels(app=APP_NAME, instance=name, component=COMPONENT, version=version)
         self.client_labels = client_labels_for(name)
@@ -288,7 +313,7 @@ class TimescaleDB(pulumi.ComponentResource):
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-patroni",
             metadata=self._metadata(),
-            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text},
+            data={pod.CONFIG_KEY: config_text, pod.POST_INIT_KEY: script_text, pod.SCRAM_KEY: SCRAM_SOURCE},
             opts=self._opts(protected=True),
         )
         service_account = self._rbac()
@@ -304,7 +329,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 app_secret=app_secret.metadata.name,
                 reader_secret=reader_secret.metadata.name,
             ),
-            checksum=hashlib.sha256((config_text + script_text).encode()).hexdigest(),
+            checksum=hashlib.sha256((config_text + script_text + SCRAM_SOURCE).encode()).hexdigest(),
         )
         if args.replicas > 1:
             self._disruption_budget()

@@ -14,6 +14,8 @@ Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRO
   Every other parameter lives in the local file, which wins over the DCS and is re-read on restart.
 * ``bootstrap.post_init`` runs once, on the new primary, right after initdb, with a superuser
   connection URL as ``$1`` and ``PGPASSFILE`` set. (``bootstrap.users`` was removed in Patroni 4.0.)
+  It sets passwords as SCRAM verifiers computed in the pod, never as cleartext SQL; later changes
+  (rotation, DCS parameters, extension updates) are the reconciler's (``components.reconciler``).
 
 The config is emitted as JSON, which is valid YAML, so the runtime needs no YAML library.
 """
@@ -50,6 +52,7 @@ CONFIG_DIR = "/etc/patroni"
 CONFIG_FILE = "patroni.yaml"
 SCRIPTS_DIR = "/etc/timescaledb/scripts"
 POST_INIT_FILE = "post_init.sh"
+SCRAM_FILE = "scram.py"
 SECRETS_DIR = "/etc/timescaledb/secrets"
 TLS_DIR = "/etc/timescaledb/tls"
 PGPASS_FILE = "/tmp/pgpass"
@@ -252,6 +255,8 @@ class BootstrapRoles:
     reader_user: str
     monitor_user: str = MONITOR_USER
     secrets_dir: str = SECRETS_DIR
+    scripts_dir: str = SCRIPTS_DIR
+    """Where post_init finds ``scram.py`` (mounted beside it from the ConfigMap)."""
     extensions: Sequence[str] = ("timescaledb", "pg_stat_statements")
 
 
@@ -260,26 +265,41 @@ def password_file(role: str) -> str:
     return f"{role}-password"
 
 
+NO_STATEMENT_TRACES = (
+    "-c log_statement=none -c log_min_duration_statement=-1 -c log_min_error_statement=panic "
+    "-c pg_stat_statements.track_utility=off"
+)
+"""Session options for statements that carry password verifiers: not logged, not tracked."""
+
+
 def post_init_script(roles: BootstrapRoles) -> str:
     """Idempotent bash script for ``bootstrap.post_init``: roles, database, grants, extensions.
 
-    Passwords are read by psql from mounted files (``\\set x `cat file```), never put on a command
-    line, and statement logging is switched off for the session so no password reaches the log.
+    Passwords never reach the server: ``scram.py`` turns each mounted password file into a SCRAM-SHA-256
+    verifier first (in a private temp dir, removed on exit), and psql sends ``ALTER ROLE ... PASSWORD
+    '<verifier>'``. The session also switches statement logging and pg_stat_statements' utility
+    tracking off, so not even the verifier lands in the log or the statistics.
     """
     for value, name in ((roles.database, "database"), (roles.app_user, "app_user"),
                         (roles.reader_user, "reader_user"), (roles.monitor_user, "monitor_user")):
         check_identifier(value, field_name=name)
     for extension in roles.extensions:
         check_identifier(extension, field_name="extension")
-    role_blocks = "\n".join(
-        _role_sql(role, f"{roles.secrets_dir}/{password_file(role)}")
-        for role in (roles.app_user, roles.reader_user, roles.monitor_user)
+    users = (roles.app_user, roles.reader_user, roles.monitor_user)
+    verifiers = "\n".join(
+        f'python3 {roles.scripts_dir}/{SCRAM_FILE} {roles.secrets_dir}/{password_file(role)} > "$verifiers/{role}"'
+        for role in users
     )
+    role_blocks = "\n".join(_role_sql(role) for role in users)
     extensions = "\n".join(f"CREATE EXTENSION IF NOT EXISTS {name};" for name in roles.extensions)
     return f"""#!/bin/bash
 # Patroni bootstrap.post_init: runs once on the new primary after initdb; $1 is a superuser URL.
 set -euo pipefail
-export PGOPTIONS="-c log_statement=none -c log_min_duration_statement=-1"
+verifiers="$(mktemp -d)"
+trap 'rm -rf "$verifiers"' EXIT
+{verifiers}
+export PGOPTIONS="{NO_STATEMENT_TRACES}"
+cd "$verifiers"
 psql "$1" --no-psqlrc --set=ON_ERROR_STOP=1 --quiet <<'SQL'
 {role_blocks}
 SELECT format('CREATE DATABASE %I OWNER %I', '{roles.database}', '{roles.app_user}')
@@ -296,11 +316,11 @@ SQL
 """
 
 
-def _role_sql(role: str, path: str) -> str:
+def _role_sql(role: str) -> str:
     return (
-        f"\\set pw `cat {path}`\n"
+        f"\\set verifier `cat {role}`\n"
         f"SELECT format('CREATE ROLE %I LOGIN', '{role}')"
         f" WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
-        f"SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'pw') \\gexec\n"
-        "\\unset pw"
+        f"SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'verifier') \\gexec\n"
+        "\\unset verifier"
     )

@@ -41,6 +41,7 @@ MONITOR_KEY = "monitor-password"
 
 CONFIG_KEY = pc.CONFIG_FILE
 POST_INIT_KEY = pc.POST_INIT_FILE
+SCRAM_KEY = pc.SCRAM_FILE
 """Keys of the Patroni ConfigMap."""
 
 CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/patroni-config-sha256"
@@ -235,7 +236,10 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             name=SCRIPTS_VOLUME,
             config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=refs.config_map,
-                items=[k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550)],
+                items=[
+                    k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550),
+                    k8s.core.v1.KeyToPathArgs(key=SCRAM_KEY, path=pc.SCRAM_FILE, mode=0o440),
+                ],
             ),
         ),
         k8s.core.v1.VolumeArgs(

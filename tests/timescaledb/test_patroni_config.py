@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 import yaml
 
+from components.shared import scram
 from components.timescaledb import patroni_config as pc
 
 LABELS = {"app.kubernetes.io/name": "timescaledb", "app.kubernetes.io/instance": "tsdb"}
@@ -126,8 +128,9 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
     script = pc.post_init_script(pc.BootstrapRoles(database="app", app_user="app", reader_user="reader"))
     assert script.startswith("#!/bin/bash\n")
     for role in ("app", "reader", pc.MONITOR_USER):
-        assert f"`cat {pc.SECRETS_DIR}/{pc.password_file(role)}`" in script
-    assert "log_statement=none" in script
+        assert f"python3 {pc.SCRIPTS_DIR}/{pc.SCRAM_FILE} {pc.SECRETS_DIR}/{pc.password_file(role)} >" in script
+        assert f"`cat {pc.SECRETS_DIR}" not in script, "a password file must never be read into SQL"
+    assert "log_statement=none" in script and "pg_stat_statements.track_utility=off" in script
     assert "CREATE EXTENSION IF NOT EXISTS timescaledb;" in script
     assert "GRANT pg_read_all_data TO reader;" in script and "GRANT pg_monitor TO monitor;" in script
 
@@ -139,7 +142,9 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     pgserver = pytest.importorskip("bench.pgserver")
     # log_statement=all: the script must switch statement logging off for its own session.
-    with pgserver.PgServer(base_dir=tmp_path, extra_conf={"log_statement": "'all'"}) as running:
+    conf = {"log_statement": "'all'", "shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track_utility": "on"}
+    with pgserver.PgServer(base_dir=tmp_path, extra_conf=conf) as running:
         hba = running.pgdata / "pg_hba.conf"
         hba.write_text(
             "local all all trust\n"
@@ -164,8 +169,11 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
     for role, password in passwords.items():
         (secrets / pc.password_file(role)).write_text(password + "\n")
     # timescaledb is not in the embedded server; pg_stat_statements exercises the extension step.
-    roles = pc.BootstrapRoles(database="app", app_user="app", reader_user="reader",
-                              secrets_dir=str(secrets), extensions=("pg_stat_statements",))
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(scram.__file__, scripts / pc.SCRAM_FILE)
+    roles = pc.BootstrapRoles(database="app", app_user="app", reader_user="reader", secrets_dir=str(secrets),
+                              scripts_dir=str(scripts), extensions=("pg_stat_statements",))
     script = tmp_path / "post_init.sh"
     script.write_text(pc.post_init_script(roles))
     url = f"postgresql://{pc.SUPERUSER}@{running.host}:{running.port}/postgres"
@@ -192,3 +200,10 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
     log = running.logfile.read_text()
     assert "CREATE TABLE metrics" in log, "statement logging is off, so the check below would prove nothing"
     assert not any(p in log for p in passwords.values()), "a password reached the server log"
+    assert "SCRAM-SHA-256$" not in log, "not even a verifier should reach the log"
+    with psycopg.connect(running.dsn("app"), autocommit=True) as conn:
+        tracked = [row[0] for row in conn.execute("SELECT query FROM pg_stat_statements")]
+        stored = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL"))
+    assert any("CREATE TABLE metrics" in q for q in tracked), "pg_stat_statements tracks nothing: the check is void"
+    assert not [q for q in tracked if any(p in q for p in passwords.values()) or "SCRAM-SHA-256$" in q]
+    assert all(stored[role].startswith("SCRAM-SHA-256$4096:") for role in passwords)
