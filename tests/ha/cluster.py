@@ -1,0 +1,733 @@
+"""A real Patroni cluster on loopback: etcd + N Patroni members + PostgreSQL, started from rendered settings.
+
+Reusable harness for real-process HA tests (``tests/ha/``) and benchmarks (``bench/failover.py``).
+
+What is real: Patroni 4.1 (the pinned wheel), PostgreSQL (Debian's server binaries), etcd (Debian's
+``etcd-server``) as the DCS. Each member gets its own loopback address (``127.a.b.c``) and the ports the
+pod uses (5432, 8008), its own data, WAL and socket directories in a fresh temp dir outside the clone,
+and runs as Debian's unprivileged ``postgres`` user (PostgreSQL refuses root; the rendered
+``local all postgres peer`` rule needs that OS user name).
+
+What comes from the component, unchanged: the rendered ``patroni.yaml`` (``bootstrap.dcs`` timing and
+PostgreSQL settings, ``initdb``/``basebackup`` options, authentication, pg_hba, ``use_unix_socket*``,
+rewind and data-directory policies), the Patroni container's environment (names of the roles, which
+secrets go where) and the ``post_init`` bootstrap script. What is adapted, and why (see
+:func:`member_config`): the DCS section (``kubernetes`` → ``etcd3``: no API server here), pod identity and
+paths (name, addresses, directories, ``bin_dir``), pod-network replication rules pointed at the loopback
+test network, ``timescaledb`` left out of ``shared_preload_libraries`` (Debian ships no TimescaleDB) and
+``shared_buffers`` capped so three members fit a small CI machine.
+
+Typical use::
+
+    rendered = rendered_database("prod")
+    with PatroniCluster(rendered, members=3) as cluster:   # bootstraps; waits for streaming replicas
+        leader = cluster.wait_for_leader()
+        cluster.kill(leader)                             # SIGKILL Patroni and PostgreSQL
+        new_leader = cluster.wait_for_leader(exclude={leader.name}, timeout=30)
+        cluster.start(leader)                            # rejoins (pg_rewind) as a replica
+        cluster.wait_for_roles({leader.name: "replica"}, timeout=30)
+        with cluster.connect(new_leader) as conn: ...    # the app role over TCP
+
+Every process is started in its own process group and killed on ``stop()``/context exit (and at
+interpreter exit), PostgreSQL's postmaster included (Patroni runs it in a session of its own).
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import importlib.metadata
+import json
+import os
+import pwd
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import yaml
+
+RUN_AS = "postgres"
+"""OS user of every server process (Debian's ``postgres``: PostgreSQL refuses root, pg_hba peer-maps it)."""
+POSTGRES_BIN_CANDIDATES = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
+ETCD_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
+TEST_NETWORK = "127.0.0.0/8"
+"""The network the members replicate over here (stands in for the pod networks in pg_hba)."""
+TEST_SHARED_BUFFERS = "128MB"
+PATRONI_DISTRIBUTIONS = ("patroni", "python-etcd", "psycopg", "psycopg-binary")
+"""Distributions (with their dependencies) copied next to the cluster for the unprivileged user."""
+
+T = TypeVar("T")
+
+
+class ClusterError(RuntimeError):
+    """The cluster did not reach an expected state in time; the message carries the recent logs."""
+
+
+# -- what the harness needs from the machine -------------------------------------------------------
+
+
+def postgres_bin_dir() -> Path | None:
+    """Debian's PostgreSQL server binaries, newest first."""
+    for candidate in POSTGRES_BIN_CANDIDATES:
+        if (Path(candidate) / "postgres").is_file():
+            return Path(candidate)
+    return None
+
+
+def etcd_binary() -> Path | None:
+    for candidate in ETCD_CANDIDATES:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return shutil.which("etcd") and Path(str(shutil.which("etcd")))
+
+
+def missing_requirements() -> str | None:
+    """Why the harness cannot run here (a skip reason), or None."""
+    if postgres_bin_dir() is None:
+        return "PostgreSQL server binaries not found (Debian package postgresql-15; scripts/test installs it as root)"
+    if etcd_binary() is None:
+        return "etcd not found (Debian package etcd-server; scripts/test installs it as root)"
+    try:
+        pwd.getpwnam(RUN_AS)
+    except KeyError:
+        return f"no {RUN_AS!r} OS user (created by Debian's postgresql-common)"
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != RUN_AS:
+        return f"must run as root (to start servers as {RUN_AS!r}) or as {RUN_AS!r}"
+    try:
+        importlib.metadata.distribution("python-etcd")
+    except importlib.metadata.PackageNotFoundError:
+        return "python-etcd is not installed (requirements-dev.txt)"
+    if _python_for(RUN_AS) is None:
+        return f"no python{sys.version_info.major}.{sys.version_info.minor} interpreter that {RUN_AS!r} may run"
+    return None
+
+
+# -- rendered input --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedDatabase:
+    """What the TimescaleDB component renders for Patroni: config file, container env, post_init script."""
+
+    config: Mapping[str, Any]
+    """The parsed ``patroni.yaml`` of the ConfigMap."""
+    env: Mapping[str, str]
+    """The Patroni container's literal env values; Secret and downward-API references are left out."""
+    secret_env: tuple[str, ...]
+    """Names of env vars the pod gets from Secrets (the harness generates values for them)."""
+    post_init: str
+    """The ``post_init.sh`` of the ConfigMap."""
+    readiness_path: str
+    """HTTP path of the Patroni container's readiness probe."""
+    readiness_period: int
+    readiness_failures: int
+
+
+def rendered_database(stack: str) -> RenderedDatabase:
+    """The database the program renders for ``Pulumi.<stack>.yaml`` (under the test harness's mocks)."""
+    from tests.stacks import run_stack
+
+    manifests = run_stack(stack).manifests()
+    statefulset = next(m for m in manifests if m["kind"] == "StatefulSet" and _patroni_container(m) is not None)
+    container = _patroni_container(statefulset)
+    assert container is not None
+    config_map = next(
+        m for m in manifests if m["kind"] == "ConfigMap" and "patroni.yaml" in (m.get("data") or {})
+    )
+    env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+    secret_env = tuple(e["name"] for e in container.get("env") or [] if "secretKeyRef" in e.get("valueFrom", {}))
+    probe = container["readinessProbe"]
+    return RenderedDatabase(
+        config=yaml.safe_load(config_map["data"]["patroni.yaml"]),
+        env=env,
+        secret_env=secret_env,
+        post_init=config_map["data"]["post_init.sh"],
+        readiness_path=probe["httpGet"]["path"],
+        readiness_period=int(probe.get("periodSeconds", 10)),
+        readiness_failures=int(probe.get("failureThreshold", 3)),
+    )
+
+
+def _patroni_container(statefulset: Mapping[str, Any]) -> dict[str, Any] | None:
+    for container in statefulset["spec"]["template"]["spec"]["containers"]:
+        if any(e["name"] == "PATRONI_SCOPE" for e in container.get("env") or []):
+            return container
+    return None
+
+
+# -- members ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One Patroni member: a loopback address, the pod's ports, its directories and its processes."""
+
+    name: str
+    host: str
+    root: Path
+    pg_port: int = 5432
+    api_port: int = 8008
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    starts: int = 0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "pgdata" / "data"
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.root / "pgwal" / "pg_wal"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "patroni.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "patroni.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def postmaster_pid(self) -> int | None:
+        """PID of this member's postmaster (its process-group and session leader), if it left a pid file."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def get(self, path: str, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
+        """GET a Patroni REST API path: (HTTP status, JSON body or {}); status 0 when unreachable."""
+        return http_get(self.api_url + path, timeout=timeout)
+
+
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback test URL)
+            return response.status, _json(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _json(error.read())
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# -- the cluster -----------------------------------------------------------------------------------
+
+
+class PatroniCluster:
+    """etcd plus ``members`` Patroni members built from a :class:`RenderedDatabase`.
+
+    ``start()`` (or ``with``) bootstraps: the first member initdb's and runs ``post_init``, the others
+    ``pg_basebackup`` from it; it returns once there is a leader and every other member streams.
+    """
+
+    def __init__(
+        self,
+        rendered: RenderedDatabase,
+        *,
+        members: int = 3,
+        dcs_overrides: Mapping[str, Any] | None = None,
+        startup_timeout: float = 90.0,
+    ) -> None:
+        problem = missing_requirements()
+        if problem:
+            raise ClusterError(problem)
+        self.rendered = rendered
+        self.dcs_overrides = dict(dcs_overrides or {})
+        self.startup_timeout = startup_timeout
+        self.scope = str(rendered.config["scope"])
+        self.root = Path(tempfile.mkdtemp(prefix="tsk8s-ha-", dir="/tmp"))
+        self.root.chmod(0o755)
+        self.passwords = {name: secrets.token_urlsafe(18) for name in rendered.secret_env}
+        self.app_passwords: dict[str, str] = {}
+        self._network = _free_loopback_network()
+        self.members = [
+            Member(name=f"{self.scope}-{i}", host=f"{self._network}.{10 + i}", root=self.root / f"{self.scope}-{i}")
+            for i in range(members)
+        ]
+        self._etcd: subprocess.Popen[bytes] | None = None
+        self.etcd_url = f"http://{self._network}.2:2379"
+        self._site = self.root / "site"
+        self._python = _python_for(RUN_AS)
+        self._postmasters: set[int] = set()
+        self._stopped = False
+        atexit.register(self.stop)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def __enter__(self) -> PatroniCluster:
+        try:
+            return self.start_all()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start_all(self) -> PatroniCluster:
+        """Start etcd and every member; wait for a leader and for every replica to stream."""
+        _vendor_distributions(self._site, PATRONI_DISTRIBUTIONS)
+        self._write_secrets()
+        self._start_etcd()
+        first, *others = self.members
+        self.start(first)
+        self.wait_for_leader(timeout=self.startup_timeout)
+        for member in others:
+            self.start(member)
+        self.wait_for_roles({m.name: "replica" for m in others}, timeout=self.startup_timeout, streaming=True)
+        return self
+
+    def start(self, member: Member) -> None:
+        """(Re)start a member's Patroni on its existing data (a new member bootstraps or clones)."""
+        if member.running:
+            raise ClusterError(f"{member.name} is already running")
+        for directory in (member.root, member.socket_dir, member.data_dir.parent, member.wal_dir.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+            _chown(directory)
+        member.config_file.write_text(json.dumps(self.member_config(member), indent=2))
+        _chown(member.config_file)
+        log = open(member.log_file, "ab")
+        try:
+            member.process = subprocess.Popen(
+                [str(self._python), "-s", "-m", "patroni", str(member.config_file)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.member_env(member), cwd=member.root, start_new_session=True, **_as_user(),
+            )
+        finally:
+            log.close()
+        member.starts += 1
+
+    def kill(self, member: Member, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the member's Patroni and its PostgreSQL (both process groups), like a pod's
+        processes dying at once; waits until Patroni is gone."""
+        postmaster = member.postmaster_pid()
+        if member.process is not None:
+            _killpg(member.process.pid, sig)
+        if postmaster is not None:
+            self._postmasters.add(postmaster)
+            _killpg(postmaster, sig)
+        if member.process is not None:
+            try:
+                member.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _killpg(member.process.pid, signal.SIGKILL)
+                member.process.wait(timeout=10)
+        if postmaster is not None:
+            _wait_gone(postmaster, timeout=30)
+
+    def stop(self) -> None:
+        """Kill every process this cluster started and delete its directory (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for member in self.members:
+            postmaster = member.postmaster_pid()
+            if postmaster is not None:
+                self._postmasters.add(postmaster)
+            if member.process is not None and member.process.poll() is None:
+                _killpg(member.process.pid, signal.SIGKILL)
+                try:
+                    member.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        for pid in self._postmasters:
+            _killpg(pid, signal.SIGKILL)
+            _wait_gone(pid, timeout=10)
+        if self._etcd is not None and self._etcd.poll() is None:
+            _killpg(self._etcd.pid, signal.SIGKILL)
+            try:
+                self._etcd.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def member_config(self, member: Member) -> dict[str, Any]:
+        """The rendered ``patroni.yaml`` adapted to this member (see the module docstring for what changes)."""
+        config = copy.deepcopy(dict(self.rendered.config))
+        config.pop("kubernetes", None)
+        config["etcd3"] = {"hosts": [self.etcd_url.removeprefix("http://")]}
+        config["name"] = member.name
+        config["bootstrap"]["dcs"].update(self.dcs_overrides)
+        config["bootstrap"]["post_init"] = str(self.root / "post_init.sh")
+        for options in (config["bootstrap"].get("initdb", []), config["postgresql"].get("basebackup", [])):
+            for option in options:
+                if isinstance(option, dict) and "waldir" in option:
+                    option["waldir"] = str(member.wal_dir)
+        postgresql = config["postgresql"]
+        postgresql.update({
+            "listen": f"{member.host}:{member.pg_port}",
+            "connect_address": f"{member.host}:{member.pg_port}",
+            "data_dir": str(member.data_dir),
+            "bin_dir": str(postgres_bin_dir()),
+            "pgpass": str(member.root / "pgpass"),
+            "pg_hba": test_network_hba(postgresql["pg_hba"]),
+        })
+        for parameters in (postgresql["parameters"], config["bootstrap"]["dcs"]["postgresql"]["parameters"]):
+            _without_timescaledb(parameters)
+        postgresql["parameters"]["unix_socket_directories"] = str(member.socket_dir)
+        postgresql["parameters"]["shared_buffers"] = TEST_SHARED_BUFFERS
+        config["restapi"] = {
+            **config.get("restapi", {}),
+            "listen": f"{member.host}:{member.api_port}",
+            "connect_address": f"{member.host}:{member.api_port}",
+        }
+        return config
+
+    def member_env(self, member: Member) -> dict[str, str]:
+        """The pod's Patroni env with pod identity, paths and secrets of this member (no Kubernetes vars)."""
+        env = {k: v for k, v in self.rendered.env.items() if not k.startswith("PATRONI_KUBERNETES_")}
+        env.update(self.passwords)
+        config = self.member_config(member)
+        env.update({
+            "PATRONI_NAME": member.name,
+            "PATRONI_POSTGRESQL_DATA_DIR": str(member.data_dir),
+            "PATRONI_POSTGRESQL_PGPASS": config["postgresql"]["pgpass"],
+            "PATRONI_POSTGRESQL_LISTEN": config["postgresql"]["listen"],
+            "PATRONI_POSTGRESQL_CONNECT_ADDRESS": config["postgresql"]["connect_address"],
+            "PATRONI_RESTAPI_LISTEN": config["restapi"]["listen"],
+            "PATRONI_RESTAPI_CONNECT_ADDRESS": config["restapi"]["connect_address"],
+            "PATRONICTL_CONFIG_FILE": str(member.config_file),
+            "PGDATA": str(member.data_dir),
+            "PGHOST": str(member.socket_dir),
+            "HOME": str(member.root),
+            "PATH": f"{postgres_bin_dir()}:/usr/bin:/bin",
+            "PYTHONPATH": str(self._site),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+        })
+        return {k: v for k, v in env.items() if "$(" not in v}
+
+    def _write_secrets(self) -> None:
+        """post_init's password files (generated) and the script itself, pointed at them."""
+        secrets_dir = self.root / "secrets"
+        secrets_dir.mkdir()
+        script = self.rendered.post_init
+        for directory, filename in set(re.findall(r"`cat (\S+)/([^/`\s]+)`", script)):
+            password = secrets.token_urlsafe(18)
+            (secrets_dir / filename).write_text(password + "\n")
+            self.app_passwords[filename.removesuffix("-password")] = password
+            script = script.replace(f"{directory}/{filename}", str(secrets_dir / filename))
+        script = "\n".join(
+            line for line in script.splitlines() if line.strip() != "CREATE EXTENSION IF NOT EXISTS timescaledb;"
+        ) + "\n"
+        post_init = self.root / "post_init.sh"
+        post_init.write_text(script)
+        post_init.chmod(0o755)
+        for path in (secrets_dir, *secrets_dir.iterdir()):
+            _chown(path)
+            path.chmod(0o700 if path.is_dir() else 0o400)
+
+    def _start_etcd(self) -> None:
+        data = self.root / "etcd"
+        data.mkdir()
+        _chown(data)
+        data.chmod(0o700)
+        peer = f"http://{self._network}.2:2380"
+        log = open(self.root / "etcd.log", "ab")
+        try:
+            self._etcd = subprocess.Popen(
+                [str(etcd_binary()), "--name", "etcd", "--data-dir", str(data),
+                 "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"etcd={peer}", "--initial-cluster-state", "new",
+                 "--log-level", "warn"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.root, start_new_session=True, **_as_user(),
+            )
+        finally:
+            log.close()
+        wait_until(lambda: http_get(self.etcd_url + "/health")[0] == 200, timeout=30,
+                   message="etcd did not become healthy", logs=self.logs)
+
+    # -- observation ------------------------------------------------------------------------------
+
+    def member(self, name: str) -> Member:
+        return next(m for m in self.members if m.name == name)
+
+    def topology(self) -> dict[str, dict[str, Any]]:
+        """``GET /cluster`` from the first reachable member: name → {role, state, timeline, lag, ...}."""
+        for member in self.members:
+            if member.running:
+                status, body = member.get("/cluster")
+                if status == 200 and "members" in body:
+                    return {m["name"]: m for m in body["members"]}
+        return {}
+
+    def leader(self, exclude: Iterable[str] = ()) -> Member | None:
+        """The running member that holds the leader lock and runs as a writable primary (``GET /primary``)."""
+        excluded = set(exclude)
+        for member in self.members:
+            if member.name not in excluded and member.running and member.get("/primary")[0] == 200:
+                return member
+        return None
+
+    def wait_for_leader(self, *, exclude: Iterable[str] = (), timeout: float = 60.0, interval: float = 0.1) -> Member:
+        """Wait for a leader (not in ``exclude``); raises :class:`ClusterError` with the logs on timeout."""
+        excluded = set(exclude)
+        return wait_until(lambda: self.leader(excluded), timeout=timeout, interval=interval,
+                          message=f"no leader outside {sorted(excluded)}", logs=self.logs)
+
+    def wait_for_roles(self, roles: Mapping[str, str], *, timeout: float = 60.0, streaming: bool = True) -> None:
+        """Wait until every named member has the role (``leader`` or ``replica``) in ``/cluster``; with
+        ``streaming`` a replica must also stream from the leader."""
+
+        def reached() -> bool:
+            topology = self.topology()
+            for name, role in roles.items():
+                entry = topology.get(name, {})
+                if role == "replica":
+                    if entry.get("role") not in ("replica", "sync_standby", "quorum_standby"):
+                        return False
+                    if streaming and entry.get("state") != "streaming":
+                        return False
+                elif entry.get("role") != role:
+                    return False
+            return True
+
+        wait_until(reached, timeout=timeout, interval=0.2, message=f"roles not reached: {dict(roles)}", logs=self.logs)
+
+    def dcs_settings(self) -> dict[str, Any]:
+        """The dynamic configuration Patroni runs with (``GET /config``)."""
+        for member in self.members:
+            if member.running:
+                status, body = member.get("/config")
+                if status == 200:
+                    return body
+        return {}
+
+    # -- SQL --------------------------------------------------------------------------------------
+
+    def dsn(self, member: Member, *, user: str | None = None, dbname: str | None = None) -> str:
+        """libpq conninfo for a member over TCP; default the application role and database."""
+        database, app_user = self.application()
+        user = user or app_user
+        password = self.app_passwords.get(user) or self.passwords.get("PATRONI_SUPERUSER_PASSWORD", "")
+        return psycopg.conninfo.make_conninfo(
+            host=member.host, port=member.pg_port, user=user, dbname=dbname or database, password=password,
+            connect_timeout=2, sslmode="disable", application_name="tests-ha",
+        )
+
+    @contextmanager
+    def connect(self, member: Member, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(self.dsn(member, **kwargs), autocommit=True) as conn:
+            yield conn
+
+    def application(self) -> tuple[str, str]:
+        """(database, application role) that post_init creates."""
+        script = self.rendered.post_init
+        database = re.search(r"CREATE DATABASE %I OWNER %I', '([^']+)', '([^']+)'", script)
+        if database is None:
+            raise ClusterError("post_init creates no database")
+        return database.group(1), database.group(2)
+
+    # -- diagnostics ------------------------------------------------------------------------------
+
+    def logs(self, tail: int = 3000) -> str:
+        """The tail of every member's log and etcd's, for failure messages."""
+        parts = [f"--- {m.name} ---\n{m.log()[-tail:]}" for m in self.members]
+        try:
+            parts.append("--- etcd ---\n" + (self.root / "etcd.log").read_text(errors="replace")[-tail:])
+        except OSError:
+            pass
+        return "\n".join(parts)
+
+
+def test_network_hba(rules: Iterable[str]) -> list[str]:
+    """The rendered rules with pod-network replication rules pointed at :data:`TEST_NETWORK` (deduplicated,
+    in place); every other rule (socket, loopback, rejects, client rules) stays as rendered."""
+    out: list[str] = []
+    for rule in rules:
+        fields = rule.split()
+        if (len(fields) >= 5 and fields[0].startswith("host") and fields[1] == "replication"
+                and fields[-1] != "reject" and fields[3] not in ("127.0.0.1/32", "::1/128")):
+            rule = " ".join([*fields[:3], TEST_NETWORK, *fields[4:]])
+        if rule not in out:
+            out.append(rule)
+    return out
+
+
+def _without_timescaledb(parameters: dict[str, Any]) -> None:
+    libraries = parameters.get("shared_preload_libraries")
+    if libraries is not None:
+        kept = [lib.strip() for lib in str(libraries).split(",") if lib.strip() and lib.strip() != "timescaledb"]
+        parameters["shared_preload_libraries"] = ",".join(kept)
+    for name in [n for n in parameters if n.startswith("timescaledb.")]:
+        del parameters[name]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def wait_until(
+    check: Callable[[], T | None | bool],
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    message: str = "condition not reached",
+    logs: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; raise :class:`ClusterError` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{message} within {timeout:.0f}s\n{logs() if logs else ''}")
+        time.sleep(interval)
+
+
+def _free_loopback_network() -> str:
+    """A random ``127.a.b`` prefix whose .2 (etcd) and .10-.19 (members) addresses have the ports free."""
+    for _ in range(50):
+        prefix = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}"
+        addresses = [(f"{prefix}.2", 2379), (f"{prefix}.2", 2380)]
+        addresses += [(f"{prefix}.{10 + i}", port) for i in range(10) for port in (5432, 8008)]
+        if all(_port_free(host, port) for host, port in addresses):
+            return prefix
+    raise ClusterError("no free loopback network found")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _as_user() -> dict[str, Any]:
+    """subprocess keyword arguments that run a child as :data:`RUN_AS` when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam(RUN_AS)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _chown(path: Path) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(RUN_AS)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Every directory above ``path`` is traversable and the file executable by other users."""
+    resolved = path.resolve()
+    if not resolved.is_file() or not resolved.stat().st_mode & 0o001:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in resolved.parents)
+
+
+def _python_for(user: str) -> Path | None:
+    """An interpreter of this Python's version that ``user`` can run (a venv's may live under /root)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [Path(sys.executable), Path(sysconfig.get_config_var("BINDIR") or "/usr/bin") / f"python{version}",
+                  Path(f"/usr/bin/python{version}"), Path(f"/usr/local/bin/python{version}")]
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name == user:
+        return Path(sys.executable)
+    for candidate in candidates:
+        if candidate.exists() and _reachable_by_others(candidate):
+            return candidate.resolve()
+    return None
+
+
+def _vendor_distributions(target: Path, names: Iterable[str]) -> None:
+    """Copy the installed files of ``names`` and their dependencies into ``target`` (a PYTHONPATH the
+    unprivileged user can read: the clone and its venv may sit in a directory only root may enter)."""
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    queue = list(names)
+    while queue:
+        name = queue.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for requirement in distribution.requires or []:
+            parsed = Requirement(requirement)
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                queue.append(parsed.name)
+        for file in distribution.files or []:
+            source = Path(str(distribution.locate_file(file)))
+            if ".." in file.parts or "__pycache__" in file.parts or not source.is_file():
+                continue
+            destination = target / file
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o755 if path.is_dir() else 0o644))
