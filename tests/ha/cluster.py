@@ -445,7 +445,12 @@ class PatroniCluster:
         secrets_dir = self.root / "secrets"
         secrets_dir.mkdir()
         script = self.rendered.post_init
-        for directory, filename in set(re.findall(r"`cat (\S+)/([^/`\s]+)`", script)):
+        for helper in set(re.findall(r"(/[^\s`]+/(?:scram\.py))\b", script)):  # post_init's verifier helper
+            local = self.root / Path(helper).name
+            shutil.copy(Path(__file__).resolve().parents[2] / "components" / "shared" / local.name, local)
+            local.chmod(0o644)
+            script = script.replace(helper, str(local))
+        for directory, filename in set(re.findall(r"(/[^\s`]+)/([a-z_][a-z0-9_]*-password)\b", script)):
             password = secrets.token_urlsafe(18)
             (secrets_dir / filename).write_text(password + "\n")
             self.app_passwords[filename.removesuffix("-password")] = password

@@ -163,7 +163,18 @@ def wait_until_members_see(
     waiter.until(seen_everywhere, f"every member to load {names}")
 
 
-def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, report: Report, *, role: str) -> None:
+Pending = Callable[[Dict[str, Any]], bool]
+"""member -> True while it needs a restart to apply its settings."""
+
+
+def pending_restart(api: PatroniAPI, settings_pending: Callable[[Dict[str, Any]], bool]) -> Pending:
+    """Patroni's live flag on the member, or PostgreSQL's own ``pg_settings.pending_restart`` (which is
+    set by the reload, before Patroni's next HA loop publishes its flag in /cluster)."""
+    return lambda member: bool(api.member_status(member).get("pending_restart")) or settings_pending(member)
+
+
+def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, report: Report, *, role: str,
+                    is_pending: Pending) -> None:
     started = api.member_status(member).get("postmaster_start_time")
     api.restart(member)
 
@@ -178,28 +189,28 @@ def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, rep
     # max_connections waits for the primary), so running out of patience here is not an error.
     try:
         Waiter(SETTLE_SECONDS, clock=waiter.clock, sleep=waiter.sleep).until(
-            lambda: not api.member_status(member).get("pending_restart"), "pending_restart to clear"
+            lambda: not is_pending(member), "pending_restart to clear"
         )
     except ReconcileError:
         pass
 
 
-def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report) -> None:
+def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report, is_pending: Pending) -> None:
     """Apply restart-only settings: replicas first, then a switchover, never two members down at once."""
     for _ in range(MAX_ROUNDS):
         cluster = healthy_cluster(api, waiter, "a restart")
-        pending = [m for m in cluster["members"] if m.get("pending_restart")]
+        pending = {m["name"] for m in cluster["members"] if is_pending(m)}
         if not pending:
             report.unchanged("restart", "cluster", action="no member has a pending restart")
             return
         leader = leader_of(cluster)
-        for member in [m for m in pending if m["name"] != leader["name"]]:
+        for member in [m for m in cluster["members"] if m["name"] in pending and m["name"] != leader["name"]]:
             healthy_cluster(api, waiter, f"restarting replica {member['name']}")
-            _restart_member(api, member, waiter, report, role="replica")
-        if not leader.get("pending_restart"):
+            _restart_member(api, member, waiter, report, role="replica", is_pending=is_pending)
+        if leader["name"] not in pending:
             continue
         cluster = healthy_cluster(api, waiter, f"switching over from {leader['name']}")
-        candidates = [m for m in cluster["members"] if m["name"] != leader["name"] and not m.get("pending_restart")]
+        candidates = [m for m in cluster["members"] if m["name"] != leader["name"] and not is_pending(m)]
         if candidates:
             candidate = min(candidates, key=lambda m: (m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
             api.switchover(leader["name"], candidate["name"])
@@ -209,9 +220,10 @@ def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report) -> 
             )
             report.change("switchover", leader["name"], to=candidate["name"], reason="pending_restart on the primary")
         elif len(cluster["members"]) == 1:
-            _restart_member(api, leader, waiter, report, role="primary (single member: writes paused during the restart)")
+            _restart_member(api, leader, waiter, report, role="primary (single member: writes paused during the restart)",
+                            is_pending=is_pending)
         else:
             raise ReconcileError(f"the primary {leader['name']} needs a restart but no replica is ready to take over")
-    still = [m["name"] for m in api.cluster().get("members", []) if m.get("pending_restart")]
+    still = [m["name"] for m in api.cluster().get("members", []) if is_pending(m)]
     if still:
         raise ReconcileError(f"members still report pending_restart after {MAX_ROUNDS} rounds: {still}")

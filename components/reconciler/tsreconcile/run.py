@@ -14,6 +14,7 @@ from components.reconciler.tsreconcile.patroni import (
     apply_dcs_parameters,
     healthy_cluster,
     leader_of,
+    pending_restart,
     restart_pending_members,
     wait_until_members_see,
 )
@@ -60,12 +61,18 @@ def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector
     report.info("cluster", leader=leader["name"], members=[m["name"] for m in cluster["members"]])
     reconcile_database(desired, lambda database: connector(leader["host"], int(leader["port"]), database), report)
 
+    def member_connection(member: Dict[str, Any]) -> Any:
+        return closing(connector(member["host"], int(member["port"]), "postgres"))
+
+    def member_settings(member: Dict[str, Any], names: List[str]) -> Dict[str, Any]:
+        with member_connection(member) as connection:
+            return sql.settings_of(connection, names)
+
+    def settings_pending(member: Dict[str, Any]) -> bool:
+        with member_connection(member) as connection:
+            return sql.restart_pending(connection)
+
     if desired.dcs_parameters:
         apply_dcs_parameters(api, desired.dcs_parameters, report)
-
-        def member_settings(member: Dict[str, Any], names: List[str]) -> Dict[str, Any]:
-            with closing(connector(member["host"], int(member["port"]), "postgres")) as connection:
-                return sql.settings_of(connection, names)
-
         wait_until_members_see(api, desired.dcs_parameters, member_settings, waiter)
-    restart_pending_members(api, waiter, report)
+    restart_pending_members(api, waiter, report, pending_restart(api, settings_pending))

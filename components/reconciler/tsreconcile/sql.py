@@ -134,3 +134,8 @@ def settings_of(connection: Any, names: Iterable[str]) -> Dict[str, Tuple[str, O
         (sorted(names),),
     )
     return {name: (setting, unit, vartype, bool(pending)) for name, setting, unit, vartype, pending in found}
+
+
+def restart_pending(connection: Any) -> bool:
+    """True if this server has settings that wait for a restart."""
+    return bool(rows(connection, "SELECT count(*) FROM pg_settings WHERE pending_restart")[0][0])
