@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from components.autoscaler import Autoscaler, AutoscalerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import StackNamespace, StackNamespaceArgs
+from components.reconciler import Reconciler, ReconcilerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
 from stack import DATABASE_NAME, read_stack_config
@@ -44,6 +45,10 @@ if config.database.autoscaling is not None:
         AutoscalerArgs(namespace=namespace.name, target=database.scale_target, **config.database.autoscaling.spec_fields()),
         opts=with_provider,
     )
+
+# 4b. Reconciler: after each rollout, make the running cluster match the declaration (DCS parameters,
+#     passwords, extension versions); re-created, and so re-run, only when that declaration changes.
+Reconciler(f"{DATABASE_NAME}-reconciler", ReconcilerArgs(target=database.reconcile_target), opts=with_provider)
 
 # 5. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
 #    (reads from the replicas).

@@ -16,7 +16,14 @@ import pulumi
 from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
-from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from components.timescaledb import (
+    DEFAULT_EXPORTER_IMAGE,
+    DEFAULT_IMAGE,
+    DEFAULT_POSTGRES_MAJOR,
+    StorageArgs,
+    TimescaleDBArgs,
+    check_args,
+)
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -139,7 +146,8 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
     args = TimescaleDBArgs(
         namespace=namespace,
         replicas=replicas,
-        image=section.image("image", DEFAULT_IMAGE),
+        image=section.text("image", DEFAULT_IMAGE),  # the timescaledb-ha tag policy is check_args'
+        postgres_major=section.integer("postgresMajor", DEFAULT_POSTGRES_MAJOR, minimum=14, maximum=99),
         exporter_image=section.image("exporterImage", DEFAULT_EXPORTER_IMAGE),
         resources=section.resources("resources", DEFAULT_DATABASE_RESOURCES),
         storage=StorageArgs(
@@ -173,6 +181,7 @@ _DATABASE_KEYS = {
     "reader_user": "readerUser",
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
+    "postgres_major": "postgresMajor",
 }
 
 

@@ -153,3 +153,16 @@ def app_pod_template(
             ],
         ),
     )
+
+
+def disruptions_ignored() -> k8s.batch.v1.PodFailurePolicyArgs:
+    """A Job's podFailurePolicy: pods evicted by a node drain or preemption do not count against backoffLimit
+    (requires ``restartPolicy: Never``)."""
+    return k8s.batch.v1.PodFailurePolicyArgs(
+        rules=[
+            k8s.batch.v1.PodFailurePolicyRuleArgs(
+                action="Ignore",
+                on_pod_conditions=[k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")],
+            )
+        ]
+    )

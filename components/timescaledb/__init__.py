@@ -3,10 +3,11 @@
 from components.timescaledb.component import (
     DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
+    DEFAULT_POSTGRES_MAJOR,
     StorageArgs,
     TimescaleDB,
     TimescaleDBArgs,
     check_args,
 )
 
-__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]
+__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POSTGRES_MAJOR", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]

@@ -59,8 +59,23 @@ from components.shared.images import check_pinned_image, check_timescaledb_image
 from components.shared.labels import recommended_labels, selector_labels
 from components.timescaledb.tuning import TuneInput, tune
 from components.shared.quantity import byte_size
-from components.timescaledb.credentials import RolePassword, connection_data, opaque_secret, role_password
-from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from components.timescaledb.credentials import (
+    RolePassword,
+    connection_data,
+    credentials_fingerprint,
+    opaque_secret,
+    role_password,
+)
+from components.shared.types import (
+    ConnectionSecretKeys,
+    DatabaseConnection,
+    ReconcileTarget,
+    Resources,
+    ScaleTarget,
+    ScrapeTarget,
+    SecretFile,
+    registrable,
+)
 from components.shared.validate import check_range
 
 DEFAULT_IMAGE = (
@@ -265,6 +280,7 @@ class TimescaleDB(pulumi.ComponentResource):
     headless_service_name: pulumi.Output[str]
     superuser_secret_name: pulumi.Output[str]
     app_password: pulumi.Output[str]
+    reconcile_target: ReconcileTarget
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
@@ -360,6 +376,33 @@ class TimescaleDB(pulumi.ComponentResource):
         self.headless_service_name = headless.metadata.name
         self.superuser_secret_name = superuser_secret.metadata.name
         self.app_password = pulumi.Output.secret(passwords["app"].password)
+        self.reconcile_target = ReconcileTarget(
+            name=name,
+            namespace=args.namespace,
+            image=args.image,
+            run_as_user=pod.POSTGRES_UID,
+            postgres_major=args.postgres_major,
+            pod_labels=self.pod_labels,
+            patroni_url=pulumi.Output.concat("http://", headless.metadata.name, ".", headless.metadata.namespace,
+                                             f".svc.cluster.local:{pc.PATRONI_PORT}"),
+            postgres_port=pc.POSTGRES_PORT,
+            patroni_port=pc.PATRONI_PORT,
+            superuser=pc.SUPERUSER,
+            superuser_password=SecretFile(secret_name=superuser_secret.metadata.name, key=pod.SUPERUSER_KEY),
+            restapi_user=pc.RESTAPI_USER,
+            restapi_password=SecretFile(secret_name=internal_secret.metadata.name, key=pod.RESTAPI_KEY),
+            role_passwords={
+                args.app_user: SecretFile(secret_name=app_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
+                args.reader_user: SecretFile(secret_name=reader_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
+                pc.MONITOR_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.MONITOR_KEY),
+                pc.REPLICATION_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.REPLICATION_KEY),
+            },
+            replication_user=pc.REPLICATION_USER,
+            extensions=pc.EXTENSIONS,
+            dcs_parameters=pc.split_parameters(postgresql_parameters(args))[0],
+            credentials_version=credentials_fingerprint(list(passwords.values())),
+            ready=self.statefulset,
+        )
         self.register_outputs({
             "app_connection": registrable(self.app_connection),
             "reader_connection": registrable(self.reader_connection),
@@ -374,6 +417,7 @@ class TimescaleDB(pulumi.ComponentResource):
             "headless_service_name": self.headless_service_name,
             "superuser_secret_name": self.superuser_secret_name,
             "app_password": self.app_password,
+            "reconcile_target_credentials_version": self.reconcile_target.credentials_version,
         })
 
     # -- helpers -------------------------------------------------------------------------------

@@ -246,6 +246,10 @@ def render(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+EXTENSIONS = ("timescaledb", "pg_stat_statements")
+"""Extensions created at bootstrap in the application database (and kept up to date by the reconciler)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BootstrapRoles:
     """The database and roles post_init creates, and the files holding their passwords."""
@@ -257,7 +261,7 @@ class BootstrapRoles:
     secrets_dir: str = SECRETS_DIR
     scripts_dir: str = SCRIPTS_DIR
     """Where post_init finds ``scram.py`` (mounted beside it from the ConfigMap)."""
-    extensions: Sequence[str] = ("timescaledb", "pg_stat_statements")
+    extensions: Sequence[str] = EXTENSIONS
 
 
 def password_file(role: str) -> str:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import sys
 
-from components.reconciler.tsreconcile.desired import Desired
+from components.reconciler.tsreconcile.desired import DESIRED_ENV, Desired
 from components.reconciler.tsreconcile.report import Report
 from components.reconciler.tsreconcile.run import reconcile
 from components.reconciler.tsreconcile.sql import ReconcileError
 
-DESIRED_ENV = "TSRECONCILE_DESIRED"
 TERMINATION_LOG = "/dev/termination-log"
 
 

@@ -9,6 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARAMETER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+DESIRED_ENV = "TSRECONCILE_DESIRED"
+"""Environment variable carrying the declaration's JSON into the Job's container."""
 ROLE_OPTIONS = ("LOGIN", "LOGIN REPLICATION")
 """Attributes a missing role may be created with."""
 
