@@ -48,7 +48,7 @@ if config.database.autoscaling is not None:
 
 # 4b. Reconciler: after each rollout, make the running cluster match the declaration (DCS parameters,
 #     passwords, extension versions); re-created, and so re-run, only when that declaration changes.
-Reconciler(f"{DATABASE_NAME}-reconciler", ReconcilerArgs(target=database.reconcile_target), opts=with_provider)
+reconciler = Reconciler(f"{DATABASE_NAME}-reconciler", ReconcilerArgs(target=database.reconcile_target), opts=with_provider)
 
 # 5. Workloads: the migration Job first, then the generator (writes to the primary) and the consumer
 #    (reads from the replicas).
@@ -121,3 +121,4 @@ pulumi.export("superuserSecretName", database.superuser_secret_name)
 pulumi.export("appPassword", pulumi.Output.secret(database.app_password))
 pulumi.export("grafanaUrlHint", grafana_url_hint)
 pulumi.export("clientLabels", database.client_labels)
+pulumi.export("reconcilerJob", reconciler.job_name)

@@ -27,7 +27,7 @@ def main() -> int:
     report = Report()
     try:
         reconcile(Desired.from_json(os.environ[DESIRED_ENV]), report)
-    except ReconcileError as error:
+    except (ReconcileError, OSError) as error:  # OSError: a Secret file not mounted
         _termination_message(report.summary(error=str(error)))
         return 1
     _termination_message(report.summary())
