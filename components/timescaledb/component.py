@@ -345,7 +345,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 app_secret=app_secret.metadata.name,
                 reader_secret=reader_secret.metadata.name,
             ),
-            checksum=hashlib.sha256((config_text + script_text + SCRAM_SOURCE).encode()).hexdigest(),
+            checksum=hashlib.sha256(pc.running_member_view(config_text).encode()).hexdigest(),
         )
         if args.replicas > 1:
             self._disruption_budget()

@@ -246,6 +246,18 @@ def render(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+def running_member_view(config_text: str) -> str:
+    """The part of the rendered file a running member reads: everything but ``bootstrap``.
+
+    ``bootstrap`` (DCS seed values, initdb, post_init) is used once, when the cluster is created; later
+    changes to cluster-wide parameters reach the members through the reconciler, which restarts them in
+    a safe order. Rolling the pods for such a change would restart every member for nothing.
+    """
+    config = json.loads(config_text)
+    config.pop("bootstrap", None)
+    return render(config)
+
+
 EXTENSIONS = ("timescaledb", "pg_stat_statements")
 """Extensions created at bootstrap in the application database (and kept up to date by the reconciler)."""
 

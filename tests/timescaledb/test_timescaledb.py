@@ -377,6 +377,10 @@ def test_config_change_rolls_the_pods_through_a_checksum() -> None:
 
     assert checksum(run()) == checksum(run())
     assert checksum(run()) != checksum(run(postgresql_parameters={"work_mem": "8MB"}))
+    # Cluster-wide (DCS) parameters are the reconciler's: it restarts members in a safe order, so they
+    # must not roll every pod at once; neither do bootstrap-only changes (post_init, initdb).
+    assert checksum(run()) == checksum(run(postgresql_parameters={"max_connections": "300"}))
+    assert checksum(run()) == checksum(run(app_user="owner"))
 
 
 # -- scheduling, security, network ---------------------------------------------------------------
