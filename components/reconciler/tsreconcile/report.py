@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, Dict, List, Optional, TextIO
 
 
@@ -12,11 +13,13 @@ class Report:
 
     def __init__(self, stream: Optional[TextIO] = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.started = time.monotonic()
         self.changes: List[Dict[str, Any]] = []
         self.checks: List[Dict[str, Any]] = []
 
     def _emit(self, event: Dict[str, Any]) -> None:
-        self.stream.write(json.dumps(event, sort_keys=True) + "\n")
+        stamped = {**event, "seconds": round(time.monotonic() - self.started, 1)}
+        self.stream.write(json.dumps(stamped, sort_keys=True) + "\n")
         self.stream.flush()
 
     def change(self, kind: str, target: str, **details: Any) -> None:
