@@ -17,6 +17,7 @@ from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
 from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, check_args
+from stack.ha import HA_KEYS, patroni_timing, pod_network_cidrs
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -156,6 +157,8 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         monitoring_namespace=scraper_namespace,
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         autoscaled=autoscaling is not None,
+        pod_network_cidrs=pod_network_cidrs(section),
+        patroni_timing=patroni_timing(section),
     )
     storage.done()
     section.done()
@@ -173,6 +176,7 @@ _DATABASE_KEYS = {
     "reader_user": "readerUser",
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
+    **HA_KEYS,
 }
 
 

@@ -3,10 +3,12 @@
 from components.timescaledb.component import (
     DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
+    DEFAULT_POD_NETWORK_CIDRS,
     StorageArgs,
     TimescaleDB,
     TimescaleDBArgs,
     check_args,
 )
+from components.timescaledb.patroni_config import PatroniTiming
 
-__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]
+__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POD_NETWORK_CIDRS", "PatroniTiming", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]
