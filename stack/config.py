@@ -24,6 +24,7 @@ from components.timescaledb import (
     TimescaleDBArgs,
     check_args,
 )
+from stack.ha import HA_KEYS, patroni_timing, pod_network_cidrs
 from stack.reader import ConfigError, ConfigSection, checked
 
 PROJECT = "timescale-k8s"
@@ -164,6 +165,8 @@ def _database(section: ConfigSection, *, namespace: str, scraper_namespace: str 
         monitoring_namespace=scraper_namespace,
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         autoscaled=autoscaling is not None,
+        pod_network_cidrs=pod_network_cidrs(section),
+        patroni_timing=patroni_timing(section),
     )
     storage.done()
     section.done()
@@ -182,6 +185,7 @@ _DATABASE_KEYS = {
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
     "postgres_major": "postgresMajor",
+    **HA_KEYS,
 }
 
 

@@ -3,11 +3,13 @@
 from components.timescaledb.component import (
     DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
+    DEFAULT_POD_NETWORK_CIDRS,
     DEFAULT_POSTGRES_MAJOR,
     StorageArgs,
     TimescaleDB,
     TimescaleDBArgs,
     check_args,
 )
+from components.timescaledb.patroni_config import PatroniTiming
 
-__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POSTGRES_MAJOR", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]
+__all__ = ["DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POD_NETWORK_CIDRS", "DEFAULT_POSTGRES_MAJOR", "PatroniTiming", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "check_args"]

@@ -2,14 +2,31 @@
 
 Shape (modelled on Timescale's timescaledb-single chart, with its known outages designed out):
 
-* One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Patroni elects one
-  primary through a leader ConfigMap (``<name>-leader``) and labels every pod ``role=primary`` or
-  ``role=replica``; the read-write Service selects ``role=primary``. Any replica count forms one
-  cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from the
-  primary by themselves. Replicas stream asynchronously with replication slots.
-* The read-only Service selects ``role=replica`` when ``replicas > 1``. With one member there are no
-  replicas, so it selects every member (the primary): read-only clients keep working and move to
-  replicas automatically once the StatefulSet is scaled out and the component is updated.
+* One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Any replica count forms
+  one cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from
+  the primary by themselves. Replicas stream asynchronously with replication slots.
+* Read-write routing is the leader lock itself. Patroni's Kubernetes DCS runs in Endpoints mode: the
+  lock is the Endpoints object ``<name>``, and whoever takes or renews the lock writes its own pod IP
+  into it in the same compare-and-swap request. The read-write Service is named ``<name>`` and has no
+  selector, so it routes to that address and nothing else: never to two pods, never to a pod that lost
+  the lock, whatever state a dead pod's labels or readiness are left in (with a label selector, a dead
+  node's primary kept ``role=primary`` and stayed Ready, so writes went to two addresses for 14 s).
+  Trade-offs: (1) while the lock holder is dead and its lock not yet expired, the Service still points
+  at it (connections fail) for up to ``ttl``; no other design can know sooner without risking two
+  primaries; (2) Patroni needs create/patch on Endpoints (not Services: the component creates the
+  ``<name>-config`` Service that keeps Patroni's config Endpoints alive, so Patroni's one attempt to
+  create it at start-up ends in a 403 that Patroni ignores by design); (3) the core/v1 Endpoints API is
+  deprecated in favour of EndpointSlices since Kubernetes 1.33, but still served, and the
+  EndpointSlice mirroring controller publishes Patroni's Endpoints to kube-proxy; (4) the Service's
+  name is fixed (``<name>``), where it used to be auto-named. Pods still carry ``role=primary|replica``
+  labels for humans and dashboards; they are informational only.
+* Failure detection (``patroni_timing``): ttl 20 s (Patroni's minimum), loop 5 s, retry 7 s; a silent
+  primary is replaced 13-20 s after its last lock renewal, a gracefully stopped one within seconds.
+* The read-only Service selects ``role=replica`` when ``replicas > 1``; the readiness probe keeps a
+  replica in it while its PostgreSQL runs within 32MiB of the leader's last WAL, including while a
+  dead primary is being replaced (``pod.py``). With one member there are no replicas, so it selects
+  every member (the primary): read-only clients keep working and move to replicas automatically once
+  the StatefulSet is scaled out and the component is updated.
 * PostgreSQL parameters come from ``components.timescaledb.tuning`` (timescaledb-tune's rules) for the container's
   CPU/memory and the WAL disk, then ``postgresql_parameters`` overrides. max_wal_size is sized from the
   WAL volume, or, without one, from a quarter of the data volume; ``max_slot_wal_keep_size`` caps WAL
@@ -94,6 +111,8 @@ COMPONENT = "database"
 MAX_NAME_LENGTH = 40
 """Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
 ``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
+ENDPOINTS_OWNER_ANNOTATION = "timescale-k8s.io/endpoints-managed-by"
+"""On Services without a selector: who writes their Endpoints (Patroni, for the leader and config keys)."""
 MIN_VOLUME_BYTES = 2**30
 MIN_MEMORY_BYTES = 256 * 2**20
 
@@ -158,7 +177,9 @@ class TimescaleDBArgs:
     max_connections: int | None = None
     """max_connections for tuning (like timescaledb-tune --max-conns); default None: memory step (25..100)."""
     pod_network_cidrs: Sequence[str] = DEFAULT_POD_NETWORK_CIDRS
-    """Networks replication may come from (pg_hba); default the RFC 1918 ranges."""
+    """Pod networks (IPv4 and/or IPv6 CIDRs) replication may come from (pg_hba); default the RFC 1918 ranges."""
+    patroni_timing: pc.PatroniTiming = field(default_factory=pc.PatroniTiming)
+    """Patroni ttl / loop_wait / retry_timeout; default 20 / 5 / 7 seconds (see ``PatroniTiming``)."""
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret (e.g. from cert-manager) turning on server TLS (``ssl=on``); default
     None: no TLS, so clients must use ``sslmode=prefer`` or ``disable``."""
@@ -243,14 +264,26 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
     grace = args.termination_grace_seconds
     if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
         raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
-    if isinstance(args.pod_network_cidrs, str) or not args.pod_network_cidrs:
-        raise ValueError(f"pod_network_cidrs ({args.pod_network_cidrs!r}) must be a non-empty list of CIDRs")
-    for cidr in args.pod_network_cidrs:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as error:
-            raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
+    check_pod_network_cidrs(args.pod_network_cidrs)
+    pc.check_timing(args.patroni_timing, field_name="patroni_timing")
     postgresql_parameters(args)  # tuning limits (max_connections, memory) raise with field names
+
+
+def check_pod_network_cidrs(cidrs: Sequence[str]) -> None:
+    """Non-empty, each a network address in CIDR form (IPv4 or IPv6), none admitting every address."""
+    if isinstance(cidrs, str) or not isinstance(cidrs, Sequence) or not cidrs:
+        raise ValueError(f"pod_network_cidrs ({cidrs!r}) must be a non-empty list of CIDRs")
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr) if isinstance(cidr, str) and "/" in cidr else None
+        except ValueError as error:
+            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): {error}") from None
+        if network is None:
+            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): use CIDR notation, e.g. 10.244.0.0/16 or fd00:10:244::/56")
+        if network.prefixlen == 0:
+            raise ValueError(f"pod_network_cidrs has ({cidr!r}), which admits replication from every address; name the pod networks")
+    if len(set(cidrs)) != len(cidrs):
+        raise ValueError(f"pod_network_cidrs ({list(cidrs)!r}) lists a network twice")
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -295,7 +328,8 @@ class TimescaleDB(pulumi.ComponentResource):
         scope = statefulset_name(name)
 
         headless = self._service("headless", headless=True, selector=self.pod_labels)
-        primary = self._service("primary", selector={**self.pod_labels, pc.ROLE_LABEL: pc.LEADER_LABEL_VALUE})
+        primary = self._leader_service(scope)
+        self._config_service(scope)
         read_only_selector = (
             {**self.pod_labels, pc.ROLE_LABEL: pc.FOLLOWER_LABEL_VALUE} if args.replicas > 1 else self.pod_labels
         )
@@ -450,6 +484,38 @@ class TimescaleDB(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
+    def _leader_service(self, scope: str) -> k8s.core.v1.Service:
+        """The read-write Service: named like Patroni's leader Endpoints, no selector (the lock routes)."""
+        return k8s.core.v1.Service(
+            f"{self._name}-primary",
+            metadata=self._patroni_owned_metadata(scope),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                ports=[k8s.core.v1.ServicePortArgs(
+                    name=pc.LEADER_PORT_NAME, port=pc.POSTGRES_PORT, target_port=pc.POSTGRES_PORT, protocol="TCP"
+                )],
+            ),
+            opts=self._opts(),
+        )
+
+    def _config_service(self, scope: str) -> k8s.core.v1.Service:
+        """Keeps Patroni's ``<scope>-config`` Endpoints from being garbage-collected; routes nothing."""
+        return k8s.core.v1.Service(
+            f"{self._name}-patroni-config",
+            metadata=self._patroni_owned_metadata(scope + pc.CONFIG_SUFFIX),
+            spec=k8s.core.v1.ServiceSpecArgs(cluster_ip="None"),
+            opts=self._opts(),
+        )
+
+    def _patroni_owned_metadata(self, name: str) -> k8s.meta.v1.ObjectMetaArgs:
+        """A fixed name Patroni's Endpoints share; Pulumi must not wait for endpoints only Patroni writes."""
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            namespace=self._args.namespace,
+            labels=dict(self._labels),
+            annotations={ENDPOINTS_OWNER_ANNOTATION: "patroni", "pulumi.com/skipAwait": "true"},
+        )
+
     def _connection_secret(
         self, role: str, credentials: RolePassword, host: pulumi.Output[str], database: str
     ) -> k8s.core.v1.Secret:
@@ -470,6 +536,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 parameters=postgresql_parameters(args),
                 pod_network_cidrs=args.pod_network_cidrs,
                 separate_wal=args.storage.wal_size is not None,
+                timing=args.patroni_timing,
             )
         )
         script = pc.post_init_script(
@@ -478,8 +545,10 @@ class TimescaleDB(pulumi.ComponentResource):
         return pc.render(config), script
 
     def _rbac(self) -> k8s.core.v1.ServiceAccount:
-        """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):
-        list/watch/get/create/patch its ConfigMaps, list/watch/get pods and patch its own pod's labels."""
+        """Exactly what Patroni's Kubernetes DCS does in Endpoints mode (patroni/dcs/kubernetes.py): list,
+        watch, get, create and patch its Endpoints (leader, config, failover, sync), list/watch/get pods and
+        patch its own pod's labels. No ConfigMaps (unused in this mode), no Services (see the docstring),
+        no delete (only ``patronictl remove`` deletes, and it runs with an operator's credentials)."""
         account = k8s.core.v1.ServiceAccount(
             f"{self._name}-patroni",
             metadata=self._metadata(),
@@ -491,7 +560,7 @@ class TimescaleDB(pulumi.ComponentResource):
             metadata=self._metadata(),
             rules=[
                 k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch", "create", "patch"]
+                    api_groups=[""], resources=["endpoints"], verbs=["get", "list", "watch", "create", "patch"]
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch", "patch"]),
             ],

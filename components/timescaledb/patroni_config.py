@@ -4,10 +4,22 @@ Pure functions: the component renders their results into a ConfigMap; tests read
 
 Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRONMENT.rst):
 
-* Kubernetes DCS in ConfigMaps mode (``use_endpoints: false``) keeps leader/config/failover/sync keys in
-  ConfigMaps named ``<scope>-leader`` etc., lists pods by ``labels`` plus ``scope_label=<scope>``, and
-  PATCHes its own pod's ``role_label``; Patroni 4.0 changed the leader value from ``master`` to
-  ``primary``, so both values are set explicitly. It never touches Endpoints or Services in this mode.
+* Kubernetes DCS in Endpoints mode (``use_endpoints: true``) keeps its keys in Endpoints objects: the
+  leader lock is the Endpoints ``<scope>`` itself, and the member that acquires or renews the lock writes
+  its own pod IP and ``kubernetes.ports`` into that object's subsets in the same request (an empty subset
+  when it releases the lock). A Service named ``<scope>`` without a selector therefore routes exactly to
+  the lock holder: the read-write path is the lock. Dynamic config lives in ``<scope>-config``, which
+  needs a Service of that name so the endpoints controller never garbage-collects it; failover/sync keys
+  are ``<scope>-failover``/``<scope>-sync``. Patroni lists pods by ``labels`` plus
+  ``scope_label=<scope>`` and PATCHes its own pod's ``role_label`` (informational here: no Service
+  routes writes by it); Patroni 4.0 changed the leader value from ``master`` to ``primary``, so both
+  values are set explicitly.
+* Timing (``patroni/config.py``): Patroni raises ``ttl`` below 20 to 20, ``loop_wait`` below 1 to 1,
+  ``retry_timeout`` below 3 to 3, and shrinks ``loop_wait`` when ``loop_wait + 2 * retry_timeout > ttl``;
+  :func:`check_timing` rejects such values instead of letting Patroni silently rewrite them.
+* ``use_unix_socket_repl``: Patroni's own replication connection to its local PostgreSQL (it reads a
+  running replica's timeline and LSN through it) uses the socket, admitted by one ``local replication``
+  rule for the replication role; no TCP replication rule is widened for it.
 * Parameters that must match on primary and replicas (``max_connections``, ``max_worker_processes``...)
   are read only from the DCS (dynamic configuration), so they go to ``bootstrap.dcs``; Patroni ignores
   them in the local file. They apply at bootstrap; later changes need ``patronictl edit-config``.
@@ -42,6 +54,10 @@ ROLE_LABEL = "role"
 LEADER_LABEL_VALUE = "primary"
 FOLLOWER_LABEL_VALUE = "replica"
 SCOPE_LABEL = "cluster-name"
+LEADER_PORT_NAME = "postgresql"
+"""Name of the port Patroni writes into the leader Endpoints; the read-write Service's port has this name."""
+CONFIG_SUFFIX = "-config"
+"""Patroni's dynamic-config Endpoints is ``<scope>-config``; a Service of that name keeps it alive."""
 
 DATA_MOUNT = "/home/postgres/pgdata"
 DATA_DIR = f"{DATA_MOUNT}/data"
@@ -105,6 +121,54 @@ TLS_PARAMETERS: Mapping[str, str] = {
 }
 """Server TLS from a mounted ``kubernetes.io/tls`` Secret (root-owned key, mode 0440: PostgreSQL accepts it)."""
 
+MIN_TTL = 20
+MIN_LOOP_WAIT = 1
+MIN_RETRY_TIMEOUT = 3
+MAX_TIMING_SECONDS = 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatroniTiming:
+    """Failure detection: how fast a lost primary is replaced versus how much API-server trouble is tolerated.
+
+    A primary whose Patroni stops renewing the lock (node lost, process killed and not restarted) is
+    replaced once the lock expires: ``ttl - (seconds since its last renewal)`` plus about a second of
+    election, i.e. between ``ttl - loop_wait`` and ``ttl``. A primary that cannot reach the DCS keeps
+    retrying for ``retry_timeout`` and demotes itself before its lock can expire (Patroni's rule
+    ``loop_wait + 2 * retry_timeout <= ttl``): shorter values fail over faster but turn shorter
+    API-server outages into a write outage.
+    """
+
+    ttl: int = 20
+    """Leader lock lifetime in seconds; default 20 (Patroni's minimum)."""
+    loop_wait: int = 5
+    """Seconds between HA loop runs (lock renewal, member updates, crash detection); default 5."""
+    retry_timeout: int = 7
+    """Seconds DCS and PostgreSQL calls are retried before giving up; default 7."""
+
+
+def check_timing(timing: PatroniTiming, *, field_name: str) -> PatroniTiming:
+    """Reject values Patroni would silently change; errors name the field and the values."""
+    for name, minimum in (("ttl", MIN_TTL), ("loop_wait", MIN_LOOP_WAIT), ("retry_timeout", MIN_RETRY_TIMEOUT)):
+        value = getattr(timing, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_TIMING_SECONDS:
+            raise ValueError(
+                f"{field_name}.{name} ({value!r}) must be a whole number of seconds from {minimum} to "
+                f"{MAX_TIMING_SECONDS} (Patroni's minimum is {minimum})"
+            )
+    total = timing.loop_wait + 2 * timing.retry_timeout
+    if total > timing.ttl:
+        raise ValueError(
+            f"{field_name}: loop_wait ({timing.loop_wait}) + 2 * retry_timeout ({timing.retry_timeout}) = {total} "
+            f"must be <= ttl ({timing.ttl}) (Patroni's rule: the primary must give up before its lock expires)"
+        )
+    return timing
+
+
+MAXIMUM_LAG_BYTES = 32 * 1024 * 1024
+"""Replay lag (bytes) beyond which a replica is neither promoted (``maximum_lag_on_failover``) nor ready to
+serve reads (the readiness probe's ``lag``): one bound for "too far behind"."""
+
 _PARAMETER_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -157,20 +221,18 @@ class PatroniSettings:
     """Networks replication connections may come from."""
     separate_wal: bool = False
     """True when pg_wal lives on its own volume."""
-    ttl: int = 30
-    """Leader lock TTL in seconds: a dead primary is replaced within about this long."""
-    loop_wait: int = 10
-    """Seconds between Patroni HA loop runs."""
-    retry_timeout: int = 10
-    """Seconds of DCS/PostgreSQL trouble tolerated before the primary demotes itself."""
-    maximum_lag_on_failover: int = 32 * 1024 * 1024
+    timing: PatroniTiming = PatroniTiming()
+    """ttl, loop_wait, retry_timeout; default :class:`PatroniTiming`'s."""
+    maximum_lag_on_failover: int = MAXIMUM_LAG_BYTES
     """Bytes a replica may lag and still be promoted (32MiB)."""
 
 
 def pg_hba(pod_network_cidrs: Sequence[str]) -> list[str]:
-    """Host-based auth: scram-sha-256 everywhere, replication only from the pod networks."""
+    """Host-based auth: scram-sha-256 everywhere; replication over the pod's own socket (Patroni's local
+    timeline check, ``use_unix_socket_repl``) and over TCP only from the pod networks."""
     rules = [
         f"local all {SUPERUSER} peer",
+        f"local replication {REPLICATION_USER} scram-sha-256",
         "local all all scram-sha-256",
         "host all all 127.0.0.1/32 scram-sha-256",
         "host all all ::1/128 scram-sha-256",
@@ -197,7 +259,8 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
     return {
         "scope": settings.scope,
         "kubernetes": {
-            "use_endpoints": False,
+            "use_endpoints": True,
+            "ports": [{"name": LEADER_PORT_NAME, "port": POSTGRES_PORT, "protocol": "TCP"}],
             "labels": dict(settings.kubernetes_labels),
             "scope_label": SCOPE_LABEL,
             "role_label": ROLE_LABEL,
@@ -207,9 +270,9 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
         },
         "bootstrap": {
             "dcs": {
-                "ttl": settings.ttl,
-                "loop_wait": settings.loop_wait,
-                "retry_timeout": settings.retry_timeout,
+                "ttl": settings.timing.ttl,
+                "loop_wait": settings.timing.loop_wait,
+                "retry_timeout": settings.timing.retry_timeout,
                 "maximum_lag_on_failover": settings.maximum_lag_on_failover,
                 "postgresql": {
                     "use_pg_rewind": True,
@@ -226,7 +289,7 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
             "data_dir": DATA_DIR,
             "pgpass": PGPASS_FILE,
             "use_unix_socket": True,
-            "use_unix_socket_repl": False,
+            "use_unix_socket_repl": True,
             "remove_data_directory_on_rewind_failure": True,
             "remove_data_directory_on_diverged_timelines": True,
             "basebackup": basebackup,

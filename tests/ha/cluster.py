@@ -215,7 +215,7 @@ class Member:
         return self.process is not None and self.process.poll() is None
 
     def postmaster_pid(self) -> int | None:
-        """PID of this member's postmaster (its process-group and session leader), if it left a pid file."""
+        """PID of this member's running postmaster, from its pid file."""
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
@@ -346,7 +346,7 @@ class PatroniCluster:
             _killpg(member.process.pid, sig)
         if postmaster is not None:
             self._postmasters.add(postmaster)
-            _killpg(postmaster, sig)
+            _killpg(_process_group(postmaster), sig)
         if member.process is not None:
             try:
                 member.process.wait(timeout=30)
@@ -372,7 +372,11 @@ class PatroniCluster:
                 except subprocess.TimeoutExpired:
                     pass
         for pid in self._postmasters:
-            _killpg(pid, signal.SIGKILL)
+            if _alive(pid):
+                _killpg(_process_group(pid), signal.SIGKILL)
+        for pid in _processes_under(self.root):  # anything else of ours (e.g. a postmaster mid-start)
+            _killpg(_process_group(pid), signal.SIGKILL)
+        for pid in self._postmasters | set(_processes_under(self.root)):
             _wait_gone(pid, timeout=10)
         if self._etcd is not None and self._etcd.poll() is None:
             _killpg(self._etcd.pid, signal.SIGKILL)
@@ -660,10 +664,35 @@ def _chown(path: Path) -> None:
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    if pgid <= 1 or pgid == os.getpgrp():
+        return
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _process_group(pid: int) -> int:
+    """The process group of ``pid`` (Patroni starts the postmaster in a session of its own, led by a helper
+    process that exits, so the postmaster is not its group's leader)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return pid
+
+
+def _processes_under(root: Path) -> list[int]:
+    """PIDs whose command line mentions ``root`` (this cluster's unique temp dir: only our processes)."""
+    marker = str(root).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def _alive(pid: int) -> bool:

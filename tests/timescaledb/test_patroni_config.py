@@ -29,9 +29,11 @@ def settings(**overrides: object) -> pc.PatroniSettings:
     return pc.PatroniSettings(**values)  # type: ignore[arg-type]
 
 
-def test_kubernetes_dcs_uses_configmaps_and_explicit_role_labels() -> None:
+def test_kubernetes_dcs_uses_endpoints_so_the_leader_lock_carries_the_rw_address() -> None:
     dcs = pc.build_patroni_config(settings())["kubernetes"]
-    assert dcs["use_endpoints"] is False
+    assert dcs["use_endpoints"] is True
+    # The port Patroni writes into the leader Endpoints must carry the read-write Service's port name.
+    assert dcs["ports"] == [{"name": pc.LEADER_PORT_NAME, "port": pc.POSTGRES_PORT, "protocol": "TCP"}]
     assert dcs["labels"] == LABELS
     assert dcs["role_label"] == "role"
     assert dcs["leader_label_value"] == "primary"
@@ -54,8 +56,35 @@ def test_cluster_wide_parameters_go_to_the_dcs_and_the_rest_stay_local() -> None
 
 def test_ha_settings_keep_the_patroni_timing_rule() -> None:
     dcs = pc.build_patroni_config(settings())["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 5, 7)
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+    assert dcs["maximum_lag_on_failover"] == pc.MAXIMUM_LAG_BYTES
     assert dcs["postgresql"]["use_slots"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+    custom = pc.build_patroni_config(settings(timing=pc.PatroniTiming(ttl=40, loop_wait=10, retry_timeout=15)))
+    assert {k: custom["bootstrap"]["dcs"][k] for k in ("ttl", "loop_wait", "retry_timeout")} == {
+        "ttl": 40, "loop_wait": 10, "retry_timeout": 15}
+
+
+@pytest.mark.parametrize(
+    ("timing", "message"),
+    [
+        (pc.PatroniTiming(ttl=19, loop_wait=1, retry_timeout=3), r"t\.ttl \(19\) must be a whole number of seconds from 20"),
+        (pc.PatroniTiming(ttl=20, loop_wait=0, retry_timeout=3), r"t\.loop_wait \(0\) .* from 1"),
+        (pc.PatroniTiming(ttl=20, loop_wait=5, retry_timeout=2), r"t\.retry_timeout \(2\) .* from 3"),
+        (pc.PatroniTiming(ttl=20, loop_wait=5, retry_timeout=8),
+         r"t: loop_wait \(5\) \+ 2 \* retry_timeout \(8\) = 21 must be <= ttl \(20\)"),
+        (pc.PatroniTiming(ttl=True, loop_wait=5, retry_timeout=7), r"t\.ttl \(True\)"),  # type: ignore[arg-type]
+    ],
+)
+def test_timing_patroni_would_rewrite_is_rejected(timing: pc.PatroniTiming, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pc.check_timing(timing, field_name="t")
+
+
+def test_timing_at_patronis_limits_is_accepted() -> None:
+    for timing in (pc.PatroniTiming(), pc.PatroniTiming(ttl=20, loop_wait=1, retry_timeout=9),
+                   pc.PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)):
+        assert pc.check_timing(timing, field_name="t") is timing
 
 
 def test_pg_hba_requires_scram_and_limits_replication_to_pod_networks() -> None:
@@ -66,7 +95,10 @@ def test_pg_hba_requires_scram_and_limits_replication_to_pod_networks() -> None:
         assert method in {"scram-sha-256", "reject", "peer"}, rule
         assert "trust" not in rule and "md5" not in rule
     assert "local all postgres peer" in rules
-    replication = [r for r in rules if r.split()[1] == "replication" and r.endswith("scram-sha-256")]
+    # Patroni's own timeline check (use_unix_socket_repl) goes through the pod-local socket, nothing wider.
+    assert pc.build_patroni_config(settings())["postgresql"]["use_unix_socket_repl"] is True
+    assert [r for r in rules if r.startswith("local replication")] == [f"local replication {pc.REPLICATION_USER} scram-sha-256"]
+    replication = [r for r in rules if r.split()[0] == "host" and r.split()[1] == "replication" and r.endswith("scram-sha-256")]
     assert replication == [
         f"host replication {pc.REPLICATION_USER} 10.0.0.0/8 scram-sha-256",
         f"host replication {pc.REPLICATION_USER} fd00::/8 scram-sha-256",
