@@ -114,9 +114,12 @@ class Waiter:
 def healthy_cluster(api: PatroniAPI, waiter: Waiter, why: str) -> Dict[str, Any]:
     """/cluster once every member runs and there is one leader: the quorum gate before taking one down."""
 
+    not_ready: List[str] = []
+
     def ready() -> Optional[Dict[str, Any]]:
         cluster = api.cluster()
-        if _unhealthy(cluster):
+        not_ready[:] = _unhealthy(cluster)
+        if not_ready:
             return None
         leader_of(cluster)
         return cluster
@@ -124,7 +127,9 @@ def healthy_cluster(api: PatroniAPI, waiter: Waiter, why: str) -> Dict[str, Any]
     try:
         return waiter.until(ready, f"every member to be running before {why}")
     except ReconcileError as error:
-        raise ReconcileError(f"{error}; refusing to take a member down while another is not ready") from None
+        raise ReconcileError(
+            f"{error}; not ready: {', '.join(not_ready) or 'none'}; refusing to take a member down while another is not ready"
+        ) from None
 
 
 def apply_dcs_parameters(api: PatroniAPI, parameters: Dict[str, str], report: Report) -> Dict[str, str]:
