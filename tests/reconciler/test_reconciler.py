@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
 import tests.harness
+from components.reconciler import ReconcilerArgs, check_args
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile.desired import DESIRED_ENV, Desired
+from components.shared.types import ReconcileTarget
 from components.timescaledb import patroni_config as pc
 from tests.harness import Recording
 from tests.stacks import run_main, stack_file_config
@@ -156,3 +155,18 @@ def test_the_shipped_program_runs_from_its_configmap_files_alone(baseline: Recor
     assert summary["event"] == "summary" and not summary["ok"]
     assert "Patroni GET /cluster failed" in summary["message"]
     assert container["command"][:2] == ["python3", "-m"] and container["command"][2] == rj.MODULE
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"step_timeout_seconds": 5}, r"reconciler.step_timeout_seconds \(5\) must be between 30 and 3600"),
+        ({"active_deadline_seconds": 60}, r"reconciler.active_deadline_seconds \(60\) must be >= 600"),
+        ({"backoff_limit": -1}, r"reconciler.backoff_limit \(-1\) must be between 0 and 10"),
+    ],
+)
+def test_bad_reconciler_args_name_the_field(change: dict[str, Any], message: str) -> None:
+    target = ReconcileTarget.__new__(ReconcileTarget)  # only the image is read by the checks
+    object.__setattr__(target, "image", "timescale/timescaledb-ha:pg17.11-ts2.30.1")
+    with pytest.raises(ValueError, match=message):
+        check_args(ReconcilerArgs(target=target, **change))
