@@ -84,6 +84,7 @@ def desired_state(target: ReconcileTarget, *, patroni_url: str, timeout_seconds:
         ),
         extensions=tuple(target.extensions),
         dcs_parameters=dict(sorted(target.dcs_parameters.items())),
+        managed_dcs_parameters=tuple(sorted(target.managed_dcs_parameters)),
         postgres_major=target.postgres_major,
         timeout_seconds=timeout_seconds,
     )

@@ -190,6 +190,8 @@ class ReconcileTarget:
     extensions: Sequence[str]
     dcs_parameters: Mapping[str, str]
     """PostgreSQL parameters Patroni reads only from its dynamic configuration."""
+    managed_dcs_parameters: Sequence[str]
+    """Every DCS-only parameter name: one set in the DCS but not declared is reset to its default."""
     credentials_version: pulumi.Output[str]
     """A one-way fingerprint of every password: changes exactly when a password does."""
     ready: pulumi.Resource

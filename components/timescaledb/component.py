@@ -434,6 +434,7 @@ class TimescaleDB(pulumi.ComponentResource):
             replication_user=pc.REPLICATION_USER,
             extensions=pc.EXTENSIONS,
             dcs_parameters=pc.split_parameters(postgresql_parameters(args))[0],
+            managed_dcs_parameters=sorted(pc.DCS_ONLY_PARAMETERS),
             credentials_version=credentials_fingerprint(list(passwords.values())),
             ready=self.statefulset,
         )

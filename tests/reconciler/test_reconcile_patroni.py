@@ -8,12 +8,15 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from components.reconciler.tsreconcile.desired import Desired, RoleSpec
+from components.reconciler.tsreconcile.patroni import PatroniAPI
 from components.reconciler.tsreconcile.report import Report
 from components.reconciler.tsreconcile.run import reconcile
 from components.timescaledb import patroni_config as pc
@@ -64,8 +67,17 @@ def test_one_run_applies_parameters_everywhere_rotates_passwords_and_a_second_ru
             roles=roles,
             extensions=("timescaledb", "pg_stat_statements"),
             dcs_parameters=declared,
+            managed_dcs_parameters=tuple(sorted(pc.DCS_ONLY_PARAMETERS)),
             timeout_seconds=120,
         )
+        # Patroni's API refuses changes without the restapi credentials, so the reconciler's must be real ...
+        unauthenticated = urllib.request.Request(f"{first_leader.api_url}/config", method="PATCH", data=b"{}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unauthenticated, timeout=5)
+        assert refused.value.code == 401
+        # ... and an override since removed from the stack (left in the DCS) must be reset to the default.
+        api = PatroniAPI(first_leader.api_url, pc.RESTAPI_USER, cluster.passwords["PATRONI_RESTAPI_PASSWORD"])
+        api.patch_parameters({"track_commit_timestamp": "on"})
 
         stream = io.StringIO()
         first = Report(stream)
@@ -73,7 +85,7 @@ def test_one_run_applies_parameters_everywhere_rotates_passwords_and_a_second_ru
         first.summary()
         changes = [(c["kind"], c["target"]) for c in first.changes]
         replicas = {m.name for m in cluster.members} - {first_leader.name}
-        assert ("parameter", "max_connections") in changes
+        assert ("parameter", "max_connections") in changes and ("parameter", "track_commit_timestamp") in changes
         assert ("role", app_user) in changes and ("role", "reader") not in changes
         restarts = [c for c in first.changes if c["kind"] in ("restart", "switchover")]
         assert {c["target"] for c in restarts[:2]} == replicas and all(c["kind"] == "restart" for c in restarts[:2])
@@ -82,7 +94,9 @@ def test_one_run_applies_parameters_everywhere_rotates_passwords_and_a_second_ru
         for member in cluster.members:
             with cluster.connect(member, user=pc.SUPERUSER, dbname="postgres") as conn:
                 assert conn.execute("SHOW max_connections").fetchone() == (str(before + 17),), member.name
+                assert conn.execute("SHOW track_commit_timestamp").fetchone() == ("off",), member.name
                 assert conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone() == (0,)
+        assert "track_commit_timestamp" not in cluster.dcs_settings()["postgresql"]["parameters"]
         new_leader = cluster.wait_for_leader()
         assert new_leader.name != first_leader.name
         assert _can_login(new_leader.host, app_user, "RotatedAppPassw0rd", database)

@@ -40,6 +40,9 @@ class Desired:
     """Extensions updated to the image's default version in every database that has them."""
     dcs_parameters: Dict[str, str] = field(default_factory=dict)
     """PostgreSQL parameters Patroni takes only from its DCS (cluster-wide dynamic configuration)."""
+    managed_dcs_parameters: Tuple[str, ...] = ()
+    """Every DCS-only parameter name the declaration owns: one found in the DCS but no longer declared
+    (an override removed from the stack) is reset to PostgreSQL's default."""
     postgres_major: Optional[int] = None
     """The major version the running server must have; None skips the check."""
     timeout_seconds: int = 600
@@ -55,6 +58,9 @@ class Desired:
         for name, value in self.dcs_parameters.items():
             if not _PARAMETER.match(name) or not isinstance(value, str):
                 raise ValueError(f"bad parameter {name!r} = {value!r}")
+        for name in self.managed_dcs_parameters:
+            if not _PARAMETER.match(name):
+                raise ValueError(f"bad parameter name {name!r}")
 
     def to_json(self) -> str:
         """Stable text (sorted keys): equal declarations give equal text, so equal Job names."""
@@ -65,4 +71,5 @@ class Desired:
         raw: Dict[str, Any] = json.loads(text)
         raw["roles"] = tuple(RoleSpec(**spec) for spec in raw.get("roles", ()))
         raw["extensions"] = tuple(raw.get("extensions", ()))
+        raw["managed_dcs_parameters"] = tuple(raw.get("managed_dcs_parameters", ()))
         return cls(**raw)

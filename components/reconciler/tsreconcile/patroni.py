@@ -14,7 +14,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from components.reconciler.tsreconcile.pgvalues import loosely_equal, value_matches
 from components.reconciler.tsreconcile.report import Report
@@ -60,7 +60,7 @@ class PatroniAPI:
     def config(self) -> Dict[str, Any]:
         return self.request("GET", "/config")
 
-    def patch_parameters(self, parameters: Dict[str, str]) -> None:
+    def patch_parameters(self, parameters: Dict[str, Optional[str]]) -> None:
         self.request("PATCH", "/config", {"postgresql": {"parameters": parameters}})
 
     def member_status(self, member: Dict[str, Any]) -> Dict[str, Any]:
@@ -132,17 +132,24 @@ def healthy_cluster(api: PatroniAPI, waiter: Waiter, why: str) -> Dict[str, Any]
         ) from None
 
 
-def apply_dcs_parameters(api: PatroniAPI, parameters: Dict[str, str], report: Report) -> Dict[str, str]:
-    """PATCH the DCS parameters that differ from the declaration; returns what was changed."""
+def apply_dcs_parameters(
+    api: PatroniAPI, parameters: Dict[str, str], report: Report, *, managed: Iterable[str] = ()
+) -> Dict[str, Optional[str]]:
+    """PATCH the DCS parameters that differ from the declaration, and reset (null) managed ones no longer
+    declared; returns what was changed."""
     current = (api.config().get("postgresql") or {}).get("parameters") or {}
-    changes = {name: value for name, value in sorted(parameters.items()) if not loosely_equal(value, current.get(name))}
+    changes: Dict[str, Optional[str]] = {
+        name: value for name, value in sorted(parameters.items()) if not loosely_equal(value, current.get(name))
+    }
+    changes.update({name: None for name in sorted(managed) if name not in parameters and current.get(name) is not None})
     for name, value in sorted(parameters.items()):
         if name not in changes:
             report.unchanged("parameter", name, value=value)
     if changes:
         api.patch_parameters(changes)
         for name, value in changes.items():
-            report.change("parameter", name, before=current.get(name), after=value, via="Patroni dynamic configuration")
+            report.change("parameter", name, before=current.get(name), after=value if value is not None else "(default)",
+                          via="Patroni dynamic configuration")
     return changes
 
 

@@ -72,7 +72,7 @@ def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector
         with member_connection(member) as connection:
             return sql.restart_pending(connection)
 
-    if desired.dcs_parameters:
-        apply_dcs_parameters(api, desired.dcs_parameters, report)
+    if desired.dcs_parameters or desired.managed_dcs_parameters:
+        apply_dcs_parameters(api, desired.dcs_parameters, report, managed=desired.managed_dcs_parameters)
         wait_until_members_see(api, desired.dcs_parameters, member_settings, waiter)
     restart_pending_members(api, waiter, report, pending_restart(api, settings_pending))
