@@ -306,16 +306,16 @@ class PatroniCluster:
         self.stop()
 
     def start_all(self) -> PatroniCluster:
-        """Start etcd and every member; wait for a leader and for every replica to stream."""
+        """Start etcd and every member at once (one wins the initialize race and bootstraps, the others
+        clone it); wait for a leader and for every other member to stream from it."""
         _vendor_distributions(self._site, PATRONI_DISTRIBUTIONS)
         self._write_secrets()
         self._start_etcd()
-        first, *others = self.members
-        self.start(first)
-        self.wait_for_leader(timeout=self.startup_timeout)
-        for member in others:
+        for member in self.members:
             self.start(member)
-        self.wait_for_roles({m.name: "replica" for m in others}, timeout=self.startup_timeout, streaming=True)
+        leader = self.wait_for_leader(timeout=self.startup_timeout)
+        others = {m.name: "replica" for m in self.members if m is not leader}
+        self.wait_for_roles(others, timeout=self.startup_timeout, streaming=True)
         return self
 
     def start(self, member: Member) -> None:
@@ -514,24 +514,32 @@ class PatroniCluster:
         return wait_until(lambda: self.leader(excluded), timeout=timeout, interval=interval,
                           message=f"no leader outside {sorted(excluded)}", logs=self.logs)
 
+    def status(self, member: Member) -> dict[str, Any]:
+        """The member's own live view (``GET /patroni``): role, state, timeline, replication_state, xlog."""
+        return member.get("/patroni")[1] if member.running else {}
+
+    def is_streaming_replica(self, member: Member) -> bool:
+        """A running replica whose WAL receiver streams from the current leader."""
+        status = self.status(member)
+        return status.get("role") == "replica" and status.get("replication_state") == "streaming"
+
     def wait_for_roles(self, roles: Mapping[str, str], *, timeout: float = 60.0, streaming: bool = True) -> None:
-        """Wait until every named member has the role (``leader`` or ``replica``) in ``/cluster``; with
-        ``streaming`` a replica must also stream from the leader."""
+        """Wait until every named member has the role: ``leader`` (holds the lock, writable) or ``replica``
+        (running as a standby; with ``streaming``, also receiving WAL from the leader)."""
 
         def reached() -> bool:
-            topology = self.topology()
             for name, role in roles.items():
-                entry = topology.get(name, {})
-                if role == "replica":
-                    if entry.get("role") not in ("replica", "sync_standby", "quorum_standby"):
+                member = self.member(name)
+                if role == "leader":
+                    if not (member.running and member.get("/primary")[0] == 200):
                         return False
-                    if streaming and entry.get("state") != "streaming":
-                        return False
-                elif entry.get("role") != role:
+                elif streaming and not self.is_streaming_replica(member):
+                    return False
+                elif not streaming and self.status(member).get("role") != "replica":
                     return False
             return True
 
-        wait_until(reached, timeout=timeout, interval=0.2, message=f"roles not reached: {dict(roles)}", logs=self.logs)
+        wait_until(reached, timeout=timeout, interval=0.1, message=f"roles not reached: {dict(roles)}", logs=self.logs)
 
     def dcs_settings(self) -> dict[str, Any]:
         """The dynamic configuration Patroni runs with (``GET /config``)."""
