@@ -348,11 +348,7 @@ class PatroniCluster:
             self._postmasters.add(postmaster)
             _killpg(_process_group(postmaster), sig)
         if member.process is not None:
-            try:
-                member.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                _killpg(member.process.pid, signal.SIGKILL)
-                member.process.wait(timeout=10)
+            _reap(member.process, grace=30, timeout=10)
         if postmaster is not None:
             _wait_gone(postmaster, timeout=30)
 
@@ -365,12 +361,8 @@ class PatroniCluster:
             postmaster = member.postmaster_pid()
             if postmaster is not None:
                 self._postmasters.add(postmaster)
-            if member.process is not None and member.process.poll() is None:
-                _killpg(member.process.pid, signal.SIGKILL)
-                try:
-                    member.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+            if member.process is not None:
+                _reap(member.process, timeout=10)
         for pid in self._postmasters:
             if _alive(pid):
                 _killpg(_process_group(pid), signal.SIGKILL)
@@ -378,12 +370,8 @@ class PatroniCluster:
             _killpg(_process_group(pid), signal.SIGKILL)
         for pid in self._postmasters | set(_processes_under(self.root)):
             _wait_gone(pid, timeout=10)
-        if self._etcd is not None and self._etcd.poll() is None:
-            _killpg(self._etcd.pid, signal.SIGKILL)
-            try:
-                self._etcd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        if self._etcd is not None:
+            _reap(self._etcd, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- configuration ----------------------------------------------------------------------------
@@ -673,6 +661,18 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _reap(process: subprocess.Popen[bytes], *, timeout: float, grace: float = 0.0) -> None:
+    """Give ``process`` ``grace`` seconds to exit, then SIGKILL the process group it leads; wait for it."""
+    for wait, kill in ((grace, False), (timeout, True)):
+        if kill and process.poll() is None:
+            _killpg(process.pid, signal.SIGKILL)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _process_group(pid: int) -> int:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 
@@ -37,7 +37,26 @@ class Sample:
     ok: bool
 
 
-class Sampler:
+class _Background:
+    """A daemon thread running ``_run`` inside a ``with`` block; ``_stop`` is set on exit."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Sampler(_Background):
     """Polls readiness paths and a read query on members in a background thread until stopped."""
 
     def __init__(self, cluster: PatroniCluster, members: Sequence[Member], paths: Sequence[str], *,
@@ -46,16 +65,7 @@ class Sampler:
         self.timeout = timeout
         """Seconds an HTTP check may take (the probe's ``timeoutSeconds``)."""
         self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ha-sampler", daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__init__()
 
     def _run(self) -> None:
         connections: dict[str, psycopg.Connection[Any]] = {}
@@ -100,22 +110,13 @@ class Sampler:
         return longest
 
 
-class Writer:
+class Writer(_Background):
     """Commits one row per transaction on a member until it fails or is stopped; remembers acknowledged ids."""
 
     def __init__(self, cluster: PatroniCluster, member: Member, first_id: int, *, pause: float = 0.02) -> None:
         self.cluster, self.member, self.next_id, self.pause = cluster, member, first_id, pause
         self.acknowledged: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ha-writer", daemon=True)
-
-    def __enter__(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__init__()
 
     def _run(self) -> None:
         try:
