@@ -20,8 +20,11 @@ Shape (modelled on Timescale's timescaledb-single chart, with its known outages 
   EndpointSlice mirroring controller publishes Patroni's Endpoints to kube-proxy; (4) the Service's
   name is fixed (``<name>``), where it used to be auto-named. Pods still carry ``role=primary|replica``
   labels for humans and dashboards; they are informational only.
-* Failure detection (``patroni_timing``): ttl 20 s (Patroni's minimum), loop 5 s, retry 7 s; a silent
-  primary is replaced 13-20 s after its last lock renewal, a gracefully stopped one within seconds.
+* Failure detection (``patroni_timing``): ttl 20 s (Patroni's minimum), loop 5 s, retry 7 s. A silent
+  primary's lock expires ttl after its last renewal, so it is replaced 15-20 s after it went silent
+  (plus about a second of election); a gracefully stopped one hands over within seconds, and one whose
+  processes died in a living pod is restarted by the kubelet and recovered in place (it still holds
+  the lock). Lower values fail over sooner but demote the primary on shorter API-server outages.
 * The read-only Service selects ``role=replica`` when ``replicas > 1``; the readiness probe keeps a
   replica in it while its PostgreSQL runs within 32MiB of the leader's last WAL, including while a
   dead primary is being replaced (``pod.py``). With one member there are no replicas, so it selects

@@ -29,26 +29,21 @@ Typical use::
         with cluster.connect(new_leader) as conn: ...    # the app role over TCP
 
 Every process is started in its own process group and killed on ``stop()``/context exit (and at
-interpreter exit), PostgreSQL's postmaster included (Patroni runs it in a session of its own).
+interpreter exit), PostgreSQL's postmaster included (Patroni runs it in a session of its own). The
+machine side (binaries, the unprivileged user, process groups, loopback ports) is in
+:mod:`tests.ha.machine`.
 """
 
 from __future__ import annotations
 
 import atexit
 import copy
-import importlib.metadata
 import json
-import os
-import pwd
-import random
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -62,10 +57,29 @@ from typing import Any, TypeVar
 import psycopg
 import yaml
 
-RUN_AS = "postgres"
-"""OS user of every server process (Debian's ``postgres``: PostgreSQL refuses root, pg_hba peer-maps it)."""
-POSTGRES_BIN_CANDIDATES = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
-ETCD_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
+from tests.ha.machine import (
+    RUN_AS,
+    alive,
+    as_user,
+    chown,
+    etcd_binary,
+    free_loopback_network,
+    killpg,
+    missing_requirements,
+    postgres_bin_dir,
+    process_group,
+    processes_under,
+    python_for,
+    reap,
+    vendor_distributions,
+    wait_gone,
+)
+
+__all__ = [
+    "ClusterError", "Member", "PatroniCluster", "RenderedDatabase", "http_get", "missing_requirements",
+    "rendered_database", "test_network_hba", "wait_until",
+]
+
 TEST_NETWORK = "127.0.0.0/8"
 """The network the members replicate over here (stands in for the pod networks in pg_hba)."""
 TEST_SHARED_BUFFERS = "128MB"
@@ -77,45 +91,6 @@ T = TypeVar("T")
 
 class ClusterError(RuntimeError):
     """The cluster did not reach an expected state in time; the message carries the recent logs."""
-
-
-# -- what the harness needs from the machine -------------------------------------------------------
-
-
-def postgres_bin_dir() -> Path | None:
-    """Debian's PostgreSQL server binaries, newest first."""
-    for candidate in POSTGRES_BIN_CANDIDATES:
-        if (Path(candidate) / "postgres").is_file():
-            return Path(candidate)
-    return None
-
-
-def etcd_binary() -> Path | None:
-    for candidate in ETCD_CANDIDATES:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    return shutil.which("etcd") and Path(str(shutil.which("etcd")))
-
-
-def missing_requirements() -> str | None:
-    """Why the harness cannot run here (a skip reason), or None."""
-    if postgres_bin_dir() is None:
-        return "PostgreSQL server binaries not found (Debian package postgresql-15; scripts/test installs it as root)"
-    if etcd_binary() is None:
-        return "etcd not found (Debian package etcd-server; scripts/test installs it as root)"
-    try:
-        pwd.getpwnam(RUN_AS)
-    except KeyError:
-        return f"no {RUN_AS!r} OS user (created by Debian's postgresql-common)"
-    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != RUN_AS:
-        return f"must run as root (to start servers as {RUN_AS!r}) or as {RUN_AS!r}"
-    try:
-        importlib.metadata.distribution("python-etcd")
-    except importlib.metadata.PackageNotFoundError:
-        return "python-etcd is not installed (requirements-dev.txt)"
-    if _python_for(RUN_AS) is None:
-        return f"no python{sys.version_info.major}.{sys.version_info.minor} interpreter that {RUN_AS!r} may run"
-    return None
 
 
 # -- rendered input --------------------------------------------------------------------------------
@@ -220,7 +195,7 @@ class Member:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def log(self) -> str:
         try:
@@ -280,7 +255,7 @@ class PatroniCluster:
         self.root.chmod(0o755)
         self.passwords = {name: secrets.token_urlsafe(18) for name in rendered.secret_env}
         self.app_passwords: dict[str, str] = {}
-        self._network = _free_loopback_network()
+        self._network = free_loopback_network()
         self.members = [
             Member(name=f"{self.scope}-{i}", host=f"{self._network}.{10 + i}", root=self.root / f"{self.scope}-{i}")
             for i in range(members)
@@ -288,7 +263,7 @@ class PatroniCluster:
         self._etcd: subprocess.Popen[bytes] | None = None
         self.etcd_url = f"http://{self._network}.2:2379"
         self._site = self.root / "site"
-        self._python = _python_for(RUN_AS)
+        self._python = python_for(RUN_AS)
         self._postmasters: set[int] = set()
         self._stopped = False
         atexit.register(self.stop)
@@ -306,16 +281,16 @@ class PatroniCluster:
         self.stop()
 
     def start_all(self) -> PatroniCluster:
-        """Start etcd and every member; wait for a leader and for every replica to stream."""
-        _vendor_distributions(self._site, PATRONI_DISTRIBUTIONS)
+        """Start etcd and every member at once (one wins the initialize race and bootstraps, the others
+        clone it); wait for a leader and for every other member to stream from it."""
+        vendor_distributions(self._site, PATRONI_DISTRIBUTIONS)
         self._write_secrets()
         self._start_etcd()
-        first, *others = self.members
-        self.start(first)
-        self.wait_for_leader(timeout=self.startup_timeout)
-        for member in others:
+        for member in self.members:
             self.start(member)
-        self.wait_for_roles({m.name: "replica" for m in others}, timeout=self.startup_timeout, streaming=True)
+        leader = self.wait_for_leader(timeout=self.startup_timeout)
+        others = {m.name: "replica" for m in self.members if m is not leader}
+        self.wait_for_roles(others, timeout=self.startup_timeout, streaming=True)
         return self
 
     def start(self, member: Member) -> None:
@@ -324,15 +299,15 @@ class PatroniCluster:
             raise ClusterError(f"{member.name} is already running")
         for directory in (member.root, member.socket_dir, member.data_dir.parent, member.wal_dir.parent):
             directory.mkdir(parents=True, exist_ok=True)
-            _chown(directory)
+            chown(directory)
         member.config_file.write_text(json.dumps(self.member_config(member), indent=2))
-        _chown(member.config_file)
+        chown(member.config_file)
         log = open(member.log_file, "ab")
         try:
             member.process = subprocess.Popen(
                 [str(self._python), "-s", "-m", "patroni", str(member.config_file)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.member_env(member), cwd=member.root, start_new_session=True, **_as_user(),
+                env=self.member_env(member), cwd=member.root, start_new_session=True, **as_user(),
             )
         finally:
             log.close()
@@ -343,18 +318,14 @@ class PatroniCluster:
         processes dying at once; waits until Patroni is gone."""
         postmaster = member.postmaster_pid()
         if member.process is not None:
-            _killpg(member.process.pid, sig)
+            killpg(member.process.pid, sig)
         if postmaster is not None:
             self._postmasters.add(postmaster)
-            _killpg(_process_group(postmaster), sig)
+            killpg(process_group(postmaster), sig)
         if member.process is not None:
-            try:
-                member.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                _killpg(member.process.pid, signal.SIGKILL)
-                member.process.wait(timeout=10)
+            reap(member.process, grace=30, timeout=10)
         if postmaster is not None:
-            _wait_gone(postmaster, timeout=30)
+            wait_gone(postmaster, timeout=30)
 
     def stop(self) -> None:
         """Kill every process this cluster started and delete its directory (idempotent)."""
@@ -365,25 +336,17 @@ class PatroniCluster:
             postmaster = member.postmaster_pid()
             if postmaster is not None:
                 self._postmasters.add(postmaster)
-            if member.process is not None and member.process.poll() is None:
-                _killpg(member.process.pid, signal.SIGKILL)
-                try:
-                    member.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+            if member.process is not None:
+                reap(member.process, timeout=10)
         for pid in self._postmasters:
-            if _alive(pid):
-                _killpg(_process_group(pid), signal.SIGKILL)
-        for pid in _processes_under(self.root):  # anything else of ours (e.g. a postmaster mid-start)
-            _killpg(_process_group(pid), signal.SIGKILL)
-        for pid in self._postmasters | set(_processes_under(self.root)):
-            _wait_gone(pid, timeout=10)
-        if self._etcd is not None and self._etcd.poll() is None:
-            _killpg(self._etcd.pid, signal.SIGKILL)
-            try:
-                self._etcd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+            if alive(pid):
+                killpg(process_group(pid), signal.SIGKILL)
+        for pid in processes_under(self.root):  # anything else of ours (e.g. a postmaster mid-start)
+            killpg(process_group(pid), signal.SIGKILL)
+        for pid in self._postmasters | set(processes_under(self.root)):
+            wait_gone(pid, timeout=10)
+        if self._etcd is not None:
+            reap(self._etcd, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- configuration ----------------------------------------------------------------------------
@@ -466,13 +429,13 @@ class PatroniCluster:
         post_init.write_text(script)
         post_init.chmod(0o755)
         for path in (secrets_dir, *secrets_dir.iterdir()):
-            _chown(path)
+            chown(path)
             path.chmod(0o700 if path.is_dir() else 0o400)
 
     def _start_etcd(self) -> None:
         data = self.root / "etcd"
         data.mkdir()
-        _chown(data)
+        chown(data)
         data.chmod(0o700)
         peer = f"http://{self._network}.2:2380"
         log = open(self.root / "etcd.log", "ab")
@@ -484,7 +447,7 @@ class PatroniCluster:
                  "--initial-cluster", f"etcd={peer}", "--initial-cluster-state", "new",
                  "--log-level", "warn"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.root, start_new_session=True, **_as_user(),
+                cwd=self.root, start_new_session=True, **as_user(),
             )
         finally:
             log.close()
@@ -519,24 +482,32 @@ class PatroniCluster:
         return wait_until(lambda: self.leader(excluded), timeout=timeout, interval=interval,
                           message=f"no leader outside {sorted(excluded)}", logs=self.logs)
 
+    def status(self, member: Member) -> dict[str, Any]:
+        """The member's own live view (``GET /patroni``): role, state, timeline, replication_state, xlog."""
+        return member.get("/patroni")[1] if member.running else {}
+
+    def is_streaming_replica(self, member: Member) -> bool:
+        """A running replica whose WAL receiver streams from the current leader."""
+        status = self.status(member)
+        return status.get("role") == "replica" and status.get("replication_state") == "streaming"
+
     def wait_for_roles(self, roles: Mapping[str, str], *, timeout: float = 60.0, streaming: bool = True) -> None:
-        """Wait until every named member has the role (``leader`` or ``replica``) in ``/cluster``; with
-        ``streaming`` a replica must also stream from the leader."""
+        """Wait until every named member has the role: ``leader`` (holds the lock, writable) or ``replica``
+        (running as a standby; with ``streaming``, also receiving WAL from the leader)."""
 
         def reached() -> bool:
-            topology = self.topology()
             for name, role in roles.items():
-                entry = topology.get(name, {})
-                if role == "replica":
-                    if entry.get("role") not in ("replica", "sync_standby", "quorum_standby"):
+                member = self.member(name)
+                if role == "leader":
+                    if not (member.running and member.get("/primary")[0] == 200):
                         return False
-                    if streaming and entry.get("state") != "streaming":
-                        return False
-                elif entry.get("role") != role:
+                elif streaming and not self.is_streaming_replica(member):
+                    return False
+                elif not streaming and self.status(member).get("role") != "replica":
                     return False
             return True
 
-        wait_until(reached, timeout=timeout, interval=0.2, message=f"roles not reached: {dict(roles)}", logs=self.logs)
+        wait_until(reached, timeout=timeout, interval=0.1, message=f"roles not reached: {dict(roles)}", logs=self.logs)
 
     def dcs_settings(self) -> dict[str, Any]:
         """The dynamic configuration Patroni runs with (``GET /config``)."""
@@ -627,141 +598,3 @@ def wait_until(
         if time.monotonic() > deadline:
             raise ClusterError(f"{message} within {timeout:.0f}s\n{logs() if logs else ''}")
         time.sleep(interval)
-
-
-def _free_loopback_network() -> str:
-    """A random ``127.a.b`` prefix whose .2 (etcd) and .10-.19 (members) addresses have the ports free."""
-    for _ in range(50):
-        prefix = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}"
-        addresses = [(f"{prefix}.2", 2379), (f"{prefix}.2", 2380)]
-        addresses += [(f"{prefix}.{10 + i}", port) for i in range(10) for port in (5432, 8008)]
-        if all(_port_free(host, port) for host, port in addresses):
-            return prefix
-    raise ClusterError("no free loopback network found")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _as_user() -> dict[str, Any]:
-    """subprocess keyword arguments that run a child as :data:`RUN_AS` when we are root."""
-    if os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam(RUN_AS)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _chown(path: Path) -> None:
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(RUN_AS)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    if pgid <= 1 or pgid == os.getpgrp():
-        return
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _process_group(pid: int) -> int:
-    """The process group of ``pid`` (Patroni starts the postmaster in a session of its own, led by a helper
-    process that exits, so the postmaster is not its group's leader)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, IndexError, ValueError):
-        return pid
-
-
-def _processes_under(root: Path) -> list[int]:
-    """PIDs whose command line mentions ``root`` (this cluster's unique temp dir: only our processes)."""
-    marker = str(root).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _reachable_by_others(path: Path) -> bool:
-    """Every directory above ``path`` is traversable and the file executable by other users."""
-    resolved = path.resolve()
-    if not resolved.is_file() or not resolved.stat().st_mode & 0o001:
-        return False
-    return all(parent.stat().st_mode & 0o001 for parent in resolved.parents)
-
-
-def _python_for(user: str) -> Path | None:
-    """An interpreter of this Python's version that ``user`` can run (a venv's may live under /root)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [Path(sys.executable), Path(sysconfig.get_config_var("BINDIR") or "/usr/bin") / f"python{version}",
-                  Path(f"/usr/bin/python{version}"), Path(f"/usr/local/bin/python{version}")]
-    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name == user:
-        return Path(sys.executable)
-    for candidate in candidates:
-        if candidate.exists() and _reachable_by_others(candidate):
-            return candidate.resolve()
-    return None
-
-
-def _vendor_distributions(target: Path, names: Iterable[str]) -> None:
-    """Copy the installed files of ``names`` and their dependencies into ``target`` (a PYTHONPATH the
-    unprivileged user can read: the clone and its venv may sit in a directory only root may enter)."""
-    from packaging.requirements import Requirement
-
-    seen: set[str] = set()
-    queue = list(names)
-    while queue:
-        name = queue.pop()
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            distribution = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for requirement in distribution.requires or []:
-            parsed = Requirement(requirement)
-            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
-                queue.append(parsed.name)
-        for file in distribution.files or []:
-            source = Path(str(distribution.locate_file(file)))
-            if ".." in file.parts or "__pycache__" in file.parts or not source.is_file():
-                continue
-            destination = target / file
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
-    for path in [target, *target.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o755 if path.is_dir() else 0o644))

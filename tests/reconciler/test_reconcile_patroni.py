@@ -22,7 +22,7 @@ from components.reconciler.tsreconcile.run import reconcile
 from components.timescaledb import patroni_config as pc
 from tests.ha.cluster import PatroniCluster, missing_requirements, rendered_database
 
-pytestmark = pytest.mark.skipif(bool(missing_requirements()), reason=str(missing_requirements()))
+pytestmark = [pytest.mark.ha, pytest.mark.skipif(bool(missing_requirements()), reason=str(missing_requirements()))]
 
 
 def _write(directory: Path, name: str, text: str) -> str:
