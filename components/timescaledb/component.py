@@ -38,8 +38,12 @@ Shape (modelled on Timescale's timescaledb-single chart, with its known outages 
   from a secret volume). Chosen over an init Job because it runs exactly once, on the primary, inside
   the bootstrap Patroni already serializes, before any client can connect, with no extra pod, no extra
   network path and no race against Services becoming ready. Roles, database, grants and
-  ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Changing
+  ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Passwords are
+  sent as SCRAM verifiers computed in the pod (``scram.py``), never as cleartext SQL. Changing
   ``database``/users later does not re-run it (documented limitation; rename by SQL).
+* What changes after bootstrap (cluster-wide DCS parameters, rotated passwords, extension versions) is
+  applied by the Reconciler component from ``reconcile_target``; pods roll only when what a running
+  member reads changes (the Patroni file without ``bootstrap``, the pod spec).
 
 Data safety on updates and deletes:
 
