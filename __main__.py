@@ -11,6 +11,7 @@ from components.autoscaler import Autoscaler, AutoscalerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import StackNamespace, StackNamespaceArgs
 from components.pooler import Pooler, PoolerArgs
+from components.reconciler import Reconciler, ReconcilerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
 from stack import DATABASE_NAME, read_stack_config
@@ -45,6 +46,10 @@ if config.database.autoscaling is not None:
         AutoscalerArgs(namespace=namespace.name, target=database.scale_target, **config.database.autoscaling.spec_fields()),
         opts=with_provider,
     )
+
+# 4b. Reconciler: after each rollout, make the running cluster match the declaration (DCS parameters,
+#     passwords, extension versions); re-created, and so re-run, only when that declaration changes.
+reconciler = Reconciler(f"{DATABASE_NAME}-reconciler", ReconcilerArgs(target=database.reconcile_target), opts=with_provider)
 
 # 5. Pooler (when enabled): PgBouncer in front of the primary and the replicas; the workloads connect
 #    through it, the migration Job keeps its direct connection (it holds a session advisory lock).
@@ -138,3 +143,4 @@ pulumi.export("superuserSecretName", database.superuser_secret_name)
 pulumi.export("appPassword", pulumi.Output.secret(database.app_password))
 pulumi.export("grafanaUrlHint", grafana_url_hint)
 pulumi.export("clientLabels", database.client_labels)
+pulumi.export("reconcilerJob", reconciler.job_name)

@@ -16,10 +16,19 @@ import pulumi
 from components.autoscaler import AutoscalingSpec
 from components.monitoring import ExistingSettings, InstallSettings
 from components.shared.types import Resources
-from components.timescaledb import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, StorageArgs, TimescaleDBArgs, TlsIssuer, check_args
+from components.timescaledb import (
+    DEFAULT_EXPORTER_IMAGE,
+    DEFAULT_IMAGE,
+    DEFAULT_POSTGRES_MAJOR,
+    StorageArgs,
+    TimescaleDBArgs,
+    TlsIssuer,
+    check_args,
+)
 from components.timescaledb.backup import BackupArgs
 from components.workload.memory import GeneratorLoad
 from stack.backup import parse_backup
+from stack.ha import HA_KEYS, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
@@ -174,7 +183,8 @@ def _database(
     args = TimescaleDBArgs(
         namespace=namespace,
         replicas=replicas,
-        image=section.image("image", DEFAULT_IMAGE),
+        image=section.text("image", DEFAULT_IMAGE),  # the timescaledb-ha tag policy is check_args'
+        postgres_major=section.integer("postgresMajor", DEFAULT_POSTGRES_MAJOR, minimum=14, maximum=99),
         exporter_image=section.image("exporterImage", DEFAULT_EXPORTER_IMAGE),
         resources=section.resources("resources", DEFAULT_DATABASE_RESOURCES),
         storage=StorageArgs(
@@ -195,6 +205,8 @@ def _database(
         autoscaled=autoscaling is not None,
         pooler_lookup=pooler_lookup,
         backup=backup,
+        pod_network_cidrs=pod_network_cidrs(section),
+        patroni_timing=patroni_timing(section),
     )
     storage.done()
     section.done()
@@ -220,6 +232,8 @@ _DATABASE_KEYS = {
     "anti_affinity": "antiAffinity",
     "tls_secret_name": "tlsSecretName",
     "tls_issuer": "tlsIssuer",
+    "postgres_major": "postgresMajor",
+    **HA_KEYS,
 }
 
 

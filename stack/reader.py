@@ -143,6 +143,15 @@ class ConfigSection:
             raise ConfigError(f"{self.key_path(key)} ({value!r}): must be a mapping of names to plain values")
         return {k: (str(v).lower() if isinstance(v, bool) else _scalar_text(v)) for k, v in value.items()}
 
+    def string_list(self, key: str, default: Any = _MISSING, *, example: str = "") -> tuple[str, ...]:
+        """A non-empty list of non-empty strings."""
+        value = self._raw(key, default)
+        if (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value
+                or not all(isinstance(v, str) and v for v in value)):
+            hint = f", e.g. {example}" if example else ""
+            raise ConfigError(f"{self.key_path(key)} ({value!r}): must be a non-empty list of strings{hint}")
+        return tuple(value)
+
     def resources(self, key: str, default: Resources) -> Resources:
         """A ``{cpuRequest, memoryRequest, cpuLimit, memoryLimit}`` block; absent keys keep the default."""
         block = self.section(key)

@@ -45,6 +45,8 @@ class _PodSet:
     claim_templates: frozenset[str] = frozenset()
     runtime_labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Labels a controller inside the pod sets at run time (Patroni's role label), with their values."""
+    managed_endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Endpoints a controller inside the pods writes (Patroni in Endpoints mode), with their port names."""
 
     def could_be_selected_by(self, selector: Mapping[str, Any]) -> bool:
         """Whether some pod of this set matches ``selector``, given the labels it may gain at run time."""
@@ -184,7 +186,9 @@ def _service_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
     spec = manifest.get("spec") or {}
     selector = spec.get("selector")
     if not selector:
-        return [] if spec.get("type") == "ExternalName" else [f"{_ref(manifest)}: has no selector"]
+        if spec.get("type") == "ExternalName":
+            return []
+        return _managed_endpoints_problems(manifest, pods)
     matched = [p for p in pods if _same_namespace(p.namespace, _namespace(manifest)) and p.could_be_selected_by(selector)]
     if not matched:
         return [f"{_ref(manifest)}: selector {selector} matches no pod template"]
@@ -197,6 +201,18 @@ def _service_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
             if not found:
                 problems.append(f"{_ref(manifest)}: port {port.get('name', port['port'])} targets {target!r}, which {pod_set.owner} does not declare")
     return problems
+
+
+def _managed_endpoints_problems(manifest: Manifest, pods: Sequence[_PodSet]) -> list[str]:
+    """A Service without a selector works only if something writes Endpoints of its name with its port names."""
+    writers = [p.managed_endpoints[_name(manifest)] for p in pods
+               if _same_namespace(p.namespace, _namespace(manifest)) and _name(manifest) in p.managed_endpoints]
+    if not writers:
+        return [f"{_ref(manifest)}: has no selector and no pod writes Endpoints named {_name(manifest)!r}"]
+    names = {port.get("name") for port in (manifest.get("spec") or {}).get("ports") or []}
+    if any(not names <= ports for ports in writers):
+        return [f"{_ref(manifest)}: ports {sorted(map(str, names))} are not all in the Endpoints Patroni writes ({sorted(writers[0])})"]
+    return []
 
 
 def _selector_problems(manifest: Manifest, selector: Mapping[str, Any], pods: Sequence[_PodSet]) -> list[str]:
@@ -238,6 +254,7 @@ def _pod_set(manifest: Manifest, index: Mapping[tuple[str, str, str], Manifest])
         spec=pod_spec,
         claim_templates=frozenset(c["metadata"]["name"] for c in spec.get("volumeClaimTemplates") or []),
         runtime_labels=_patroni_role_labels(pod_spec, index, _namespace(manifest)),
+        managed_endpoints=_patroni_endpoints(pod_spec, index, _namespace(manifest)),
     )
 
 
@@ -250,12 +267,12 @@ PATRONI_DEFAULTS = {
 """Patroni 4 defaults for the Kubernetes DCS labels (before 4.0 the leader value was ``master``)."""
 
 
-def _patroni_settings(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, str] | None:
+def _patroni_settings(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, Any] | None:
     """The Kubernetes DCS label settings of a Patroni pod (from the config it mounts), or None if not Patroni."""
     env = {e["name"]: e.get("value") for c in _containers(pod_spec) for e in c.get("env") or []}
     if "PATRONI_KUBERNETES_LABELS" not in env:
         return None
-    settings = dict(PATRONI_DEFAULTS)
+    settings: dict[str, Any] = dict(PATRONI_DEFAULTS)
     for volume in pod_spec.get("volumes") or []:
         config_map = _find(index, "ConfigMap", ns, (volume.get("configMap") or {}).get("name", ""))
         for text in (config_map or {}).get("data", {}).values():
@@ -265,11 +282,25 @@ def _patroni_settings(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str
                 continue
             if isinstance(document, dict) and isinstance(document.get("kubernetes"), dict):
                 settings.update({k: v for k, v in document["kubernetes"].items() if k in settings})
+                settings["use_endpoints"] = document["kubernetes"].get("use_endpoints", False)
+                settings["ports"] = document["kubernetes"].get("ports", [{}])
                 if isinstance(document.get("scope"), str):
                     settings["scope"] = document["scope"]
     if env.get("PATRONI_SCOPE"):
         settings["scope"] = env["PATRONI_SCOPE"]
+    if env.get("PATRONI_KUBERNETES_USE_ENDPOINTS"):
+        settings["use_endpoints"] = env["PATRONI_KUBERNETES_USE_ENDPOINTS"].lower() == "true"
     return settings
+
+
+def _patroni_endpoints(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:
+    """In Endpoints mode Patroni writes ``<scope>`` (the leader's address, ``kubernetes.ports``) and keeps
+    its config in ``<scope>-config`` (no addresses)."""
+    settings = _patroni_settings(pod_spec, index, ns)
+    if settings is None or not settings.get("use_endpoints") or not settings.get("scope"):
+        return {}
+    ports = frozenset(p.get("name") for p in settings.get("ports") or [{}])
+    return {settings["scope"]: ports, f"{settings['scope']}-config": frozenset()}
 
 
 def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:

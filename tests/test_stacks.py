@@ -175,7 +175,9 @@ def test_database_only_stack_composes_without_workloads_or_monitoring() -> None:
     config = {"timescale-k8s:workloads": {"enabled": False}, "timescale-k8s:monitoring": {"mode": "disabled"}}
     recording = run_main("minimal", config)
     kinds = {m["kind"] for m in recording.manifests()}
-    assert "StatefulSet" in kinds and not kinds & {"Deployment", "Job", "PodMonitor"}
+    assert "StatefulSet" in kinds and not kinds & {"Deployment", "PodMonitor"}
+    jobs = [m["metadata"]["name"] for m in recording.manifests() if m["kind"] == "Job"]
+    assert len(jobs) == 1 and "-reconcile-" in jobs[0], "the database's reconciler is its only Job"
     assert schema_problems(recording.manifests()) == []
     assert wiring_problems(recording.manifests()) == []
     assert recording.outputs["grafanaUrlHint"] == "monitoring is disabled for this stack"

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.images import check_pinned_image
+from components.shared.images import check_pinned_image, image_version  # noqa: F401 - image_version re-exported
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ConnectionSecretKeys, DatabaseConnection, Resources
 
@@ -74,13 +74,6 @@ def merge_pod_labels(path: str, labels: Mapping[str, str], client_labels: Mappin
     if clashes:
         raise ValueError(f"{path}.database.client_labels override recommended labels: {clashes}")
     return {**labels, **client_labels}
-
-
-def image_version(image: str) -> str:
-    """The image's tag (or the first 12 hex digits of its digest), for the app.kubernetes.io/version label."""
-    if "@sha256:" in image:
-        return image.rsplit("@sha256:", 1)[1][:12]
-    return image.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 def app_env(
@@ -182,4 +175,17 @@ def app_pod_template(
                 credentials_volume(database),
             ],
         ),
+    )
+
+
+def disruptions_ignored() -> k8s.batch.v1.PodFailurePolicyArgs:
+    """A Job's podFailurePolicy: pods evicted by a node drain or preemption do not count against backoffLimit
+    (requires ``restartPolicy: Never``)."""
+    return k8s.batch.v1.PodFailurePolicyArgs(
+        rules=[
+            k8s.batch.v1.PodFailurePolicyRuleArgs(
+                action="Ignore",
+                on_pod_conditions=[k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")],
+            )
+        ]
     )

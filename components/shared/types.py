@@ -161,6 +161,51 @@ class ScaleTarget:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class SecretFile:
+    """One key of a Secret, to be mounted as a file."""
+
+    secret_name: pulumi.Input[str]
+    key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileTarget:
+    """What the reconciler needs to make a running database match its declaration (made by TimescaleDB)."""
+
+    name: str
+    """The database component's name (its StatefulSet and Patroni scope); names the reconciler's objects."""
+    namespace: pulumi.Input[str]
+    image: str
+    """The database image: the reconciler runs on it (its Python, driver and extension versions)."""
+    run_as_user: int
+    """The image's ``postgres`` uid (and gid)."""
+    postgres_major: int
+    pod_labels: Mapping[str, str]
+    """Labels selecting the members (the reconciler's NetworkPolicy admits it to them)."""
+    patroni_url: pulumi.Output[str]
+    """Patroni REST API of the members (``http://<headless service>:8008``)."""
+    postgres_port: int
+    patroni_port: int
+    superuser: str
+    superuser_password: SecretFile
+    restapi_user: str
+    restapi_password: SecretFile
+    role_passwords: Mapping[str, SecretFile]
+    """Login role -> where its password lives; the reconciler sets each as a SCRAM verifier."""
+    replication_user: str
+    """Of ``role_passwords``, the role that needs REPLICATION if it must be re-created."""
+    extensions: Sequence[str]
+    dcs_parameters: Mapping[str, str]
+    """PostgreSQL parameters Patroni reads only from its dynamic configuration."""
+    managed_dcs_parameters: Sequence[str]
+    """Every DCS-only parameter name: one set in the DCS but not declared is reset to its default."""
+    credentials_version: pulumi.Output[str]
+    """A one-way fingerprint of every password: changes exactly when a password does."""
+    ready: pulumi.Resource
+    """The resource whose readiness means the members run the declared image (the StatefulSet)."""
+
+
 def registrable(value: DatabaseConnection | ScrapeTarget | ScaleTarget) -> dict[str, Any]:
     """A typed value as a dict ``register_outputs`` can record (the engine serializes no dataclasses or sets)."""
     plain: dict[str, Any] = {}

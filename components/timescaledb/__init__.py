@@ -5,13 +5,16 @@ from components.timescaledb.component import (
     certificate_dns_names,
     DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
+    DEFAULT_POD_NETWORK_CIDRS,
+    DEFAULT_POSTGRES_MAJOR,
     StorageArgs,
     TimescaleDB,
     TimescaleDBArgs,
     check_args,
 )
+from components.timescaledb.patroni_config import PatroniTiming
 
 __all__ = [
-    "DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "TlsIssuer", "certificate_dns_names",
-    "check_args",
+    "DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POD_NETWORK_CIDRS", "DEFAULT_POSTGRES_MAJOR", "PatroniTiming",
+    "StorageArgs", "TimescaleDB", "TimescaleDBArgs", "TlsIssuer", "certificate_dns_names", "check_args",
 ]

@@ -2,14 +2,34 @@
 
 Shape (modelled on Timescale's timescaledb-single chart, with its known outages designed out):
 
-* One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Patroni elects one
-  primary through a leader ConfigMap (``<name>-leader``) and labels every pod ``role=primary`` or
-  ``role=replica``; the read-write Service selects ``role=primary``. Any replica count forms one
-  cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from the
-  primary by themselves. Replicas stream asynchronously with replication slots.
-* The read-only Service selects ``role=replica`` when ``replicas > 1``. With one member there are no
-  replicas, so it selects every member (the primary): read-only clients keep working and move to
-  replicas automatically once the StatefulSet is scaled out and the component is updated.
+* One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Any replica count forms
+  one cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from
+  the primary by themselves. Replicas stream asynchronously with replication slots.
+* Read-write routing is the leader lock itself. Patroni's Kubernetes DCS runs in Endpoints mode: the
+  lock is the Endpoints object ``<name>``, and whoever takes or renews the lock writes its own pod IP
+  into it in the same compare-and-swap request. The read-write Service is named ``<name>`` and has no
+  selector, so it routes to that address and nothing else: never to two pods, never to a pod that lost
+  the lock, whatever state a dead pod's labels or readiness are left in (with a label selector, a dead
+  node's primary kept ``role=primary`` and stayed Ready, so writes went to two addresses for 14 s).
+  Trade-offs: (1) while the lock holder is dead and its lock not yet expired, the Service still points
+  at it (connections fail) for up to ``ttl``; no other design can know sooner without risking two
+  primaries; (2) Patroni needs create/patch on Endpoints (not Services: the component creates the
+  ``<name>-config`` Service that keeps Patroni's config Endpoints alive, so Patroni's one attempt to
+  create it at start-up ends in a 403 that Patroni ignores by design); (3) the core/v1 Endpoints API is
+  deprecated in favour of EndpointSlices since Kubernetes 1.33, but still served, and the
+  EndpointSlice mirroring controller publishes Patroni's Endpoints to kube-proxy; (4) the Service's
+  name is fixed (``<name>``), where it used to be auto-named. Pods still carry ``role=primary|replica``
+  labels for humans and dashboards; they are informational only.
+* Failure detection (``patroni_timing``): ttl 20 s (Patroni's minimum), loop 5 s, retry 7 s. A silent
+  primary's lock expires ttl after its last renewal, so it is replaced 15-20 s after it went silent
+  (plus about a second of election); a gracefully stopped one hands over within seconds, and one whose
+  processes died in a living pod is restarted by the kubelet and recovered in place (it still holds
+  the lock). Lower values fail over sooner but demote the primary on shorter API-server outages.
+* The read-only Service selects ``role=replica`` when ``replicas > 1``; the readiness probe keeps a
+  replica in it while its PostgreSQL runs within 32MiB of the leader's last WAL, including while a
+  dead primary is being replaced (``pod.py``). With one member there are no replicas, so it selects
+  every member (the primary): read-only clients keep working and move to replicas automatically once
+  the StatefulSet is scaled out and the component is updated.
 * PostgreSQL parameters come from ``components.timescaledb.tuning`` (timescaledb-tune's rules) for the container's
   CPU/memory and the WAL disk, then ``postgresql_parameters`` overrides. max_wal_size is sized from the
   WAL volume, or, without one, from a quarter of the data volume; ``max_slot_wal_keep_size`` caps WAL
@@ -18,8 +38,12 @@ Shape (modelled on Timescale's timescaledb-single chart, with its known outages 
   from a secret volume). Chosen over an init Job because it runs exactly once, on the primary, inside
   the bootstrap Patroni already serializes, before any client can connect, with no extra pod, no extra
   network path and no race against Services becoming ready. Roles, database, grants and
-  ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Changing
+  ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Passwords are
+  sent as SCRAM verifiers computed in the pod (``scram.py``), never as cleartext SQL. Changing
   ``database``/users later does not re-run it (documented limitation; rename by SQL).
+* What changes after bootstrap (cluster-wide DCS parameters, rotated passwords, extension versions) is
+  applied by the Reconciler component from ``reconcile_target``; pods roll only when what a running
+  member reads changes (the Patroni file without ``bootstrap``, the pod spec).
 
 Data safety on updates and deletes:
 
@@ -46,6 +70,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pathlib import Path
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -55,15 +81,40 @@ from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import parameters, pod
 from components.timescaledb.exporter_queries import queries_file
-from components.shared.images import check_pinned_image
+from components.shared import scram
+from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
 from components.shared.labels import recommended_labels, selector_labels
 from components.timescaledb.tuning import TuneInput, tune
 from components.shared.quantity import byte_size
-from components.timescaledb.credentials import RolePassword, connection_data, opaque_secret, role_password
-from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from components.timescaledb.credentials import (
+    RolePassword,
+    connection_data,
+    credentials_fingerprint,
+    opaque_secret,
+    role_password,
+)
+from components.shared.types import (
+    ConnectionSecretKeys,
+    DatabaseConnection,
+    ReconcileTarget,
+    Resources,
+    ScaleTarget,
+    ScrapeTarget,
+    SecretFile,
+    registrable,
+)
+from components.shared.validate import check_range
 
-DEFAULT_IMAGE = "timescale/timescaledb-ha:pg17.4-ts2.18.2"
-DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"
+DEFAULT_IMAGE = (
+    "timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e3440ab4c2aa585e743b1d8466cda9bbf18b6c598ec7806cf61e02fa5cd1d1a"
+)
+"""PostgreSQL 17.11, TimescaleDB 2.30.1; the digest pins the build (the kubelet pulls by digest, the tag documents it)."""
+DEFAULT_EXPORTER_IMAGE = (
+    "quay.io/prometheuscommunity/postgres-exporter:v0.17.1@sha256:38606faa38c54787525fb0ff2fd6b41b4cfb75d455c1df294927c5f611699b17"
+)
+DEFAULT_POSTGRES_MAJOR = 17
+SCRAM_SOURCE = Path(scram.__file__).read_text(encoding="utf-8")
+"""``components/shared/scram.py``, mounted beside post_init so bootstrap sends verifiers, not passwords."""
 DEFAULT_POD_NETWORK_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 APP_NAME = "timescaledb"
 COMPONENT = "database"
@@ -72,6 +123,8 @@ MAX_NAME_LENGTH = 40
 ``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
 MAX_REPLICAS = 9
 """Most Patroni members: every one streams from the primary (a wal sender and a slot each)."""
+ENDPOINTS_OWNER_ANNOTATION = "timescale-k8s.io/endpoints-managed-by"
+"""On Services without a selector: who writes their Endpoints (Patroni, for the leader and config keys)."""
 MIN_VOLUME_BYTES = 2**30
 MIN_MEMORY_BYTES = 256 * 2**20
 
@@ -100,9 +153,13 @@ class TimescaleDBArgs:
     replicas: int = 1
     """Cluster members (one primary, the rest streaming replicas); default 1. The HPA floor when autoscaled."""
     image: str = DEFAULT_IMAGE
-    """Pinned timescaledb-ha image (PostgreSQL 17, Patroni 4); default ``timescale/timescaledb-ha:pg17.4-ts2.18.2``."""
+    """timescaledb-ha image pinned by a full ``pg<X.Y>-ts<A.B.C>`` tag or a digest (Patroni 4); default
+    ``timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e34...``."""
     exporter_image: str = DEFAULT_EXPORTER_IMAGE
-    """Pinned postgres_exporter image; default ``quay.io/prometheuscommunity/postgres-exporter:v0.17.1``."""
+    """postgres_exporter image pinned by a full version tag or digest; default ``...postgres-exporter:v0.17.1@sha256:3860...``."""
+    postgres_major: int = DEFAULT_POSTGRES_MAJOR
+    """PostgreSQL major version of the data directory; default 17. The image must be of this major: in-place
+    major upgrades are not supported, so an image of another major is refused."""
     resources: Resources = field(default_factory=lambda: Resources(cpu_request="1", memory_request="2Gi"))
     """PostgreSQL container resources (tuning follows them); default 1 CPU / 2Gi, memory limit = request."""
     exporter_resources: Resources = field(
@@ -134,7 +191,9 @@ class TimescaleDBArgs:
     max_connections: int | None = None
     """max_connections for tuning (like timescaledb-tune --max-conns); default None: memory step (25..100)."""
     pod_network_cidrs: Sequence[str] = DEFAULT_POD_NETWORK_CIDRS
-    """Networks replication may come from (pg_hba); default the RFC 1918 ranges."""
+    """Pod networks (IPv4 and/or IPv6 CIDRs) replication may come from (pg_hba); default the RFC 1918 ranges."""
+    patroni_timing: pc.PatroniTiming = field(default_factory=pc.PatroniTiming)
+    """Patroni ttl / loop_wait / retry_timeout; default 20 / 5 / 7 seconds (see ``PatroniTiming``)."""
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret with ``tls.crt``, ``tls.key`` and ``ca.crt`` turning on server TLS: the
     network then takes TLS only and every client verifies the server (``verify-full``); the certificate must
@@ -167,8 +226,9 @@ def statefulset_name(name: str) -> str:
 
 
 def service_names(name: str) -> dict[str, str]:
-    """Fixed Service names (used with TLS, where the certificate must name them), by role."""
-    return {role: f"{name}-{role}" for role in ("primary", "replicas", "headless")}
+    """Fixed Service names (used with TLS, where the certificate must name them), by role. The read-write
+    Service always has its fixed name: Patroni's leader Endpoints, the cluster's scope."""
+    return {"primary": statefulset_name(name), **{role: f"{name}-{role}" for role in ("replicas", "headless")}}
 
 
 def certificate_dns_names(name: str, namespace: str) -> list[str]:
@@ -217,7 +277,15 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
     if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or not 1 <= args.replicas <= MAX_REPLICAS:
         raise ValueError(f"replicas ({args.replicas!r}) must be an integer from 1 to {MAX_REPLICAS}")
-    check_pinned_image(args.image, field="image")
+    check_timescaledb_image(args.image, field="image")
+    check_range("postgres_major", args.postgres_major, 14, 99)
+    image_major = postgres_major_of(args.image)
+    if image_major is not None and image_major != args.postgres_major:
+        raise ValueError(
+            f"image ({args.image!r}) is PostgreSQL {image_major} but the cluster's data directory is PostgreSQL "
+            f"{args.postgres_major} (postgres_major): in-place major upgrades are not supported; keep a "
+            f"pg{args.postgres_major} image, or migrate to a new cluster (README: Upgrades)"
+        )
     check_pinned_image(args.exporter_image, field="exporter_image")
     args.resources.check("resources")
     if args.resources.memory_bytes < MIN_MEMORY_BYTES:
@@ -261,18 +329,30 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
     grace = args.termination_grace_seconds
     if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
         raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
-    if isinstance(args.pod_network_cidrs, str) or not args.pod_network_cidrs:
-        raise ValueError(f"pod_network_cidrs ({args.pod_network_cidrs!r}) must be a non-empty list of CIDRs")
-    for cidr in args.pod_network_cidrs:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as error:
-            raise ValueError(f"pod_network_cidrs has an invalid network {cidr!r}: {error}") from None
+    check_pod_network_cidrs(args.pod_network_cidrs)
+    pc.check_timing(args.patroni_timing, field_name="patroni_timing")
     # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
     parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
                                  field_name="postgresql_parameters", overrides=overrides)
     if args.backup is not None:
         br.check_backup(args.backup)
+
+
+def check_pod_network_cidrs(cidrs: Sequence[str]) -> None:
+    """Non-empty, each a network address in CIDR form (IPv4 or IPv6), none admitting every address."""
+    if isinstance(cidrs, str) or not isinstance(cidrs, Sequence) or not cidrs:
+        raise ValueError(f"pod_network_cidrs ({cidrs!r}) must be a non-empty list of CIDRs")
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr) if isinstance(cidr, str) and "/" in cidr else None
+        except ValueError as error:
+            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): {error}") from None
+        if network is None:
+            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): use CIDR notation, e.g. 10.244.0.0/16 or fd00:10:244::/56")
+        if network.prefixlen == 0:
+            raise ValueError(f"pod_network_cidrs has ({cidr!r}), which admits replication from every address; name the pod networks")
+    if len(set(cidrs)) != len(cidrs):
+        raise ValueError(f"pod_network_cidrs ({list(cidrs)!r}) lists a network twice")
 
 
 def _check_storage(storage: StorageArgs) -> None:
@@ -309,13 +389,14 @@ class TimescaleDB(pulumi.ComponentResource):
     """The pooler lookup role's credentials when ``pooler_lookup`` is set, else None."""
     backup_max_age_seconds: int | None
     """Longest gap the backup schedules allow (None without backups): what the backup-age alert allows."""
+    reconcile_target: ReconcileTarget
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         check_args(name, args)
         super().__init__("timescale-k8s:index:TimescaleDB", name, None, opts)
         self._name = name
         self._args = args
-        version = args.image.rsplit(":", 1)[-1]
+        version = image_version(args.image)
         self.pod_labels = selector_labels(app=APP_NAME, instance=name, component=COMPONENT)
         self._labels = recommended_labels(app=APP_NAME, instance=name, component=COMPONENT, version=version)
         self.client_labels = client_labels_for(name)
@@ -323,7 +404,8 @@ class TimescaleDB(pulumi.ComponentResource):
         scope = statefulset_name(name)
 
         headless = self._service("headless", headless=True, selector=self.pod_labels)
-        primary = self._service("primary", selector={**self.pod_labels, pc.ROLE_LABEL: pc.LEADER_LABEL_VALUE})
+        primary = self._leader_service(scope)
+        self._config_service(scope)
         read_only_selector = (
             {**self.pod_labels, pc.ROLE_LABEL: pc.FOLLOWER_LABEL_VALUE} if args.replicas > 1 else self.pod_labels
         )
@@ -367,6 +449,7 @@ class TimescaleDB(pulumi.ComponentResource):
             data={
                 pod.CONFIG_KEY: config_text,
                 pod.POST_INIT_KEY: script_text,
+                pod.SCRAM_KEY: SCRAM_SOURCE,
                 pod.EXPORTER_QUERIES_KEY: exporter_queries,
                 **backup_files,
             },
@@ -386,9 +469,10 @@ class TimescaleDB(pulumi.ComponentResource):
                 reader_secret=reader_secret.metadata.name,
                 pooler_lookup_secret=self.pooler_lookup.secret_name if self.pooler_lookup else None,
             ),
-            # The exporter and the backup agent read their files once at start: a change must roll the pods too.
+            # What a running member reads at start (not the bootstrap section, which the reconciler applies
+            # without rolling the pods), plus the exporter's queries and the backup agent's files.
             checksum=hashlib.sha256(
-                "".join([config_text, script_text, exporter_queries, *backup_files.values()]).encode()
+                "".join([pc.running_member_view(config_text), exporter_queries, *backup_files.values()]).encode()
             ).hexdigest(),
         )
         if args.replicas > 1 or args.autoscaled:
@@ -430,6 +514,34 @@ class TimescaleDB(pulumi.ComponentResource):
         self.superuser_secret_name = superuser_secret.metadata.name
         self.app_password = pulumi.Output.secret(passwords["app"].password)
         self.reader_password = pulumi.Output.secret(passwords["reader"].password)
+        self.reconcile_target = ReconcileTarget(
+            name=name,
+            namespace=args.namespace,
+            image=args.image,
+            run_as_user=pod.POSTGRES_UID,
+            postgres_major=args.postgres_major,
+            pod_labels=self.pod_labels,
+            patroni_url=pulumi.Output.concat("http://", headless.metadata.name, ".", headless.metadata.namespace,
+                                             f".svc.cluster.local:{pc.PATRONI_PORT}"),
+            postgres_port=pc.POSTGRES_PORT,
+            patroni_port=pc.PATRONI_PORT,
+            superuser=pc.SUPERUSER,
+            superuser_password=SecretFile(secret_name=superuser_secret.metadata.name, key=pod.SUPERUSER_KEY),
+            restapi_user=pc.RESTAPI_USER,
+            restapi_password=SecretFile(secret_name=internal_secret.metadata.name, key=pod.RESTAPI_KEY),
+            role_passwords={
+                args.app_user: SecretFile(secret_name=app_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
+                args.reader_user: SecretFile(secret_name=reader_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
+                pc.MONITOR_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.MONITOR_KEY),
+                pc.REPLICATION_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.REPLICATION_KEY),
+            },
+            replication_user=pc.REPLICATION_USER,
+            extensions=pc.EXTENSIONS,
+            dcs_parameters=pc.split_parameters(postgresql_parameters(args))[0],
+            managed_dcs_parameters=sorted(pc.DCS_ONLY_PARAMETERS),
+            credentials_version=credentials_fingerprint(list(passwords.values())),
+            ready=self.statefulset,
+        )
         self.register_outputs({
             "app_connection": registrable(self.app_connection),
             "reader_connection": registrable(self.reader_connection),
@@ -450,6 +562,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 if self.pooler_lookup else None
             ),
             "backup_max_age_seconds": self.backup_max_age_seconds,
+            "reconcile_target_credentials_version": self.reconcile_target.credentials_version,
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -484,6 +597,38 @@ class TimescaleDB(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
+    def _leader_service(self, scope: str) -> k8s.core.v1.Service:
+        """The read-write Service: named like Patroni's leader Endpoints, no selector (the lock routes)."""
+        return k8s.core.v1.Service(
+            f"{self._name}-primary",
+            metadata=self._patroni_owned_metadata(scope),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                ports=[k8s.core.v1.ServicePortArgs(
+                    name=pc.LEADER_PORT_NAME, port=pc.POSTGRES_PORT, target_port=pc.POSTGRES_PORT, protocol="TCP"
+                )],
+            ),
+            opts=self._opts(),
+        )
+
+    def _config_service(self, scope: str) -> k8s.core.v1.Service:
+        """Keeps Patroni's ``<scope>-config`` Endpoints from being garbage-collected; routes nothing."""
+        return k8s.core.v1.Service(
+            f"{self._name}-patroni-config",
+            metadata=self._patroni_owned_metadata(scope + pc.CONFIG_SUFFIX),
+            spec=k8s.core.v1.ServiceSpecArgs(cluster_ip="None"),
+            opts=self._opts(),
+        )
+
+    def _patroni_owned_metadata(self, name: str) -> k8s.meta.v1.ObjectMetaArgs:
+        """A fixed name Patroni's Endpoints share; Pulumi must not wait for endpoints only Patroni writes."""
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            namespace=self._args.namespace,
+            labels=dict(self._labels),
+            annotations={ENDPOINTS_OWNER_ANNOTATION: "patroni", "pulumi.com/skipAwait": "true"},
+        )
+
     def _connection_secret(
         self, role: str, credentials: RolePassword, host: pulumi.Output[str], database: str
     ) -> k8s.core.v1.Secret:
@@ -505,6 +650,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 pod_network_cidrs=args.pod_network_cidrs,
                 separate_wal=args.storage.wal_size is not None,
                 tls=args.tls_secret_name is not None,
+                timing=args.patroni_timing,
             )
         )
         script = pc.post_init_script(
@@ -545,8 +691,10 @@ class TimescaleDB(pulumi.ComponentResource):
         }
 
     def _rbac(self) -> k8s.core.v1.ServiceAccount:
-        """Exactly what Patroni's Kubernetes DCS does in ConfigMaps mode (patroni/dcs/kubernetes.py):
-        list/watch/get/create/patch its ConfigMaps, list/watch/get pods and patch its own pod's labels."""
+        """Exactly what Patroni's Kubernetes DCS does in Endpoints mode (patroni/dcs/kubernetes.py): list,
+        watch, get, create and patch its Endpoints (leader, config, failover, sync), list/watch/get pods and
+        patch its own pod's labels. No ConfigMaps (unused in this mode), no Services (see the docstring),
+        no delete (only ``patronictl remove`` deletes, and it runs with an operator's credentials)."""
         account = k8s.core.v1.ServiceAccount(
             f"{self._name}-patroni",
             metadata=self._metadata(),
@@ -558,7 +706,7 @@ class TimescaleDB(pulumi.ComponentResource):
             metadata=self._metadata(),
             rules=[
                 k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch", "create", "patch"]
+                    api_groups=[""], resources=["endpoints"], verbs=["get", "list", "watch", "create", "patch"]
                 ),
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch", "patch"]),
             ],

@@ -4,16 +4,30 @@ Pure functions: the component renders their results into a ConfigMap; tests read
 
 Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRONMENT.rst):
 
-* Kubernetes DCS in ConfigMaps mode (``use_endpoints: false``) keeps leader/config/failover/sync keys in
-  ConfigMaps named ``<scope>-leader`` etc., lists pods by ``labels`` plus ``scope_label=<scope>``, and
-  PATCHes its own pod's ``role_label``; Patroni 4.0 changed the leader value from ``master`` to
-  ``primary``, so both values are set explicitly. It never touches Endpoints or Services in this mode.
+* Kubernetes DCS in Endpoints mode (``use_endpoints: true``) keeps its keys in Endpoints objects: the
+  leader lock is the Endpoints ``<scope>`` itself, and the member that acquires or renews the lock writes
+  its own pod IP and ``kubernetes.ports`` into that object's subsets in the same request (an empty subset
+  when it releases the lock). A Service named ``<scope>`` without a selector therefore routes exactly to
+  the lock holder: the read-write path is the lock. Dynamic config lives in ``<scope>-config``, which
+  needs a Service of that name so the endpoints controller never garbage-collects it; failover/sync keys
+  are ``<scope>-failover``/``<scope>-sync``. Patroni lists pods by ``labels`` plus
+  ``scope_label=<scope>`` and PATCHes its own pod's ``role_label`` (informational here: no Service
+  routes writes by it); Patroni 4.0 changed the leader value from ``master`` to ``primary``, so both
+  values are set explicitly.
+* Timing (``patroni/config.py``): Patroni raises ``ttl`` below 20 to 20, ``loop_wait`` below 1 to 1,
+  ``retry_timeout`` below 3 to 3, and shrinks ``loop_wait`` when ``loop_wait + 2 * retry_timeout > ttl``;
+  :func:`check_timing` rejects such values instead of letting Patroni silently rewrite them.
+* ``use_unix_socket_repl``: Patroni's own replication connection to its local PostgreSQL (it reads a
+  running replica's timeline and LSN through it) uses the socket, admitted by one ``local replication``
+  rule for the replication role; no TCP replication rule is widened for it.
 * Parameters that must match on primary and replicas (``max_connections``, ``max_worker_processes``...)
   are read only from the DCS (dynamic configuration), so they go to ``bootstrap.dcs``; Patroni ignores
   them in the local file. They apply at bootstrap; later changes need ``patronictl edit-config``.
   Every other parameter lives in the local file, which wins over the DCS and is re-read on restart.
 * ``bootstrap.post_init`` runs once, on the new primary, right after initdb, with a superuser
   connection URL as ``$1`` and ``PGPASSFILE`` set. (``bootstrap.users`` was removed in Patroni 4.0.)
+  It sets passwords as SCRAM verifiers computed in the pod, never as cleartext SQL; later changes
+  (rotation, DCS parameters, extension updates) are the reconciler's (``components.reconciler``).
 
 The config is emitted as JSON, which is valid YAML, so the runtime needs no YAML library.
 """
@@ -45,6 +59,10 @@ ROLE_LABEL = "role"
 LEADER_LABEL_VALUE = "primary"
 FOLLOWER_LABEL_VALUE = "replica"
 SCOPE_LABEL = "cluster-name"
+LEADER_PORT_NAME = "postgresql"
+"""Name of the port Patroni writes into the leader Endpoints; the read-write Service's port has this name."""
+CONFIG_SUFFIX = "-config"
+"""Patroni's dynamic-config Endpoints is ``<scope>-config``; a Service of that name keeps it alive."""
 
 DATA_MOUNT = "/home/postgres/pgdata"
 DATA_DIR = f"{DATA_MOUNT}/data"
@@ -55,6 +73,7 @@ CONFIG_DIR = "/etc/patroni"
 CONFIG_FILE = "patroni.yaml"
 SCRIPTS_DIR = "/etc/timescaledb/scripts"
 POST_INIT_FILE = "post_init.sh"
+SCRAM_FILE = "scram.py"
 SECRETS_DIR = "/etc/timescaledb/secrets"
 TLS_DIR = "/etc/timescaledb/tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"
@@ -108,6 +127,54 @@ TLS_PARAMETERS: Mapping[str, str] = {
     "ssl_min_protocol_version": "TLSv1.2",
 }
 """Server TLS from a mounted ``kubernetes.io/tls`` Secret (root-owned key, mode 0440: PostgreSQL accepts it)."""
+
+MIN_TTL = 20
+MIN_LOOP_WAIT = 1
+MIN_RETRY_TIMEOUT = 3
+MAX_TIMING_SECONDS = 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatroniTiming:
+    """Failure detection: how fast a lost primary is replaced versus how much API-server trouble is tolerated.
+
+    A primary whose Patroni stops renewing the lock (node lost, process killed and not restarted) is
+    replaced once the lock expires: ``ttl - (seconds since its last renewal)`` plus about a second of
+    election, i.e. between ``ttl - loop_wait`` and ``ttl``. A primary that cannot reach the DCS keeps
+    retrying for ``retry_timeout`` and demotes itself before its lock can expire (Patroni's rule
+    ``loop_wait + 2 * retry_timeout <= ttl``): shorter values fail over faster but turn shorter
+    API-server outages into a write outage.
+    """
+
+    ttl: int = 20
+    """Leader lock lifetime in seconds; default 20 (Patroni's minimum)."""
+    loop_wait: int = 5
+    """Seconds between HA loop runs (lock renewal, member updates, crash detection); default 5."""
+    retry_timeout: int = 7
+    """Seconds DCS and PostgreSQL calls are retried before giving up; default 7."""
+
+
+def check_timing(timing: PatroniTiming, *, field_name: str) -> PatroniTiming:
+    """Reject values Patroni would silently change; errors name the field and the values."""
+    for name, minimum in (("ttl", MIN_TTL), ("loop_wait", MIN_LOOP_WAIT), ("retry_timeout", MIN_RETRY_TIMEOUT)):
+        value = getattr(timing, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_TIMING_SECONDS:
+            raise ValueError(
+                f"{field_name}.{name} ({value!r}) must be a whole number of seconds from {minimum} to "
+                f"{MAX_TIMING_SECONDS} (Patroni's minimum is {minimum})"
+            )
+    total = timing.loop_wait + 2 * timing.retry_timeout
+    if total > timing.ttl:
+        raise ValueError(
+            f"{field_name}: loop_wait ({timing.loop_wait}) + 2 * retry_timeout ({timing.retry_timeout}) = {total} "
+            f"must be <= ttl ({timing.ttl}) (Patroni's rule: the primary must give up before its lock expires)"
+        )
+    return timing
+
+
+MAXIMUM_LAG_BYTES = 32 * 1024 * 1024
+"""Replay lag (bytes) beyond which a replica is neither promoted (``maximum_lag_on_failover``) nor ready to
+serve reads (the readiness probe's ``lag``): one bound for "too far behind"."""
 
 _PARAMETER_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -163,23 +230,26 @@ class PatroniSettings:
     """True when pg_wal lives on its own volume."""
     tls: bool = False
     """Server TLS is on: network rules are ``hostssl`` and members connect with ``verify-full``."""
-    ttl: int = 30
-    """Leader lock TTL in seconds: a dead primary is replaced within about this long."""
-    loop_wait: int = 10
-    """Seconds between Patroni HA loop runs."""
-    retry_timeout: int = 10
-    """Seconds of DCS/PostgreSQL trouble tolerated before the primary demotes itself."""
-    maximum_lag_on_failover: int = 32 * 1024 * 1024
+    timing: PatroniTiming = PatroniTiming()
+    """ttl, loop_wait, retry_timeout; default :class:`PatroniTiming`'s."""
+    maximum_lag_on_failover: int = MAXIMUM_LAG_BYTES
     """Bytes a replica may lag and still be promoted (32MiB)."""
 
 
 def pg_hba(pod_network_cidrs: Sequence[str], *, tls: bool = False) -> list[str]:
-    """Host-based auth: scram-sha-256 everywhere; the superuser only on the local socket; the replication
-    user only for replication, only from the pod networks; with ``tls`` the network takes TLS only."""
+    """Host-based auth: scram-sha-256 everywhere; with ``tls`` the network takes TLS only.
+
+    The superuser: on the local socket, and over the network only from the pod networks, for the in-cluster
+    reconciler Job (password changes, extension updates need it; the database NetworkPolicy admits only
+    client-labelled pods, the members and the reconciler to 5432); rejected from anywhere else. The replication
+    user only for replication: over the pod's own socket (Patroni's local timeline check,
+    ``use_unix_socket_repl``) and over TCP only from the pod networks."""
     network = "hostssl" if tls else "host"
     rules = [
         f"local all {SUPERUSER} peer",
+        f"local replication {REPLICATION_USER} scram-sha-256",
         "local all all scram-sha-256",
+        *(f"{network} all {SUPERUSER} {cidr} scram-sha-256" for cidr in pod_network_cidrs),
         f"host all {SUPERUSER} all reject",
         f"host all {REPLICATION_USER} all reject",
         "host all all 127.0.0.1/32 scram-sha-256",
@@ -221,7 +291,8 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
     return {
         "scope": settings.scope,
         "kubernetes": {
-            "use_endpoints": False,
+            "use_endpoints": True,
+            "ports": [{"name": LEADER_PORT_NAME, "port": POSTGRES_PORT, "protocol": "TCP"}],
             "labels": dict(settings.kubernetes_labels),
             "scope_label": SCOPE_LABEL,
             "role_label": ROLE_LABEL,
@@ -231,9 +302,9 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
         },
         "bootstrap": {
             "dcs": {
-                "ttl": settings.ttl,
-                "loop_wait": settings.loop_wait,
-                "retry_timeout": settings.retry_timeout,
+                "ttl": settings.timing.ttl,
+                "loop_wait": settings.timing.loop_wait,
+                "retry_timeout": settings.timing.retry_timeout,
                 "maximum_lag_on_failover": settings.maximum_lag_on_failover,
                 "postgresql": {
                     "use_pg_rewind": True,
@@ -250,7 +321,7 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
             "data_dir": DATA_DIR,
             "pgpass": PGPASS_FILE,
             "use_unix_socket": True,
-            "use_unix_socket_repl": False,
+            "use_unix_socket_repl": True,
             "remove_data_directory_on_rewind_failure": True,
             "remove_data_directory_on_diverged_timelines": True,
             "basebackup": basebackup,
@@ -267,6 +338,22 @@ def render(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+def running_member_view(config_text: str) -> str:
+    """The part of the rendered file a running member reads: everything but ``bootstrap``.
+
+    ``bootstrap`` (DCS seed values, initdb, post_init) is used once, when the cluster is created; later
+    changes to cluster-wide parameters reach the members through the reconciler, which restarts them in
+    a safe order. Rolling the pods for such a change would restart every member for nothing.
+    """
+    config = json.loads(config_text)
+    config.pop("bootstrap", None)
+    return render(config)
+
+
+EXTENSIONS = ("timescaledb", "pg_stat_statements")
+"""Extensions created at bootstrap in the application database (and kept up to date by the reconciler)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BootstrapRoles:
     """The database and roles post_init creates, and the files holding their passwords."""
@@ -276,7 +363,9 @@ class BootstrapRoles:
     reader_user: str
     monitor_user: str = MONITOR_USER
     secrets_dir: str = SECRETS_DIR
-    extensions: Sequence[str] = ("timescaledb", "pg_stat_statements")
+    scripts_dir: str = SCRIPTS_DIR
+    """Where post_init finds ``scram.py`` (mounted beside it from the ConfigMap)."""
+    extensions: Sequence[str] = EXTENSIONS
     pooler_lookup: bool = False
     """Also create PgBouncer's auth_query lookup role and function (``components.pooler.auth``)."""
 
@@ -286,21 +375,32 @@ def password_file(role: str) -> str:
     return f"{role}-password"
 
 
+NO_STATEMENT_TRACES = (
+    "-c log_statement=none -c log_min_duration_statement=-1 -c log_min_error_statement=panic "
+    "-c pg_stat_statements.track_utility=off"
+)
+"""Session options for statements that carry password verifiers: not logged, not tracked."""
+
+
 def post_init_script(roles: BootstrapRoles) -> str:
     """Idempotent bash script for ``bootstrap.post_init``: roles, database, grants, extensions.
 
-    Passwords are read by psql from mounted files (``\\set x `cat file```), never put on a command
-    line, and statement logging is switched off for the session so no password reaches the log.
+    Passwords never reach the server: ``scram.py`` turns each mounted password file into a SCRAM-SHA-256
+    verifier first (in a private temp dir, removed on exit), and psql sends ``ALTER ROLE ... PASSWORD
+    '<verifier>'``. The session also switches statement logging and pg_stat_statements' utility
+    tracking off, so not even the verifier lands in the log or the statistics.
     """
     for value, name in ((roles.database, "database"), (roles.app_user, "app_user"),
                         (roles.reader_user, "reader_user"), (roles.monitor_user, "monitor_user")):
         check_identifier(value, field_name=name)
     for extension in roles.extensions:
         check_identifier(extension, field_name="extension")
-    role_blocks = "\n".join(
-        _role_sql(role, f"{roles.secrets_dir}/{password_file(role)}")
-        for role in (roles.app_user, roles.reader_user, roles.monitor_user)
+    users = (roles.app_user, roles.reader_user, roles.monitor_user)
+    verifiers = "\n".join(
+        f'python3 {roles.scripts_dir}/{SCRAM_FILE} {roles.secrets_dir}/{password_file(role)} > "$verifiers/{role}"'
+        for role in users
     )
+    role_blocks = "\n".join(_role_sql(role) for role in users)
     extensions = "\n".join(f"CREATE EXTENSION IF NOT EXISTS {name};" for name in roles.extensions)
     if roles.pooler_lookup:  # a separate block, in the application database, after the extensions
         extensions += "\n" + pooler_auth.lookup_bootstrap_sql(
@@ -311,7 +411,11 @@ def post_init_script(roles: BootstrapRoles) -> str:
     return f"""#!/bin/bash
 # Patroni bootstrap.post_init: runs once on the new primary after initdb; $1 is a superuser URL.
 set -euo pipefail
-export PGOPTIONS="-c log_statement=none -c log_min_duration_statement=-1"
+verifiers="$(mktemp -d)"
+trap 'rm -rf "$verifiers"' EXIT
+{verifiers}
+export PGOPTIONS="{NO_STATEMENT_TRACES}"
+cd "$verifiers"
 psql "$1" --no-psqlrc --set=ON_ERROR_STOP=1 --quiet <<'SQL'
 {role_blocks}
 SELECT format('CREATE DATABASE %I OWNER %I', '{roles.database}', '{roles.app_user}')
@@ -330,11 +434,11 @@ SQL
 """
 
 
-def _role_sql(role: str, path: str) -> str:
+def _role_sql(role: str) -> str:
     return (
-        f"\\set pw `cat {path}`\n"
+        f"\\set verifier `cat {role}`\n"
         f"SELECT format('CREATE ROLE %I LOGIN', '{role}')"
         f" WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
-        f"SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'pw') \\gexec\n"
-        "\\unset pw"
+        f"SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'verifier') \\gexec\n"
+        "\\unset verifier"
     )

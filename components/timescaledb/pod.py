@@ -10,6 +10,18 @@ replication, rewind, REST API) only from its config file or ``PATRONI_*`` variab
 exports them from the mounted files just before ``exec patroni``: they exist only in Patroni's process
 environment (not in the pod spec), and Patroni strips ``PATRONI_*`` variables before starting PostgreSQL.
 postgres_exporter reads its password file itself (``DATA_SOURCE_PASS_FILE``).
+
+Probes (Patroni's REST API, ``patroni/api.py``):
+
+* Startup ``/liveness`` every second, 300 tries: the same 5-minute budget for a slow crash recovery as
+  before, without adding up to a period (formerly 10 s) to every start.
+* Readiness ``/read-only?lag=<MAXIMUM_LAG_BYTES>``: 200 on the leader, and on a replica whose PostgreSQL
+  runs and whose replay position is within 32MiB of the last position the leader published. It does
+  not require a live replication stream (Patroni's ``/readiness`` does, so every replica turned NotReady
+  10-15 s after the primary died): replicas keep serving reads, frozen at the primary's last WAL, while
+  a new leader is elected; a replica that falls behind while the primary is alive leaves the read-only
+  Service. Readiness no longer gates writes at all: the read-write Service follows the leader lock
+  (see ``component.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ MONITOR_KEY = "monitor-password"
 CONFIG_KEY = pc.CONFIG_FILE
 POST_INIT_KEY = pc.POST_INIT_FILE
 EXPORTER_QUERIES_KEY = f"exporter-{QUERIES_FILE}"
+SCRAM_KEY = pc.SCRAM_FILE
 """Keys of the Patroni ConfigMap."""
 
 CONFIG_CHECKSUM_ANNOTATION = "timescale-k8s.io/patroni-config-sha256"
@@ -228,7 +241,7 @@ def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
         _field("PATRONI_KUBERNETES_POD_IP", "status.podIP"),
         _value("PATRONI_SCOPE", spec.scope),
         _value("PATRONI_KUBERNETES_LABELS", json.dumps(dict(spec.patroni_labels), sort_keys=True)),
-        _value("PATRONI_KUBERNETES_USE_ENDPOINTS", "false"),
+        _value("PATRONI_KUBERNETES_USE_ENDPOINTS", "true"),
         _value("PATRONI_SUPERUSER_USERNAME", pc.SUPERUSER),
         _value("PATRONI_REPLICATION_USERNAME", pc.REPLICATION_USER),
         _value("PATRONI_REWIND_USERNAME", pc.REWIND_USER),
@@ -244,6 +257,10 @@ def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
         _value("PGHOST", pc.SOCKET_DIR),
         _value("HOME", "/tmp"),
     ]
+
+
+READINESS_PATH = f"/read-only?lag={pc.MAXIMUM_LAG_BYTES}"
+"""Ready: the leader, or a running replica within ``MAXIMUM_LAG_BYTES`` of the leader's last published WAL."""
 
 
 def _http_probe(path: str, port: str, *, period: int, failures: int, timeout: int = 5) -> k8s.core.v1.ProbeArgs:
@@ -298,9 +315,9 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
             k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),
         ],
-        startup_probe=_http_probe("/liveness", "patroni", period=10, failures=30),
+        startup_probe=_http_probe("/liveness", "patroni", period=1, failures=300, timeout=1),
         liveness_probe=_http_probe("/liveness", "patroni", period=10, failures=6),
-        readiness_probe=_http_probe("/readiness", "patroni", period=5, failures=3),
+        readiness_probe=_http_probe(READINESS_PATH, "patroni", period=2, failures=3, timeout=2),
         lifecycle=k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(
                 exec_=k8s.core.v1.ExecActionArgs(
@@ -398,7 +415,10 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             name=SCRIPTS_VOLUME,
             config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=refs.config_map,
-                items=[k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550)],
+                items=[
+                    k8s.core.v1.KeyToPathArgs(key=POST_INIT_KEY, path=pc.POST_INIT_FILE, mode=0o550),
+                    k8s.core.v1.KeyToPathArgs(key=SCRAM_KEY, path=pc.SCRAM_FILE, mode=0o440),
+                ],
             ),
         ),
         _secret_files_volume(SECRETS_VOLUME, secret_files),

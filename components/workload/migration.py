@@ -21,7 +21,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.shared.labels import recommended_labels, selector_labels
-from components.shared.pod_spec import app_container, app_env, app_pod_template, check_app_args, image_version, merge_pod_labels
+from components.shared.pod_spec import (
+    app_container,
+    app_env,
+    app_pod_template,
+    check_app_args,
+    disruptions_ignored,
+    image_version,
+    merge_pod_labels,
+)
 from components.shared.types import DatabaseConnection, Resources
 from components.shared.validate import check_range
 from components.workload.network import app_network_policy
@@ -77,15 +85,7 @@ class MigrationJob(pulumi.ComponentResource):
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=args.backoff_limit,
                 active_deadline_seconds=args.active_deadline_seconds,
-                # Pods evicted by a node drain or preemption do not count against backoff_limit.
-                pod_failure_policy=k8s.batch.v1.PodFailurePolicyArgs(
-                    rules=[
-                        k8s.batch.v1.PodFailurePolicyRuleArgs(
-                            action="Ignore",
-                            on_pod_conditions=[k8s.batch.v1.PodFailurePolicyOnPodConditionsPatternArgs(type="DisruptionTarget", status="True")],
-                        )
-                    ]
-                ),
+                pod_failure_policy=disruptions_ignored(),
                 template=app_pod_template(
                     labels=merge_pod_labels("migration", labels, args.database.client_labels),
                     container=container,

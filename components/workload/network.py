@@ -14,14 +14,9 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.shared.network import dns_egress, scraper_peer, tcp_ports
 from components.shared.types import DatabaseConnection
 
-DNS_NAMESPACE = "kube-system"
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-
-
-def _ports(port: int, *protocols: str) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
-    return [k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol=protocol) for protocol in protocols]
 
 
 def app_network_policy(
@@ -38,26 +33,18 @@ def app_network_policy(
     (None: the pods' own namespace), and let the pods reach only PostgreSQL and DNS."""
     ingress: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs] = []
     if metrics_port is not None:
-        scrapers = (
-            k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                match_labels={NAMESPACE_NAME_LABEL: metrics_namespace}))
-            if metrics_namespace is not None
-            else k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
-        )
-        ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[scrapers], ports=_ports(metrics_port, "TCP")))
+        scrapers = scraper_peer(metrics_namespace)
+        ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[scrapers], ports=tcp_ports(metrics_port)))
     database_pods = k8s.networking.v1.NetworkPolicyPeerArgs(
         pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(database.server_pod_labels)),
         # The database may live in another namespace than the app: admit its pods in any namespace.
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
     )
-    dns = k8s.networking.v1.NetworkPolicyPeerArgs(
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_NAME_LABEL: DNS_NAMESPACE})
-    )
     egress = [
         k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-            to=[database_pods], ports=_ports(database.server_port or database.port, "TCP")
+            to=[database_pods], ports=tcp_ports(database.server_port or database.port)
         ),
-        k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[dns], ports=_ports(53, "UDP", "TCP")),
+        dns_egress(),
     ]
     return k8s.networking.v1.NetworkPolicy(
         name,

@@ -87,7 +87,7 @@ def test_workloads_connect_through_the_pooler_and_migrations_directly(prod: Reco
         assert app_secret in projected and "TSFLOW_PASSWORD_FILE" in env  # the password, as a file
     consumer = _env(_containers(_deployment(prod, "consumer-deployment"))["consumer"])
     assert consumer["TSFLOW_READ_DSN"]["value"] == f"host={ro} port=5432"
-    job = prod.one("kubernetes:batch/v1:Job").manifest()
+    job = prod.one("kubernetes:batch/v1:Job", "migrate").manifest()
     migrate_env = _env(job["spec"]["template"]["spec"]["containers"][0])
     assert migrate_env["PGHOST"]["value"] == prod.outputs["primaryHost"]  # the primary Service, direct
 
@@ -191,7 +191,7 @@ def _args(**overrides: Any) -> PoolerArgs:
 @pytest.mark.parametrize("overrides, message", [
     ({"read_write": PoolSettings(pool_size=0)}, r"read_write\.pool_size \(0\) must be between 1 and 1000"),
     ({"read_only": PoolSettings(mode="statement")}, r"read_only\.mode \('statement'\) must be one of"),  # type: ignore[arg-type]
-    ({"image": "ghcr.io/cloudnative-pg/pgbouncer:latest"}, r"image .* moving tag 'latest'"),
+    ({"image": "ghcr.io/cloudnative-pg/pgbouncer:latest"}, r"image .* floating tag 'latest'"),
     ({"max_client_connections": 5}, r"max_client_connections \(5\) must be between 10 and 100000"),
 ])
 def test_bad_args_are_rejected_by_field(overrides: dict[str, Any], message: str) -> None:

@@ -98,7 +98,20 @@ BAD_CONFIGS = [
     ("unpinned database image", with_value("timescaledb.image", "timescale/timescaledb-ha"),
      "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha') is not pinned"),
     ("latest workload image", with_value("workloads.image", "tsflow:latest"),
-     "timescale-k8s:workloads.image ('tsflow:latest') uses the moving tag 'latest'"),
+     "timescale-k8s:workloads.image ('tsflow:latest') uses the floating tag 'latest', which upstream moves"),
+    ("workload image with a minor-version tag", with_value("workloads.image", "tsflow:0.1"),
+     "timescale-k8s:workloads.image ('tsflow:0.1') uses the floating tag '0.1', which upstream moves"),
+    ("floating database major tag", with_value("timescaledb.image", "timescale/timescaledb-ha:pg17"),
+     "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha:pg17') is not pinned to one build"),
+    ("floating database minor tag", with_value("timescaledb.image", "timescale/timescaledb-ha:pg17-ts2.18"),
+     "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha:pg17-ts2.18') is not pinned to one build"),
+    ("database tag without the TimescaleDB patch", with_value("timescaledb.image", "timescale/timescaledb-ha:pg17.4-ts2.18"),
+     "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha:pg17.4-ts2.18') is not pinned to one build"),
+    ("floating exporter tag", with_value("timescaledb.exporterImage", "quay.io/prometheuscommunity/postgres-exporter:v0.17"),
+     "timescale-k8s:timescaledb.exporterImage ('quay.io/prometheuscommunity/postgres-exporter:v0.17') uses the floating tag 'v0.17'"),
+    ("major upgrade by image bump", with_value("timescaledb.image", "timescale/timescaledb-ha:pg18.1-ts2.25.0"),
+     "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha:pg18.1-ts2.25.0') is PostgreSQL 18 but the cluster's "
+     "data directory is PostgreSQL 17 (postgresMajor): in-place major upgrades are not supported"),
     ("autoscaler max below min", with_value("timescaledb.autoscaling", {"minReplicas": 4, "maxReplicas": 3}),
      "timescale-k8s:timescaledb.autoscaling.maxReplicas (3) must be >= minReplicas (4)"),
     ("autoscaler min below database replicas",
@@ -152,3 +165,33 @@ def test_bad_config_fails_with_a_clear_error(raw: dict[str, Any], message: str) 
     with pytest.raises(ConfigError) as caught:
         parse_stack_config(raw)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "image"),
+    [
+        ("timescaledb.image", "timescale/timescaledb-ha:pg17.4-ts2.18.2"),
+        ("timescaledb.image", "timescale/timescaledb-ha:pg17.11-ts2.30.1-all"),
+        ("timescaledb.image", "registry.example.com/mirror/timescaledb-ha@sha256:" + "a" * 64),
+        ("timescaledb.exporterImage", "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"),
+        ("workloads.image", "registry.example.com/tsflow:1.4.0-rc1"),
+        ("workloads.image", "tsflow@sha256:" + "b" * 64),
+    ],
+)
+def test_images_pinned_to_one_build_are_accepted(key: str, image: str) -> None:
+    config = parse_stack_config(with_value(key, image))
+    section, field = key.split(".")
+    values = {"image": config.database.args.image, "exporterImage": config.database.args.exporter_image}
+    assert (config.workloads.image if section == "workloads" else values[field]) == image  # type: ignore[union-attr]
+
+
+def test_default_images_carry_digests() -> None:
+    args = parse_stack_config(MINIMAL).database.args
+    for image in (args.image, args.exporter_image):
+        assert "@sha256:" in image, image
+
+
+def test_a_new_cluster_may_declare_another_major_with_a_matching_image() -> None:
+    raw = with_value("timescaledb", {"postgresMajor": 18, "image": "timescale/timescaledb-ha:pg18.1-ts2.25.0"})
+    args = parse_stack_config(raw).database.args
+    assert (args.postgres_major, args.image) == (18, "timescale/timescaledb-ha:pg18.1-ts2.25.0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 import yaml
 
+from components.shared import scram
 from components.timescaledb import patroni_config as pc
 
 LABELS = {"app.kubernetes.io/name": "timescaledb", "app.kubernetes.io/instance": "tsdb"}
@@ -27,9 +29,11 @@ def settings(**overrides: object) -> pc.PatroniSettings:
     return pc.PatroniSettings(**values)  # type: ignore[arg-type]
 
 
-def test_kubernetes_dcs_uses_configmaps_and_explicit_role_labels() -> None:
+def test_kubernetes_dcs_uses_endpoints_so_the_leader_lock_carries_the_rw_address() -> None:
     dcs = pc.build_patroni_config(settings())["kubernetes"]
-    assert dcs["use_endpoints"] is False
+    assert dcs["use_endpoints"] is True
+    # The port Patroni writes into the leader Endpoints must carry the read-write Service's port name.
+    assert dcs["ports"] == [{"name": pc.LEADER_PORT_NAME, "port": pc.POSTGRES_PORT, "protocol": "TCP"}]
     assert dcs["labels"] == LABELS
     assert dcs["role_label"] == "role"
     assert dcs["leader_label_value"] == "primary"
@@ -52,8 +56,35 @@ def test_cluster_wide_parameters_go_to_the_dcs_and_the_rest_stay_local() -> None
 
 def test_ha_settings_keep_the_patroni_timing_rule() -> None:
     dcs = pc.build_patroni_config(settings())["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 5, 7)
     assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+    assert dcs["maximum_lag_on_failover"] == pc.MAXIMUM_LAG_BYTES
     assert dcs["postgresql"]["use_slots"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+    custom = pc.build_patroni_config(settings(timing=pc.PatroniTiming(ttl=40, loop_wait=10, retry_timeout=15)))
+    assert {k: custom["bootstrap"]["dcs"][k] for k in ("ttl", "loop_wait", "retry_timeout")} == {
+        "ttl": 40, "loop_wait": 10, "retry_timeout": 15}
+
+
+@pytest.mark.parametrize(
+    ("timing", "message"),
+    [
+        (pc.PatroniTiming(ttl=19, loop_wait=1, retry_timeout=3), r"t\.ttl \(19\) must be a whole number of seconds from 20"),
+        (pc.PatroniTiming(ttl=20, loop_wait=0, retry_timeout=3), r"t\.loop_wait \(0\) .* from 1"),
+        (pc.PatroniTiming(ttl=20, loop_wait=5, retry_timeout=2), r"t\.retry_timeout \(2\) .* from 3"),
+        (pc.PatroniTiming(ttl=20, loop_wait=5, retry_timeout=8),
+         r"t: loop_wait \(5\) \+ 2 \* retry_timeout \(8\) = 21 must be <= ttl \(20\)"),
+        (pc.PatroniTiming(ttl=True, loop_wait=5, retry_timeout=7), r"t\.ttl \(True\)"),  # type: ignore[arg-type]
+    ],
+)
+def test_timing_patroni_would_rewrite_is_rejected(timing: pc.PatroniTiming, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pc.check_timing(timing, field_name="t")
+
+
+def test_timing_at_patronis_limits_is_accepted() -> None:
+    for timing in (pc.PatroniTiming(), pc.PatroniTiming(ttl=20, loop_wait=1, retry_timeout=9),
+                   pc.PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)):
+        assert pc.check_timing(timing, field_name="t") is timing
 
 
 def test_pg_hba_requires_scram_and_limits_replication_to_pod_networks() -> None:
@@ -64,7 +95,10 @@ def test_pg_hba_requires_scram_and_limits_replication_to_pod_networks() -> None:
         assert method in {"scram-sha-256", "reject", "peer"}, rule
         assert "trust" not in rule and "md5" not in rule
     assert "local all postgres peer" in rules
-    replication = [r for r in rules if r.split()[1] == "replication" and r.endswith("scram-sha-256")]
+    # Patroni's own timeline check (use_unix_socket_repl) goes through the pod-local socket, nothing wider.
+    assert pc.build_patroni_config(settings())["postgresql"]["use_unix_socket_repl"] is True
+    assert [r for r in rules if r.startswith("local replication")] == [f"local replication {pc.REPLICATION_USER} scram-sha-256"]
+    replication = [r for r in rules if r.split()[0] == "host" and r.split()[1] == "replication" and r.endswith("scram-sha-256")]
     assert replication == [
         f"host replication {pc.REPLICATION_USER} 10.0.0.0/8 scram-sha-256",
         f"host replication {pc.REPLICATION_USER} fd00::/8 scram-sha-256",
@@ -127,8 +161,9 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
     script = pc.post_init_script(pc.BootstrapRoles(database="app", app_user="app", reader_user="reader"))
     assert script.startswith("#!/bin/bash\n")
     for role in ("app", "reader", pc.MONITOR_USER):
-        assert f"`cat {pc.SECRETS_DIR}/{pc.password_file(role)}`" in script
-    assert "log_statement=none" in script
+        assert f"python3 {pc.SCRIPTS_DIR}/{pc.SCRAM_FILE} {pc.SECRETS_DIR}/{pc.password_file(role)} >" in script
+        assert f"`cat {pc.SECRETS_DIR}" not in script, "a password file must never be read into SQL"
+    assert "log_statement=none" in script and "pg_stat_statements.track_utility=off" in script
     assert "CREATE EXTENSION IF NOT EXISTS timescaledb;" in script
     assert "GRANT pg_monitor TO monitor;" in script and "pg_read_all_data" not in script
     assert "ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO reader;" in script
@@ -141,7 +176,9 @@ def test_post_init_reads_passwords_from_files_never_inline() -> None:
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     pgserver = pytest.importorskip("bench.pgserver")
     # log_statement=all: the script must switch statement logging off for its own session.
-    with pgserver.PgServer(extra_conf={"log_statement": "'all'"}) as running:
+    conf = {"log_statement": "'all'", "shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track_utility": "on"}
+    with pgserver.PgServer(base_dir=tmp_path, extra_conf=conf) as running:
         hba = running.pgdata / "pg_hba.conf"
         hba.write_text(
             "local all all trust\n"
@@ -166,8 +203,11 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
     for role, password in passwords.items():
         (secrets / pc.password_file(role)).write_text(password + "\n")
     # timescaledb is not in the embedded server; pg_stat_statements exercises the extension step.
-    roles = pc.BootstrapRoles(database="app", app_user="app", reader_user="reader",
-                              secrets_dir=str(secrets), extensions=("pg_stat_statements",))
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    shutil.copy(scram.__file__, scripts / pc.SCRAM_FILE)
+    roles = pc.BootstrapRoles(database="app", app_user="app", reader_user="reader", secrets_dir=str(secrets),
+                              scripts_dir=str(scripts), extensions=("pg_stat_statements",))
     script = tmp_path / "post_init.sh"
     script.write_text(pc.post_init_script(roles))
     url = f"postgresql://{pc.SUPERUSER}@{running.host}:{running.port}/postgres"
@@ -202,3 +242,10 @@ def test_post_init_bootstraps_roles_database_and_grants_idempotently(server, tmp
     log = running.logfile.read_text()
     assert "CREATE TABLE metrics" in log, "statement logging is off, so the check below would prove nothing"
     assert not any(p in log for p in passwords.values()), "a password reached the server log"
+    assert "SCRAM-SHA-256$" not in log, "not even a verifier should reach the log"
+    with psycopg.connect(running.dsn("app"), autocommit=True) as conn:
+        tracked = [row[0] for row in conn.execute("SELECT query FROM pg_stat_statements")]
+        stored = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL"))
+    assert any("CREATE TABLE metrics" in q for q in tracked), "pg_stat_statements tracks nothing: the check is void"
+    assert not [q for q in tracked if any(p in q for p in passwords.values()) or "SCRAM-SHA-256$" in q]
+    assert all(stored[role].startswith("SCRAM-SHA-256$4096:") for role in passwords)

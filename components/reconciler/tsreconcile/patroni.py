@@ -1,0 +1,241 @@
+"""The Patroni half: DCS parameters through the REST API, and restarts that keep the cluster serving.
+
+Order when members report ``pending_restart``: every replica first, one at a time, each only when all
+other members are running; then a switchover from the primary to a healthy replica that no longer
+needs a restart (the demoted primary restarts as a replica, which applies its pending settings); a
+final restart only if it still reports one. A single-member cluster has no one to switch to: its
+primary is restarted in place (writes pause for that restart) and the report says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from components.reconciler.tsreconcile.pgvalues import loosely_equal, value_matches
+from components.reconciler.tsreconcile.report import Report
+from components.reconciler.tsreconcile.sql import ReconcileError
+
+HEALTHY_STATES = ("running", "streaming")
+LEADER_ROLES = ("leader", "master", "primary", "standby_leader")
+POLL_SECONDS = 1.0
+MAX_ROUNDS = 3
+SETTLE_SECONDS = 20.0
+
+
+class PatroniAPI:
+    """A small client of Patroni's REST API; unsafe methods authenticate as the restapi user."""
+
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, *, base: Optional[str] = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{(base or self.url).rstrip('/')}{path}", data=data, method=method)
+        request.add_header("Authorization", self._auth)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace").strip()
+            raise ReconcileError(f"Patroni {method} {path} answered {error.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ReconcileError(f"Patroni {method} {path} failed: {error}") from None
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return text
+
+    def cluster(self) -> Dict[str, Any]:
+        return self.request("GET", "/cluster")
+
+    def config(self) -> Dict[str, Any]:
+        return self.request("GET", "/config")
+
+    def patch_parameters(self, parameters: Dict[str, Optional[str]]) -> None:
+        self.request("PATCH", "/config", {"postgresql": {"parameters": parameters}})
+
+    def member_status(self, member: Dict[str, Any]) -> Dict[str, Any]:
+        return self.request("GET", "/patroni", base=member_base(member))
+
+    def restart(self, member: Dict[str, Any]) -> None:
+        self.request("POST", "/restart", {}, base=member_base(member))
+
+    def switchover(self, leader: str, candidate: str) -> None:
+        self.request("POST", "/switchover", {"leader": leader, "candidate": candidate})
+
+
+def member_base(member: Dict[str, Any]) -> str:
+    """``http://10.0.0.5:8008`` from a /cluster member's ``api_url`` (``.../patroni``)."""
+    api_url = str(member["api_url"])
+    return api_url[: -len("/patroni")] if api_url.endswith("/patroni") else api_url
+
+
+def leader_of(cluster: Dict[str, Any]) -> Dict[str, Any]:
+    leaders = [m for m in cluster.get("members", []) if m.get("role") in LEADER_ROLES]
+    if len(leaders) != 1:
+        raise ReconcileError(f"expected one leader, Patroni reports {len(leaders)}: {cluster.get('members')}")
+    return leaders[0]
+
+
+def _unhealthy(cluster: Dict[str, Any]) -> List[str]:
+    return [f"{m.get('name')}={m.get('state')}" for m in cluster.get("members", []) if m.get("state") not in HEALTHY_STATES]
+
+
+class Waiter:
+    """Polls until a condition holds or ``timeout`` seconds pass (then raises with ``what``)."""
+
+    def __init__(self, timeout: float, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.timeout, self.clock, self.sleep = timeout, clock, sleep
+
+    def until(self, condition: Callable[[], Any], what: str) -> Any:
+        deadline = self.clock() + self.timeout
+        last_error: Optional[Exception] = None
+        while True:
+            try:
+                result = condition()
+                if result:
+                    return result
+            except ReconcileError as error:  # a member briefly unreachable while it restarts
+                last_error = error
+            if self.clock() > deadline:
+                raise ReconcileError(f"timed out after {self.timeout:.0f}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
+            self.sleep(POLL_SECONDS)
+
+
+def healthy_cluster(api: PatroniAPI, waiter: Waiter, why: str) -> Dict[str, Any]:
+    """/cluster once every member runs and there is one leader: the quorum gate before taking one down."""
+
+    not_ready: List[str] = []
+
+    def ready() -> Optional[Dict[str, Any]]:
+        cluster = api.cluster()
+        not_ready[:] = _unhealthy(cluster)
+        if not_ready:
+            return None
+        leader_of(cluster)
+        return cluster
+
+    try:
+        return waiter.until(ready, f"every member to be running before {why}")
+    except ReconcileError as error:
+        raise ReconcileError(
+            f"{error}; not ready: {', '.join(not_ready) or 'none'}; refusing to take a member down while another is not ready"
+        ) from None
+
+
+def apply_dcs_parameters(
+    api: PatroniAPI, parameters: Dict[str, str], report: Report, *, managed: Iterable[str] = ()
+) -> Dict[str, Optional[str]]:
+    """PATCH the DCS parameters that differ from the declaration, and reset (null) managed ones no longer
+    declared; returns what was changed."""
+    current = (api.config().get("postgresql") or {}).get("parameters") or {}
+    changes: Dict[str, Optional[str]] = {
+        name: value for name, value in sorted(parameters.items()) if not loosely_equal(value, current.get(name))
+    }
+    changes.update({name: None for name in sorted(managed) if name not in parameters and current.get(name) is not None})
+    for name, value in sorted(parameters.items()):
+        if name not in changes:
+            report.unchanged("parameter", name, value=value)
+    if changes:
+        api.patch_parameters(changes)
+        for name, value in changes.items():
+            report.change("parameter", name, before=current.get(name), after=value if value is not None else "(default)",
+                          via="Patroni dynamic configuration")
+    return changes
+
+
+MemberSettings = Callable[[Dict[str, Any], List[str]], Dict[str, Any]]
+"""(member, names) -> name -> (setting, unit, vartype, pending_restart) read from that member's server."""
+
+
+def wait_until_members_see(
+    api: PatroniAPI, parameters: Dict[str, str], settings_of: MemberSettings, waiter: Waiter
+) -> None:
+    """Every member has either applied each parameter or flagged it pending_restart."""
+    names = sorted(parameters)
+
+    def seen_everywhere() -> bool:
+        for member in api.cluster().get("members", []):
+            settings = settings_of(member, names)
+            for name in names:
+                setting, unit, vartype, pending = settings[name]
+                if not pending and not value_matches(parameters[name], setting, unit, vartype):
+                    return False
+        return True
+
+    waiter.until(seen_everywhere, f"every member to load {names}")
+
+
+Pending = Callable[[Dict[str, Any]], bool]
+"""member -> True while it needs a restart to apply its settings."""
+
+
+def pending_restart(api: PatroniAPI, settings_pending: Callable[[Dict[str, Any]], bool]) -> Pending:
+    """Patroni's live flag on the member, or PostgreSQL's own ``pg_settings.pending_restart`` (which is
+    set by the reload, before Patroni's next HA loop publishes its flag in /cluster)."""
+    return lambda member: bool(api.member_status(member).get("pending_restart")) or settings_pending(member)
+
+
+def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, report: Report, *, role: str,
+                    is_pending: Pending) -> None:
+    started = api.member_status(member).get("postmaster_start_time")
+    api.restart(member)
+
+    def restarted() -> bool:
+        status = api.member_status(member)
+        return status.get("state") in HEALTHY_STATES and status.get("postmaster_start_time") != started
+
+    waiter.until(restarted, f"{member['name']} to come back after its restart")
+    report.change("restart", member["name"], role=role, reason="pending_restart")
+    # Patroni re-evaluates pending_restart in its next HA loop; let it settle so the next round does not
+    # restart this member again on a stale flag. A replica may legitimately stay pending (a lowered
+    # max_connections waits for the primary), so running out of patience here is not an error.
+    try:
+        Waiter(SETTLE_SECONDS, clock=waiter.clock, sleep=waiter.sleep).until(
+            lambda: not is_pending(member), "pending_restart to clear"
+        )
+    except ReconcileError:
+        pass
+
+
+def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report, is_pending: Pending) -> None:
+    """Apply restart-only settings: replicas first, then a switchover, never two members down at once."""
+    for _ in range(MAX_ROUNDS):
+        cluster = healthy_cluster(api, waiter, "a restart")
+        pending = {m["name"] for m in cluster["members"] if is_pending(m)}
+        if not pending:
+            report.unchanged("restart", "cluster", action="no member has a pending restart")
+            return
+        leader = leader_of(cluster)
+        for member in [m for m in cluster["members"] if m["name"] in pending and m["name"] != leader["name"]]:
+            healthy_cluster(api, waiter, f"restarting replica {member['name']}")
+            _restart_member(api, member, waiter, report, role="replica", is_pending=is_pending)
+        if leader["name"] not in pending:
+            continue
+        cluster = healthy_cluster(api, waiter, f"switching over from {leader['name']}")
+        candidates = [m for m in cluster["members"] if m["name"] != leader["name"] and not is_pending(m)]
+        if candidates:
+            candidate = min(candidates, key=lambda m: (m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
+            api.switchover(leader["name"], candidate["name"])
+            waiter.until(
+                lambda: leader_of(api.cluster())["name"] == candidate["name"] and not _unhealthy(api.cluster()),
+                f"the switchover from {leader['name']} to {candidate['name']}",
+            )
+            report.change("switchover", leader["name"], to=candidate["name"], reason="pending_restart on the primary")
+        elif len(cluster["members"]) == 1:
+            _restart_member(api, leader, waiter, report, role="primary (single member: writes paused during the restart)",
+                            is_pending=is_pending)
+        else:
+            raise ReconcileError(f"the primary {leader['name']} needs a restart but no replica is ready to take over")
+    still = [m["name"] for m in api.cluster().get("members", []) if is_pending(m)]
+    if still:
+        raise ReconcileError(f"members still report pending_restart after {MAX_ROUNDS} rounds: {still}")

@@ -1,0 +1,110 @@
+"""Restart ordering and the quorum gate, on a scripted Patroni (the happy path runs against real Patroni in
+test_reconcile_patroni.py): what the reconciler does when a member is not ready, when the only member
+is the primary, and in which order it takes members down."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from components.reconciler.tsreconcile import patroni
+from components.reconciler.tsreconcile.report import Report
+from components.reconciler.tsreconcile.sql import ReconcileError
+
+
+class ScriptedPatroni:
+    """Just enough of Patroni's REST API: /cluster, /patroni per member, restart, switchover."""
+
+    def __init__(self, members: dict[str, dict[str, Any]]) -> None:
+        self.members = members
+        self.calls: list[tuple[str, str]] = []
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        member = self.members[name]
+        return {"name": name, "api_url": f"http://{name}:8008/patroni", "host": name, "port": 5432, **member}
+
+    def cluster(self) -> dict[str, Any]:
+        return {"members": [self._entry(name) for name in self.members]}
+
+    def member_status(self, member: dict[str, Any]) -> dict[str, Any]:
+        return self._entry(member["name"])
+
+    def restart(self, member: dict[str, Any]) -> None:
+        self.calls.append(("restart", member["name"]))
+        state = self.members[member["name"]]
+        state.update(postmaster_start_time=state.get("postmaster_start_time", 0) + 1, pending_restart=False)
+
+    def switchover(self, leader: str, candidate: str) -> None:
+        self.calls.append(("switchover", f"{leader}->{candidate}"))
+        self.members[leader].update(role="replica", state="streaming", pending_restart=False)
+        self.members[candidate].update(role="leader", state="running")
+
+
+def waiter() -> patroni.Waiter:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return patroni.Waiter(30, clock=lambda: now[0], sleep=sleep)
+
+
+def run(api: ScriptedPatroni) -> Report:
+    report = Report(io.StringIO())
+    patroni.restart_pending_members(api, waiter(), report, lambda m: bool(api.members[m["name"]].get("pending_restart")))  # type: ignore[arg-type]
+    return report
+
+
+def test_replicas_restart_first_then_the_primary_switches_over() -> None:
+    api = ScriptedPatroni({
+        "db-0": {"role": "leader", "state": "running", "pending_restart": True},
+        "db-1": {"role": "replica", "state": "streaming", "pending_restart": True, "lag": 0},
+        "db-2": {"role": "replica", "state": "streaming", "pending_restart": True, "lag": 0},
+    })
+    report = run(api)
+    assert api.calls == [("restart", "db-1"), ("restart", "db-2"), ("switchover", "db-0->db-1")]
+    assert [c["kind"] for c in report.changes] == ["restart", "restart", "switchover"]
+
+
+def test_a_member_that_is_not_ready_stops_the_run_before_anything_goes_down() -> None:
+    api = ScriptedPatroni({
+        "db-0": {"role": "leader", "state": "running", "pending_restart": True},
+        "db-1": {"role": "replica", "state": "starting", "pending_restart": True},
+        "db-2": {"role": "replica", "state": "streaming", "pending_restart": True},
+    })
+    with pytest.raises(ReconcileError, match="db-1=starting.*refusing to take a member down"):
+        run(api)
+    assert api.calls == []
+
+
+def test_a_single_member_restarts_in_place_and_says_writes_paused() -> None:
+    api = ScriptedPatroni({"db-0": {"role": "leader", "state": "running", "pending_restart": True}})
+    report = run(api)
+    assert api.calls == [("restart", "db-0")]
+    assert "writes paused" in report.changes[0]["role"]
+
+
+def test_nothing_pending_is_reported_as_unchanged() -> None:
+    api = ScriptedPatroni({
+        "db-0": {"role": "leader", "state": "running"},
+        "db-1": {"role": "replica", "state": "streaming"},
+    })
+    report = run(api)
+    assert api.calls == [] and report.changes == [] and report.checks[0]["kind"] == "restart"
+
+
+def test_only_a_healthy_replica_without_pending_restart_may_take_over() -> None:
+    class Stuck(ScriptedPatroni):
+        def restart(self, member: dict[str, Any]) -> None:  # the restart happens, the flag stays (a lowered value)
+            self.calls.append(("restart", member["name"]))
+            self.members[member["name"]]["postmaster_start_time"] = 99
+
+    api = Stuck({
+        "db-0": {"role": "leader", "state": "running", "pending_restart": True},
+        "db-1": {"role": "replica", "state": "streaming", "pending_restart": True},
+    })
+    with pytest.raises(ReconcileError, match="needs a restart but no replica is ready to take over"):
+        run(api)
+    assert ("switchover", "db-0->db-1") not in api.calls
