@@ -32,13 +32,14 @@ import psycopg
 
 from components.pooler import auth
 from components.pooler.pgbouncer_ini import IniSettings, PoolSettings, pgbouncer_ini
+from components.shared import scram
 from components.timescaledb import patroni_config as pc
 from pgserver import POSTGRES_BIN_PATH, PgServer, free_port
 
 OVERRIDES = (
     "pgbouncer.ini host, port (127.0.0.1:<server port>), listen_addr, listen_port (127.0.0.1:<free port>), auth_file,"
     " tls_dir (the TLS test's certificate directory)",
-    "post_init secrets_dir (temp dir) and extensions (none: plain PostgreSQL)",
+    "post_init secrets_dir and scripts_dir (temp dirs) and extensions (none: plain PostgreSQL)",
     "pg_hba pod networks (127.0.0.1/32)",
 )
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -99,10 +100,13 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
     for role, password in ((APP_USER, creds.app), (READER_USER, creds.reader), (pc.MONITOR_USER, creds.monitor)):
         (secrets_dir / pc.password_file(role)).write_text(password)
     (secrets_dir / auth.VERIFIER_FILE).write_text(auth.stable_verifier(creds.lookup))
+    scripts_dir = server.root / "scripts"  # post_init's verifier helper, mounted beside it in the pod
+    scripts_dir.mkdir()
+    shutil.copy(scram.__file__, scripts_dir / pc.SCRAM_FILE)
     script = server.root / pc.POST_INIT_FILE
     script.write_text(pc.post_init_script(pc.BootstrapRoles(
         database=DATABASE, app_user=APP_USER, reader_user=READER_USER, secrets_dir=str(secrets_dir),
-        extensions=(), pooler_lookup=True,
+        scripts_dir=str(scripts_dir), extensions=(), pooler_lookup=True,
     )))
     superuser_url = f"postgresql://{server.user}:{creds.superuser}@{server.host}:{server.port}/postgres"
     with psycopg.connect(superuser_url, autocommit=True) as conn:

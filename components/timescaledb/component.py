@@ -84,6 +84,7 @@ from components.timescaledb.exporter_queries import queries_file
 from components.shared import scram
 from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
 from components.shared.labels import recommended_labels, selector_labels
+from components.shared.network import tcp_ports
 from components.timescaledb.tuning import TuneInput, tune
 from components.shared.quantity import byte_size
 from components.timescaledb.credentials import (
@@ -838,9 +839,6 @@ class TimescaleDB(pulumi.ComponentResource):
             for ns in client_namespaces
         ]
 
-        def ports(*numbers: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
-            return [k8s.networking.v1.NetworkPolicyPortArgs(port=n, protocol="TCP") for n in numbers]
-
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-netpol",
             metadata=self._metadata(),
@@ -848,13 +846,13 @@ class TimescaleDB(pulumi.ComponentResource):
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
                 policy_types=["Ingress"],
                 ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=clients, ports=ports(pc.POSTGRES_PORT)),
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=clients, ports=tcp_ports(pc.POSTGRES_PORT)),
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[members], ports=ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
+                        from_=[members], ports=tcp_ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
                     ),
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[scrapers],
-                        ports=ports(pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])),
+                        ports=tcp_ports(pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])),
                     ),
                 ],
             ),
