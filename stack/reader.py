@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from components.shared.images import check_pinned_image
+from components.shared.names import DNS_LABEL
 from components.shared.quantity import QuantityError, byte_size, cpu_cores
 from components.shared.types import Resources
 
 T = TypeVar("T")
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SQL_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MISSING = object()
 
@@ -104,7 +104,7 @@ class ConfigSection:
 
     def dns_label(self, key: str, default: Any = _MISSING) -> str:
         value = self.text(key, default)
-        if not _DNS_LABEL.match(value):
+        if not DNS_LABEL.match(value):
             raise ConfigError(
                 f"{self.key_path(key)} ({value!r}): must be a DNS-1123 label "
                 "(lower-case letters, digits and '-', at most 63 characters, starting and ending alphanumeric)"

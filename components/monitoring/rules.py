@@ -9,7 +9,6 @@ shared Prometheus does not alert on other teams' databases.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from components.monitoring.pooler_rules import POOLER_JOB, pooler_rule_group
+from components.shared.names import DNS_LABEL
 
 RULE_PREFIX = "timescale_k8s"
 
@@ -28,7 +28,6 @@ VOLUME_FREE_RATIO = f"{RULE_PREFIX}:volume_free:ratio"
 ROWS_WRITTEN_RATE = f"{RULE_PREFIX}:generator_rows_written:rate5m"
 FLUSH_P95 = f"{RULE_PREFIX}:generator_flush_seconds:p95_5m"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +104,7 @@ class RuleScope:
         for kind, values in (("namespace", self.namespaces), ("job", self.jobs)):
             if not values:
                 raise ValueError(f"RuleScope needs at least one {kind}")
-            bad = [v for v in values if not _DNS_LABEL.match(v)]
+            bad = [v for v in values if not DNS_LABEL.match(v)]
             if bad:
                 raise ValueError(f"RuleScope {kind}s {bad} must be DNS labels (lowercase letters, digits, '-')")
 

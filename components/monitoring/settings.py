@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from components.shared.names import DNS_LABEL, DNS_SUBDOMAIN
 from components.shared.quantity import byte_size
 from components.shared.types import Resources
 
@@ -14,8 +15,6 @@ KUBE_PROMETHEUS_STACK_VERSION = "79.10.0"
 
 KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 _PROMETHEUS_DURATION = re.compile(r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$")
@@ -34,7 +33,7 @@ def check_label_key(key: object, *, field: str) -> str:
     if not isinstance(key, str) or not key:
         raise ValueError(f"{field} key ({key!r}) must be a non-empty string")
     prefix, _, name = key.rpartition("/")
-    if (prefix and not _DNS_SUBDOMAIN.match(prefix)) or not _LABEL_NAME.match(name):
+    if (prefix and not DNS_SUBDOMAIN.match(prefix)) or not _LABEL_NAME.match(name):
         raise ValueError(f"{field} key ({key!r}) is not a valid Kubernetes label key")
     return key
 
@@ -94,7 +93,7 @@ class InstallSettings:
                 f"{field}.prometheus_retention ({self.prometheus_retention!r}) must be a Prometheus duration like '7d'"
             )
         byte_size(self.prometheus_storage_size, field=f"{field}.prometheus_storage_size")
-        if self.storage_class is not None and not _DNS_SUBDOMAIN.match(str(self.storage_class)):
+        if self.storage_class is not None and not DNS_SUBDOMAIN.match(str(self.storage_class)):
             raise ValueError(f"{field}.storage_class ({self.storage_class!r}) is not a valid StorageClass name")
         self.prometheus_resources.check(f"{field}.prometheus_resources")
         self.grafana_resources.check(f"{field}.grafana_resources")

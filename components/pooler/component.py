@@ -35,7 +35,7 @@ from components.pooler import pgbouncer_ini as ini
 from components.pooler.auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import scraper_peer, tcp_ports
+from components.shared.network import ingress_policy, scraper_peer
 from components.shared.pod_spec import check_dns_label, image_version, merge_pod_labels
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
@@ -401,18 +401,10 @@ class Pooler(pulumi.ComponentResource):
         clients = k8s.networking.v1.NetworkPolicyPeerArgs(
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self._args.database.client_labels))
         )
-        return k8s.networking.v1.NetworkPolicy(
+        return ingress_policy(
             f"{self._name}-netpol",
             metadata=self._metadata(),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
-                policy_types=["Ingress"],
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[clients], ports=tcp_ports(ini.LISTEN_PORT)),
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[scraper_peer(self._args.monitoring_namespace)], ports=tcp_ports(EXPORTER_PORT)
-                    ),
-                ],
-            ),
+            pod_labels=self.pod_labels,
+            rules=[([clients], [ini.LISTEN_PORT]), ([scraper_peer(self._args.monitoring_namespace)], [EXPORTER_PORT])],
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -23,8 +23,8 @@ import pulumi_kubernetes as k8s
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile.desired import DESIRED_ENV
 from components.shared.images import check_timescaledb_image, image_version
-from components.shared.network import dns_egress, tcp_ports
 from components.shared.labels import recommended_labels, selector_labels
+from components.shared.network import dns_egress, ingress_policy, tcp_ports
 from components.shared.pod_spec import disruptions_ignored
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ReconcileTarget, Resources
@@ -155,24 +155,12 @@ class Reconciler(pulumi.ComponentResource):
 
     def _network_policy(self, name: str, target: ReconcileTarget, pod_selector: dict[str, str]) -> k8s.networking.v1.NetworkPolicy:
         """Admit the reconciler's pods to the members' PostgreSQL and Patroni REST ports."""
-        return k8s.networking.v1.NetworkPolicy(
+        job_pods = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector))
+        return ingress_policy(
             f"{name}-netpol",
             metadata=self._metadata(target),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(target.pod_labels)),
-                policy_types=["Ingress"],
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[k8s.networking.v1.NetworkPolicyPeerArgs(
-                            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector)
-                        )],
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(port=target.postgres_port, protocol="TCP"),
-                            k8s.networking.v1.NetworkPolicyPortArgs(port=target.patroni_port, protocol="TCP"),
-                        ],
-                    )
-                ],
-            ),
+            pod_labels=target.pod_labels,
+            rules=[([job_pods], [target.postgres_port, target.patroni_port])],
             opts=pulumi.ResourceOptions(parent=self),
         )
 

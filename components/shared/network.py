@@ -1,7 +1,11 @@
-"""NetworkPolicy pieces shared by components: who may scrape metrics, where DNS is, TCP port lists."""
+"""NetworkPolicy pieces shared by components: ingress-only policies, who may scrape metrics, where DNS is,
+TCP port lists."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import pulumi
 import pulumi_kubernetes as k8s
 
 
@@ -30,4 +34,28 @@ def dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
             namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": DNS_NAMESPACE})
         )],
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=protocol) for protocol in ("UDP", "TCP")],
+    )
+
+
+def ingress_policy(
+    name: str,
+    *,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    pod_labels: Mapping[str, str],
+    rules: Sequence[tuple[Sequence[k8s.networking.v1.NetworkPolicyPeerArgs], Sequence[int]]],
+    opts: pulumi.ResourceOptions,
+) -> k8s.networking.v1.NetworkPolicy:
+    """An Ingress-only policy for the pods with ``pod_labels``: each rule admits its peers to its TCP ports."""
+    return k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata=metadata,
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pod_labels)),
+            policy_types=["Ingress"],
+            ingress=[
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=list(peers), ports=tcp_ports(*ports))
+                for peers, ports in rules
+            ],
+        ),
+        opts=opts,
     )

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from components.shared.names import DNS_SUBDOMAIN
 from components.shared.types import Resources
 from components.timescaledb import patroni_config as pc
 from components.timescaledb.backup_agent import CronError, max_interval_seconds, parse_cron
@@ -57,7 +58,6 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _STANZA = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _REPO_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
-_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:?\d{2})?|Z)$")
@@ -168,7 +168,7 @@ def check_backup(args: BackupArgs, field_name: str = "backup") -> None:
         raise ValueError(f"{f}.endpoint ({repo.endpoint!r}) must be a host name with an optional :port, without a scheme")
     if not _REGION.match(repo.region):
         raise ValueError(f"{f}.region ({repo.region!r}) must be a region name such as 'us-east-1'")
-    if not _SECRET_NAME.match(repo.credentials_secret):
+    if not DNS_SUBDOMAIN.match(repo.credentials_secret):
         raise ValueError(f"{f}.credentials_secret ({repo.credentials_secret!r}) must be a Secret name")
     _check_path(repo.path, f"{f}.path")
     if repo.uri_style not in ("host", "path"):

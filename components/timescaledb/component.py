@@ -84,7 +84,7 @@ from components.timescaledb.exporter_queries import queries_file
 from components.shared import scram
 from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
 from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import tcp_ports
+from components.shared.network import ingress_policy, scraper_peer
 from components.timescaledb.tuning import TuneInput, tune
 from components.shared.quantity import byte_size
 from components.timescaledb.credentials import (
@@ -822,13 +822,6 @@ class TimescaleDB(pulumi.ComponentResource):
         clients = [k8s.networking.v1.NetworkPolicyPeerArgs(
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels))
         )]
-        if args.monitoring_namespace is not None:
-            monitoring_ns = k8s.meta.v1.LabelSelectorArgs(
-                match_labels={"kubernetes.io/metadata.name": args.monitoring_namespace}
-            )
-            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=monitoring_ns)
-        else:
-            scrapers = k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
         client_namespaces = [args.monitoring_namespace] if args.monitoring_namespace is not None else []
         client_namespaces += [ns for ns in args.client_namespaces if ns not in client_namespaces]
         clients += [
@@ -839,23 +832,16 @@ class TimescaleDB(pulumi.ComponentResource):
             for ns in client_namespaces
         ]
 
-        return k8s.networking.v1.NetworkPolicy(
+        return ingress_policy(
             f"{self._name}-netpol",
             metadata=self._metadata(),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.pod_labels)),
-                policy_types=["Ingress"],
-                ingress=[
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=clients, ports=tcp_ports(pc.POSTGRES_PORT)),
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[members], ports=tcp_ports(pc.POSTGRES_PORT, pc.PATRONI_PORT)
-                    ),
-                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[scrapers],
-                        ports=tcp_ports(pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])),
-                    ),
-                ],
-            ),
+            pod_labels=self.pod_labels,
+            rules=[
+                (clients, [pc.POSTGRES_PORT]),
+                ([members], [pc.POSTGRES_PORT, pc.PATRONI_PORT]),
+                ([scraper_peer(args.monitoring_namespace)],
+                 [pc.EXPORTER_PORT, pc.PATRONI_PORT, *([br.AGENT_PORT] if args.backup else [])]),
+            ],
             opts=self._opts(),
         )
 
