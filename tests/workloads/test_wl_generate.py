@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -106,6 +107,16 @@ def test_old_ledger_rows_are_pruned(migrated_dsn: str) -> None:
     with psycopg.connect(migrated_dsn) as conn:
         ids = [r[0] for r in conn.execute("SELECT batch_id FROM ingest_batches ORDER BY batch_id").fetchall()]
     assert ids == ["gen-a:1", "gen-a:2", "other:0"]  # resumed at seq 1; only its own old row went
+
+
+def test_both_encodings_of_a_tick_carry_the_same_microsecond(migrated_dsn: str) -> None:
+    """A start whose float rounds one way in datetime.fromtimestamp and the other in round(x * 1e6)
+    (found by search): both encodings must take their timestamp from the same whole microsecond."""
+    fleet = Fleet(generator_config(migrated_dsn, 0).sim, "gen-x", 1764116538.7194054)
+    (ts, *_), *_ = fleet.tick(0)
+    encoded_us = int.from_bytes(fleet.tick_copy(0)[0][6:14], "big", signed=True)  # after field count, length
+    assert ts == datetime(2000, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=encoded_us)
+    assert ts.microsecond == 719406
 
 
 def test_pre_encoded_copy_rows_equal_the_simulated_rows(migrated_dsn: str) -> None:

@@ -7,7 +7,7 @@ import random
 import struct
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from .config import SimulationConfig
@@ -18,6 +18,7 @@ Row = tuple[datetime, str, str, float]
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 COPY_TRAILER = b"\xff\xff"
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's timestamp origin, in Unix microseconds
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _row_start = struct.Struct(">hiq").pack  # 4 fields; timestamptz: length 8, microseconds since _PG_EPOCH
 _float8 = struct.Struct(">d").pack
 
@@ -89,9 +90,14 @@ class Fleet:
         """Unix time of tick `tick`."""
         return self._start + tick * self._cfg.interval
 
+    def tick_micros(self, tick: int) -> int:
+        """Unix time of tick `tick` in whole microseconds (PostgreSQL's resolution), rounded once: `tick` and
+        `tick_copy` both derive their timestamps from it, so the two encodings of a row never differ."""
+        return round(self.tick_epoch(tick) * 1_000_000)
+
     def tick(self, tick: int) -> list[Row]:
         """All samples of tick `tick` (call with increasing ticks: random walks carry state)."""
-        ts = datetime.fromtimestamp(self.tick_epoch(tick), tz=timezone.utc)
+        ts = _UNIX_EPOCH + timedelta(microseconds=self.tick_micros(tick))
         return [(ts, s.device_id, s.metric, value) for s, value in self._values(tick)]
 
     def tick_copy(self, tick: int) -> list[bytes]:
@@ -100,7 +106,7 @@ class Fleet:
         Encoding here, in the producer thread, from per-series constant bytes, costs a fraction of the
         driver's per-field adaptation and leaves the writer thread nothing to do but send.
         """
-        micros = round(self.tick_epoch(tick) * 1_000_000) - _PG_EPOCH_US
+        micros = self.tick_micros(tick) - _PG_EPOCH_US
         start = _row_start(4, 8, micros)
         float8 = _float8
         return [start + s.copy_fields + float8(value) for s, value in self._values(tick)]
