@@ -24,7 +24,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.reconciler.tsreconcile.desired import Desired, RoleSpec  # noqa: E402
+from components.reconciler.tsreconcile.desired import Desired  # noqa: E402
 from components.reconciler.tsreconcile.report import Report  # noqa: E402
 from components.reconciler.tsreconcile.run import reconcile  # noqa: E402
 from components.timescaledb import patroni_config as pc  # noqa: E402
@@ -49,7 +49,7 @@ class Writer(threading.Thread):
                 time.sleep(WRITE_INTERVAL)
                 continue
             try:
-                with psycopg.connect(self.cluster.dsn(leader, user=pc.SUPERUSER, dbname="postgres"), autocommit=True) as conn:
+                with psycopg.connect(self.cluster.dsn(leader), autocommit=True) as conn:  # the application role
                     conn.execute("CREATE TABLE IF NOT EXISTS bench_writes (at timestamptz)")
                     while not self.stop.is_set():
                         conn.execute("INSERT INTO bench_writes VALUES (now())")
@@ -71,17 +71,16 @@ def main() -> None:
     declared = dict(rendered.config["bootstrap"]["dcs"]["postgresql"]["parameters"])
     with PatroniCluster(rendered, members=options.members) as cluster:
         leader = cluster.wait_for_leader()
-        with cluster.connect(leader, user=pc.SUPERUSER, dbname="postgres") as conn:
+        database, _ = cluster.application()
+        with cluster.connect(leader, user=pc.MONITOR_USER, dbname=database) as conn:
             declared["max_connections"] = str(int(conn.execute("SHOW max_connections").fetchone()[0]) + 10)
         secrets = Path(tempfile.mkdtemp(prefix="bench-reconcile-"))
-        (secrets / "superuser").write_text(cluster.passwords["PATRONI_SUPERUSER_PASSWORD"])
         (secrets / "restapi").write_text(cluster.passwords["PATRONI_RESTAPI_PASSWORD"])
-        (secrets / "reader").write_text(cluster.app_passwords["reader"])
+        (secrets / "settings").write_text(cluster.app_passwords[pc.MONITOR_USER])
         desired = Desired(
-            patroni_url=leader.api_url, superuser=pc.SUPERUSER, superuser_password_file=str(secrets / "superuser"),
-            restapi_user=pc.RESTAPI_USER, restapi_password_file=str(secrets / "restapi"),
-            roles=(RoleSpec(role="reader", password_file=str(secrets / "reader")),),
-            extensions=("pg_stat_statements",), dcs_parameters=declared, timeout_seconds=180,
+            patroni_url=leader.api_url, restapi_user=pc.RESTAPI_USER, restapi_password_file=str(secrets / "restapi"),
+            settings_user=pc.MONITOR_USER, settings_password_file=str(secrets / "settings"), settings_database=database,
+            dcs_parameters=declared, timeout_seconds=180,
         )
         writer = Writer(cluster)
         writer.start()

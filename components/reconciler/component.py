@@ -6,7 +6,11 @@ rollout is complete, so the reconciler meets members that already run the declar
 awaits the Job itself and fails the update if the reconciler fails (``kubectl logs job/<name>`` has its
 report, the pod's termination message its summary).
 
-Access: its own NetworkPolicy admits the reconciler's pods to the members' PostgreSQL and Patroni ports
+Access, least privilege: the Job changes the cluster only through Patroni's authenticated REST API and
+reads members' settings as the monitoring role (``pg_monitor``), with ``verify-full`` against the
+database's CA when TLS is on. It never holds the superuser's or an application role's password: role
+passwords and extension updates are the role agent's, inside the member pods (``tsreconcile.agent``).
+Its own NetworkPolicy admits the reconciler's pods to the members' PostgreSQL and Patroni ports
 (NetworkPolicies add up, so the database's own policy stays as it is). The pod runs as the image's
 ``postgres`` uid with the restricted security context, no service account token (it needs no Kubernetes
 API), a read-only root filesystem and the passwords as files from the Secrets.
@@ -36,6 +40,7 @@ AWAIT_MARGIN_SECONDS = 120
 PROGRAM_VOLUME = "program"
 SECRETS_VOLUME = "secrets"
 TMP_VOLUME = "tmp"
+CA_VOLUME = "tls-ca"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,10 +102,10 @@ class Reconciler(pulumi.ComponentResource):
             "resources": json.dumps(vars(args.resources), sort_keys=True),
             "active_deadline_seconds": args.active_deadline_seconds,
             "backoff_limit": args.backoff_limit,
+            "ca_secret": target.ca_secret_name,
         }
-        self.revision = pulumi.Output.all(desired_json, target.credentials_version, *[s.secret_name for s, _ in secrets]).apply(
-            lambda values: rj.revision(desired_json=values[0], credentials_version=values[1],
-                                       secret_names=list(values[2:]), job_settings=job_settings)
+        self.revision = pulumi.Output.all(desired_json, *[s.secret_name for s, _ in secrets]).apply(
+            lambda values: rj.revision(desired_json=values[0], secret_names=list(values[1:]), job_settings=job_settings)
         )
         self.job = k8s.batch.v1.Job(
             f"{name}-job",
@@ -164,6 +169,16 @@ class Reconciler(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    @staticmethod
+    def _ca_volume(tls_secret: str) -> k8s.core.v1.VolumeArgs:
+        """Only the CA certificate of the database's TLS Secret (never its private key)."""
+        return k8s.core.v1.VolumeArgs(
+            name=CA_VOLUME,
+            secret=k8s.core.v1.SecretVolumeSourceArgs(
+                secret_name=tls_secret, default_mode=0o444, items=[k8s.core.v1.KeyToPathArgs(key=rj.CA_KEY, path=rj.CA_KEY)]
+            ),
+        )
+
     def _pod_template(
         self, target: ReconcileTarget, args: ReconcilerArgs, program: pulumi.Input[str], desired_json: pulumi.Output[str]
     ) -> k8s.core.v1.PodTemplateSpecArgs:
@@ -186,6 +201,8 @@ class Reconciler(pulumi.ComponentResource):
                 k8s.core.v1.VolumeMountArgs(name=PROGRAM_VOLUME, mount_path=rj.PROGRAM_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name=SECRETS_VOLUME, mount_path=rj.SECRETS_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp"),
+                *([k8s.core.v1.VolumeMountArgs(name=CA_VOLUME, mount_path=rj.CA_DIR, read_only=True)]
+                  if target.ca_secret_name else []),
             ],
         )
         secret_sources = [
@@ -220,6 +237,7 @@ class Reconciler(pulumi.ComponentResource):
                         projected=k8s.core.v1.ProjectedVolumeSourceArgs(default_mode=0o440, sources=secret_sources),
                     ),
                     k8s.core.v1.VolumeArgs(name=TMP_VOLUME, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
+                    *([self._ca_volume(target.ca_secret_name)] if target.ca_secret_name else []),
                 ],
             ),
         )

@@ -1,9 +1,9 @@
 """Pure builders of the reconciler Job: the program files, the declaration, the revision in the Job's name.
 
 Re-run exactly when the declaration changes: the Job's name carries a revision, a hash of everything
-the run depends on (the declaration's JSON, the password fingerprint, the Secrets it reads, the program's
-source, the image and the Job's own settings). Same inputs give the same name and an identical object, so
-``pulumi up`` leaves the finished Job alone; any change gives a new name, so Pulumi creates a new Job
+the run depends on (the declaration's JSON, the Secrets it reads, the program's source, the image and the
+Job's own settings). Password rotations do not re-run it: the role agent in the member pods applies them.
+Same inputs give the same name and an identical object, so ``pulumi up`` leaves the finished Job alone; any change gives a new name, so Pulumi creates a new Job
 (which runs) and deletes the old one (create-before-delete: the names differ).
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.reconciler.tsreconcile.desired import Desired, RoleSpec
+from components.reconciler.tsreconcile.desired import Desired
 from components.shared.types import ReconcileTarget, SecretFile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +23,8 @@ PROGRAM_DIR = "/opt/tsreconcile"
 """Where the program's files are mounted; it is the container's PYTHONPATH."""
 SECRETS_DIR = "/etc/tsreconcile/secrets"
 MODULE = "components.reconciler.tsreconcile"
+AGENT_MODULE = f"{MODULE}.agent"
+"""The role agent's entry point (a sidecar of the member pods, see ``components.timescaledb.role_agent``)."""
 REVISION_LENGTH = 10
 
 
@@ -51,50 +53,41 @@ def program_files() -> list[ProgramFile]:
     return files
 
 
-def secret_file_path(role: str) -> str:
-    """Where a role's password is mounted in the reconciler pod."""
-    return f"{SECRETS_DIR}/role-{role}"
-
-
-SUPERUSER_FILE = f"{SECRETS_DIR}/superuser"
+SETTINGS_PASSWORD_FILE = f"{SECRETS_DIR}/settings"
 RESTAPI_FILE = f"{SECRETS_DIR}/restapi"
+CA_DIR = "/etc/tsreconcile/ca"
+CA_KEY = "ca.crt"
 
 
 def mounted_secrets(target: ReconcileTarget) -> list[tuple[SecretFile, str]]:
-    """(Secret key, path) of every password the reconciler reads, in a stable order."""
-    return [
-        (target.superuser_password, SUPERUSER_FILE),
-        (target.restapi_password, RESTAPI_FILE),
-        *[(target.role_passwords[role], secret_file_path(role)) for role in sorted(target.role_passwords)],
-    ]
+    """(Secret key, path) of every password the Job reads, in a stable order: Patroni's REST API and the
+    monitoring role's; never the superuser's or an application role's."""
+    return [(target.restapi_password, RESTAPI_FILE), (target.settings_password, SETTINGS_PASSWORD_FILE)]
 
 
 def desired_state(target: ReconcileTarget, *, patroni_url: str, timeout_seconds: int) -> Desired:
-    """The declaration for one database, with passwords as mounted file paths (never values)."""
+    """The Job's declaration for one database, with passwords as mounted file paths (never values)."""
+    tls = target.ca_secret_name is not None
     return Desired(
         patroni_url=patroni_url,
-        superuser=target.superuser,
-        superuser_password_file=SUPERUSER_FILE,
         restapi_user=target.restapi_user,
         restapi_password_file=RESTAPI_FILE,
-        roles=tuple(
-            RoleSpec(role=role, password_file=secret_file_path(role),
-                     create_options="LOGIN REPLICATION" if role == target.replication_user else "LOGIN")
-            for role in sorted(target.role_passwords)
-        ),
-        extensions=tuple(target.extensions),
+        settings_user=target.settings_user,
+        settings_password_file=SETTINGS_PASSWORD_FILE,
+        settings_database=target.settings_database,
+        sslmode="verify-full" if tls else "disable",
+        ca_file=f"{CA_DIR}/{CA_KEY}" if tls else None,
         dcs_parameters=dict(sorted(target.dcs_parameters.items())),
         managed_dcs_parameters=tuple(sorted(target.managed_dcs_parameters)),
-        postgres_major=target.postgres_major,
         timeout_seconds=timeout_seconds,
     )
 
 
-def revision(*, desired_json: str, credentials_version: str, secret_names: list[str], job_settings: dict[str, Any]) -> str:
+def revision(*, desired_json: str, secret_names: list[str], job_settings: dict[str, Any]) -> str:
     """A short hash of everything a run depends on; it names the Job."""
     program = [(f.path, hashlib.sha256(f.text.encode()).hexdigest()) for f in program_files()]
     material = json.dumps(
-        {"desired": desired_json, "credentials": credentials_version, "secrets": secret_names,
+        {"desired": desired_json, "secrets": secret_names,
          "program": program, "job": job_settings},
         sort_keys=True,
     )

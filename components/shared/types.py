@@ -180,28 +180,25 @@ class ReconcileTarget:
     """The database image: the reconciler runs on it (its Python, driver and extension versions)."""
     run_as_user: int
     """The image's ``postgres`` uid (and gid)."""
-    postgres_major: int
     pod_labels: Mapping[str, str]
     """Labels selecting the members (the reconciler's NetworkPolicy admits it to them)."""
     patroni_url: pulumi.Output[str]
     """Patroni REST API of the members (``http://<headless service>:8008``)."""
     postgres_port: int
     patroni_port: int
-    superuser: str
-    superuser_password: SecretFile
     restapi_user: str
     restapi_password: SecretFile
-    role_passwords: Mapping[str, SecretFile]
-    """Login role -> where its password lives; the reconciler sets each as a SCRAM verifier."""
-    replication_user: str
-    """Of ``role_passwords``, the role that needs REPLICATION if it must be re-created."""
-    extensions: Sequence[str]
+    settings_user: str
+    """A ``pg_monitor`` role the Job reads each member's settings as (never the superuser)."""
+    settings_password: SecretFile
+    settings_database: str
+    """A database ``settings_user`` may connect to."""
+    ca_secret_name: str | None
+    """The TLS Secret whose ``ca.crt`` the Job verifies members against (``verify-full``); None without TLS."""
     dcs_parameters: Mapping[str, str]
     """PostgreSQL parameters Patroni reads only from its dynamic configuration."""
     managed_dcs_parameters: Sequence[str]
     """Every DCS-only parameter name: one set in the DCS but not declared is reset to its default."""
-    credentials_version: pulumi.Output[str]
-    """A one-way fingerprint of every password: changes exactly when a password does."""
     ready: pulumi.Resource
     """The resource whose readiness means the members run the declared image (the StatefulSet)."""
 

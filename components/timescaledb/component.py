@@ -41,9 +41,11 @@ Shape (modelled on Timescale's timescaledb-single chart, with its known outages 
   ``CREATE EXTENSION timescaledb`` therefore exist as soon as the first member is ready. Passwords are
   sent as SCRAM verifiers computed in the pod (``scram.py``), never as cleartext SQL. Changing
   ``database``/users later does not re-run it (documented limitation; rename by SQL).
-* What changes after bootstrap (cluster-wide DCS parameters, rotated passwords, extension versions) is
-  applied by the Reconciler component from ``reconcile_target``; pods roll only when what a running
-  member reads changes (the Patroni file without ``bootstrap``, the pod spec).
+* What changes after bootstrap is applied without rolling the pods: cluster-wide DCS parameters (and the
+  restarts they need) by the Reconciler component's Job from ``reconcile_target``; rotated passwords and
+  extension versions by the role agent sidecar (``role_agent.py``) over the pod's socket, on the primary,
+  so the superuser needs no network login. Pods roll only when what a running member reads changes (the
+  Patroni file without ``bootstrap``, the pod spec).
 
 Data safety on updates and deletes:
 
@@ -79,7 +81,7 @@ from components.pooler import auth as pooler_auth
 from components.pooler.auth import LookupCredentials
 from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
-from components.timescaledb import parameters, pod
+from components.timescaledb import parameters, pod, role_agent
 from components.timescaledb.exporter_queries import queries_file
 from components.shared import scram
 from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
@@ -90,7 +92,6 @@ from components.shared.quantity import byte_size
 from components.timescaledb.credentials import (
     RolePassword,
     connection_data,
-    credentials_fingerprint,
     opaque_secret,
     role_password,
 )
@@ -167,6 +168,8 @@ class TimescaleDBArgs:
         default_factory=lambda: Resources(cpu_request="50m", memory_request="64Mi", memory_limit="128Mi")
     )
     """Exporter sidecar resources; default 50m / 64Mi (limit 128Mi)."""
+    role_agent_resources: Resources = field(default_factory=lambda: role_agent.DEFAULT_RESOURCES)
+    """Role agent sidecar resources (role passwords, extension updates); default 10m / 64Mi (limit 128Mi)."""
     storage: StorageArgs = field(default_factory=StorageArgs)
     """Volumes; default 10Gi data, cluster default StorageClass, WAL on the data volume."""
     database: str = "app"
@@ -293,6 +296,7 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         memory = args.resources.memory_limit or args.resources.memory_request
         raise ValueError(f"resources memory ({memory}) must be at least 256Mi to run PostgreSQL with TimescaleDB")
     args.exporter_resources.check("exporter_resources")
+    args.role_agent_resources.check("role_agent_resources")
     _check_storage(args.storage)
     for field_name in ("database", "app_user", "reader_user"):
         pc.check_identifier(getattr(args, field_name), field_name=field_name)
@@ -441,6 +445,14 @@ class TimescaleDB(pulumi.ComponentResource):
 
         self.pooler_lookup = self._pooler_lookup() if args.pooler_lookup else None
 
+        managed_roles = (
+            role_agent.ManagedRole(args.app_user, SecretFile(secret_name=app_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD)),
+            role_agent.ManagedRole(args.reader_user, SecretFile(secret_name=reader_secret.metadata.name,
+                                                                key=ConnectionSecretKeys.PASSWORD)),
+            role_agent.ManagedRole(pc.MONITOR_USER, SecretFile(secret_name=internal_secret.metadata.name, key=pod.MONITOR_KEY)),
+            role_agent.ManagedRole(pc.REPLICATION_USER, SecretFile(secret_name=internal_secret.metadata.name,
+                                                                   key=pod.REPLICATION_KEY), create_options="LOGIN REPLICATION"),
+        )
         config_text, script_text = self._patroni_files(scope)
         exporter_queries = queries_file()
         backup_files = self._backup_files()
@@ -453,6 +465,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 pod.SCRAM_KEY: SCRAM_SOURCE,
                 pod.EXPORTER_QUERIES_KEY: exporter_queries,
                 **backup_files,
+                **role_agent.config_map_data(role_agent.declaration(managed_roles, postgres_major=args.postgres_major)),
             },
             opts=self._opts(protected=True),
         )
@@ -470,8 +483,10 @@ class TimescaleDB(pulumi.ComponentResource):
                 reader_secret=reader_secret.metadata.name,
                 pooler_lookup_secret=self.pooler_lookup.secret_name if self.pooler_lookup else None,
             ),
+            managed_roles,
             # What a running member reads at start (not the bootstrap section, which the reconciler applies
-            # without rolling the pods), plus the exporter's queries and the backup agent's files.
+            # without rolling the pods), plus the exporter's queries and the backup agent's files; not the role
+            # agent's program and declaration, which it re-reads in place.
             checksum=hashlib.sha256(
                 "".join([pc.running_member_view(config_text), exporter_queries, *backup_files.values()]).encode()
             ).hexdigest(),
@@ -495,7 +510,8 @@ class TimescaleDB(pulumi.ComponentResource):
         self.scale_target = ScaleTarget.of(
             self.statefulset,
             container_resources=[
-                args.resources, args.exporter_resources, *([args.backup.agent_resources] if args.backup else []),
+                args.resources, args.exporter_resources, args.role_agent_resources,
+                *([args.backup.agent_resources] if args.backup else []),
             ],
             min_replicas_floor=args.replicas,
             stateful=True,
@@ -520,27 +536,19 @@ class TimescaleDB(pulumi.ComponentResource):
             namespace=args.namespace,
             image=args.image,
             run_as_user=pod.POSTGRES_UID,
-            postgres_major=args.postgres_major,
             pod_labels=self.pod_labels,
             patroni_url=pulumi.Output.concat("http://", headless.metadata.name, ".", headless.metadata.namespace,
                                              f".svc.cluster.local:{pc.PATRONI_PORT}"),
             postgres_port=pc.POSTGRES_PORT,
             patroni_port=pc.PATRONI_PORT,
-            superuser=pc.SUPERUSER,
-            superuser_password=SecretFile(secret_name=superuser_secret.metadata.name, key=pod.SUPERUSER_KEY),
             restapi_user=pc.RESTAPI_USER,
             restapi_password=SecretFile(secret_name=internal_secret.metadata.name, key=pod.RESTAPI_KEY),
-            role_passwords={
-                args.app_user: SecretFile(secret_name=app_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
-                args.reader_user: SecretFile(secret_name=reader_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD),
-                pc.MONITOR_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.MONITOR_KEY),
-                pc.REPLICATION_USER: SecretFile(secret_name=internal_secret.metadata.name, key=pod.REPLICATION_KEY),
-            },
-            replication_user=pc.REPLICATION_USER,
-            extensions=pc.EXTENSIONS,
+            settings_user=pc.MONITOR_USER,
+            settings_password=SecretFile(secret_name=internal_secret.metadata.name, key=pod.MONITOR_KEY),
+            settings_database=args.database,
+            ca_secret_name=args.tls_secret_name,
             dcs_parameters=pc.split_parameters(postgresql_parameters(args))[0],
             managed_dcs_parameters=sorted(pc.DCS_ONLY_PARAMETERS),
-            credentials_version=credentials_fingerprint(list(passwords.values())),
             ready=self.statefulset,
         )
         self.register_outputs({
@@ -563,7 +571,6 @@ class TimescaleDB(pulumi.ComponentResource):
                 if self.pooler_lookup else None
             ),
             "backup_max_age_seconds": self.backup_max_age_seconds,
-            "reconcile_target_credentials_version": self.reconcile_target.credentials_version,
         })
 
     # -- helpers -------------------------------------------------------------------------------
@@ -727,7 +734,8 @@ class TimescaleDB(pulumi.ComponentResource):
         return account
 
     def _statefulset(
-        self, scope: str, headless: k8s.core.v1.Service, refs: pod.PodRefs, *, checksum: str
+        self, scope: str, headless: k8s.core.v1.Service, refs: pod.PodRefs,
+        managed_roles: Sequence[role_agent.ManagedRole], *, checksum: str
     ) -> k8s.apps.v1.StatefulSet:
         args = self._args
         separate_wal = args.storage.wal_size is not None
@@ -747,6 +755,8 @@ class TimescaleDB(pulumi.ComponentResource):
             reader_user=args.reader_user,
             config_checksum=checksum,
             refs=refs,
+            managed_roles=tuple(managed_roles),
+            role_agent_resources=args.role_agent_resources,
             database=args.database,
             tls_secret=args.tls_secret_name,
             headless_service=service_names(self._name)["headless"] if args.tls_secret_name is not None else None,

@@ -8,8 +8,7 @@ secret volume, never through a ConfigMap or a plain env value. Passwords are alp
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -69,15 +68,3 @@ def connection_data(
         ConnectionSecretKeys.URI: uri,
     }
 
-
-def credentials_fingerprint(passwords: Sequence[RolePassword]) -> pulumi.Output[str]:
-    """A short one-way fingerprint of every role's password, deliberately not secret.
-
-    It changes exactly when a password does, so the reconciler Job can be named after it and re-run on a
-    rotation. 16 hex digits of SHA-256 over ~190-bit random passwords reveal nothing usable about them.
-    """
-    roles = [p.role for p in passwords]
-    digest = pulumi.Output.all(*[p.password for p in passwords]).apply(
-        lambda values: hashlib.sha256("\0".join(f"{r}={v}" for r, v in zip(roles, values)).encode()).hexdigest()[:16]
-    )
-    return pulumi.Output.unsecret(digest)

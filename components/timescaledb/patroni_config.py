@@ -239,17 +239,16 @@ class PatroniSettings:
 def pg_hba(pod_network_cidrs: Sequence[str], *, tls: bool = False) -> list[str]:
     """Host-based auth: scram-sha-256 everywhere; with ``tls`` the network takes TLS only.
 
-    The superuser: on the local socket, and over the network only from the pod networks, for the in-cluster
-    reconciler Job (password changes, extension updates need it; the database NetworkPolicy admits only
-    client-labelled pods, the members and the reconciler to 5432); rejected from anywhere else. The replication
-    user only for replication: over the pod's own socket (Patroni's local timeline check,
-    ``use_unix_socket_repl``) and over TCP only from the pod networks."""
+    The superuser only on the pod's own socket (``peer``: the image's ``postgres`` user, i.e. Patroni, the
+    role agent and whoever execs into the pod); every network login, loopback included, is rejected, so a
+    leaked superuser password is useless from outside the pod. The replication user only for replication:
+    over the pod's own socket (Patroni's local timeline check, ``use_unix_socket_repl``) and over TCP only
+    from the pod networks."""
     network = "hostssl" if tls else "host"
     rules = [
         f"local all {SUPERUSER} peer",
         f"local replication {REPLICATION_USER} scram-sha-256",
         "local all all scram-sha-256",
-        *(f"{network} all {SUPERUSER} {cidr} scram-sha-256" for cidr in pod_network_cidrs),
         f"host all {SUPERUSER} all reject",
         f"host all {REPLICATION_USER} all reject",
         "host all all 127.0.0.1/32 scram-sha-256",

@@ -1,4 +1,5 @@
-"""The TimescaleDB pod: the Patroni container, the postgres_exporter sidecar, volumes and scheduling.
+"""The TimescaleDB pod: the Patroni container, the postgres_exporter and role agent sidecars, volumes and
+scheduling.
 
 Image facts (timescale/timescaledb-docker-ha Dockerfile and timescaledb_entrypoint.sh, Timescale's
 timescaledb-single chart): the ``postgres`` user is uid/gid 1000; PGDATA is /home/postgres/pgdata/data;
@@ -37,6 +38,7 @@ import pulumi_kubernetes as k8s
 from components.pooler import auth as pooler_auth
 from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
+from components.timescaledb import role_agent
 from components.timescaledb.exporter_queries import QUERIES_FILE
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import ConnectionSecretKeys, Resources
@@ -122,6 +124,9 @@ class PodSpecInput:
     """Fixed name of the governing headless Service (with TLS: members are addressed by their DNS names)."""
     backup: BackupPod | None = None
     """pgBackRest configuration, credentials and agent; default None (no backups)."""
+    managed_roles: tuple[role_agent.ManagedRole, ...] = ()
+    """Roles whose passwords the role agent keeps (their Secrets are mounted in its container only)."""
+    role_agent_resources: Resources = role_agent.DEFAULT_RESOURCES
 
 
 PATRONI_PASSWORDS = (
@@ -426,6 +431,8 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
         _secret_files_volume(
             EXPORTER_SECRETS_VOLUME, [(refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER))]
         ),
+        role_agent.program_volume(refs.config_map),
+        _secret_files_volume(role_agent.SECRETS_VOLUME, role_agent.secret_files(spec.managed_roles)),
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi")),
         k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
         k8s.core.v1.VolumeArgs(
@@ -481,7 +488,8 @@ def _topology_spread(spec: PodSpecInput) -> list[k8s.core.v1.TopologySpreadConst
 
 
 def pod_template(spec: PodSpecInput) -> k8s.core.v1.PodTemplateSpecArgs:
-    """The member pod: Patroni + exporter, token mounted (Patroni talks to the API server)."""
+    """The member pod: Patroni, the exporter and the role agent (plus the backup agent), token mounted
+    (Patroni talks to the API server)."""
     return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(
             labels=dict(spec.pod_labels),
@@ -497,6 +505,8 @@ def pod_template(spec: PodSpecInput) -> k8s.core.v1.PodTemplateSpecArgs:
             topology_spread_constraints=_topology_spread(spec),
             containers=[
                 patroni_container(spec), exporter_container(spec),
+                role_agent.container(image=spec.image, resources=spec.role_agent_resources,
+                                     socket_volume="run", tmp_volume="tmp"),
                 *([backup_container(spec, spec.backup)] if spec.backup else []),
             ],
             volumes=[*_volumes(spec), *_backup_volumes(spec)],

@@ -112,6 +112,10 @@ class RenderedDatabase:
     """HTTP path of the Patroni container's readiness probe."""
     readiness_period: int
     readiness_failures: int
+    pod_spec: Mapping[str, Any] = field(default_factory=dict)
+    """The StatefulSet's pod spec (every container, volume and probe)."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """The Patroni ConfigMap's data (the role agent's program and declaration among it)."""
 
 
 def rendered_database(stack: str) -> RenderedDatabase:
@@ -140,6 +144,8 @@ def rendered_database(stack: str) -> RenderedDatabase:
         readiness_path=probe["httpGet"]["path"],
         readiness_period=int(probe.get("periodSeconds", 10)),
         readiness_failures=int(probe.get("failureThreshold", 3)),
+        pod_spec=statefulset["spec"]["template"]["spec"],
+        files=config_map["data"],
     )
 
 
@@ -410,6 +416,18 @@ class PatroniCluster:
             "LANG": "C.UTF-8",
         })
         return {k: v for k, v in env.items() if "$(" not in v}
+
+    def run_python(self, args: list[str], *, pythonpath: list[Path], env: Mapping[str, str] | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``python -s <args>`` as the servers' OS user (what the pod's containers run as), with the
+        vendored drivers after ``pythonpath``: e.g. a sidecar program reaching a member over its socket."""
+        search = ":".join(str(p) for p in [*pythonpath, self._site])
+        return subprocess.run(
+            [str(self._python), "-s", *args], cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(self.root), "PYTHONDONTWRITEBYTECODE": "1",
+                 "PYTHONPATH": search, **(env or {})},
+            **as_user(),
+        )
 
     def _write_secrets(self) -> None:
         """post_init's password files (generated) and the script itself, pointed at them."""

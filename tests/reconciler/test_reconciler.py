@@ -1,6 +1,7 @@
 """The Reconciler component, under mocks and in whole stacks: the Job is re-created when, and only when,
-its declaration changes; it runs after the database, locked down, with passwords only by reference;
-and the program it ships runs from its ConfigMap files alone."""
+its declaration changes (not on a password rotation, which the role agent applies); it runs after the
+database, locked down, with only the REST API's and the monitoring role's passwords, by reference; and the
+program it ships runs from its ConfigMap files alone."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from components.reconciler.tsreconcile.desired import DESIRED_ENV, Desired
 from components.shared.types import ReconcileTarget
 from components.timescaledb import patroni_config as pc
 from tests.harness import Recording
+from tests.reconciler.shipped import materialize
 from tests.stacks import run_main, stack_file_config
 
 JOB = "kubernetes:batch/v1:Job"
@@ -72,16 +74,19 @@ def test_the_job_is_recreated_exactly_when_its_declaration_changes(baseline: Rec
     assert (before == after) is (not rerun), what
 
 
-def test_a_rotated_password_re_runs_the_job_without_putting_the_password_in_it(baseline: Recording, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rotated_password_leaves_the_job_and_the_pods_alone_and_no_password_text_is_rendered(
+    baseline: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role agent applies a rotation from its mounted Secret files: neither the Job nor the pod template
+    changes (no re-run, no roll), and no object but a Secret holds a password."""
     monkeypatch.setattr(tests.harness, "MOCK_SECRET_PREFIX", "rotated-secret-")
     rotated = run_with("prod")
     passwords = rotated.mock_passwords()
     assert passwords and all(p.startswith("rotated-secret-") for p in passwords)
-    job = reconciler_job(rotated)
-    assert job["metadata"]["name"] != reconciler_job(baseline)["metadata"]["name"]
-    text = json.dumps(job)
-    assert not any(p in text for p in passwords) and "rotated-secret-" not in text
-    assert desired_of(job) == desired_of(reconciler_job(baseline)), "only the fingerprint changed"
+    assert reconciler_job(rotated) == reconciler_job(baseline)
+    assert rotated.one(STS).manifest()["spec"]["template"] == baseline.one(STS).manifest()["spec"]["template"]
+    not_secrets = [m for m in rotated.manifests() if m["kind"] != "Secret"]
+    assert not_secrets and "rotated-secret-" not in json.dumps(not_secrets)
 
 
 def test_the_job_runs_after_the_database_and_declares_what_patroni_was_given(baseline: Recording) -> None:
@@ -94,24 +99,42 @@ def test_the_job_runs_after_the_database_and_declares_what_patroni_was_given(bas
     assert desired.dcs_parameters == patroni["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert "max_connections" in desired.dcs_parameters and "max_worker_processes" in desired.dcs_parameters
     assert desired.patroni_url.startswith("http://") and desired.patroni_url.endswith(f":{pc.PATRONI_PORT}")
-    assert desired.postgres_major == 17
-    assert {r.role for r in desired.roles} == {"app", "reader", pc.MONITOR_USER, pc.REPLICATION_USER}
-    assert next(r for r in desired.roles if r.role == pc.REPLICATION_USER).create_options == "LOGIN REPLICATION"
+    exporter = next(c for c in baseline.one(STS).manifest()["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "postgres-exporter")
+    exporter_uri = next(e["value"] for e in exporter["env"] if e["name"] == "DATA_SOURCE_URI")
+    assert desired.settings_user == pc.MONITOR_USER, "pg_monitor reads every setting; never the superuser"
+    assert f"/{desired.settings_database}?" in exporter_uri, "a database the monitoring role may connect to"
+    assert (desired.sslmode, desired.ca_file) == ("disable", None), "prod renders no TLS Secret"
 
 
-def test_the_job_pod_is_locked_down_and_reads_passwords_from_secrets(baseline: Recording) -> None:
+def test_the_job_pod_is_locked_down_and_holds_no_superuser_or_application_password(baseline: Recording) -> None:
     job = reconciler_job(baseline)
     spec = job["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     database = next(c for c in baseline.one(STS).manifest()["spec"]["template"]["spec"]["containers"] if c["name"] == "timescaledb")
-    assert container["image"] == database["image"], "runs on the database image: its Python, driver and extension versions"
+    assert container["image"] == database["image"], "runs on the database image: its Python and driver"
     assert spec["securityContext"]["runAsUser"] == 1000 and spec["securityContext"]["runAsNonRoot"] is True
     assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "Never"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert all("valueFrom" not in e or "secretKeyRef" not in e["valueFrom"] for e in container["env"])
     projected = next(v for v in spec["volumes"] if "projected" in v)["projected"]["sources"]
-    paths = {item["path"] for source in projected for item in source["secret"]["items"]}
-    assert paths == {"superuser", "restapi", "role-app", "role-reader", "role-monitor", "role-standby"}
+    mounted = {(source["secret"]["name"], item["key"], item["path"]) for source in projected for item in source["secret"]["items"]}
+    internal = next(m for m in baseline.manifests() if m["kind"] == "Secret" and "restapi-password" in m.get("data", m.get("stringData", {})))
+    name = internal["metadata"]["name"]
+    assert mounted == {(name, "restapi-password", "restapi"), (name, "monitor-password", "settings")}
+
+
+def test_with_tls_the_job_verifies_members_against_the_ca_only() -> None:
+    tls = run_with("dev", {"tlsSecretName": "timescaledb-tls"})
+    job = reconciler_job(tls)
+    desired = desired_of(job)
+    assert desired.sslmode == "verify-full" and desired.ca_file == f"{rj.CA_DIR}/{rj.CA_KEY}"
+    spec = job["spec"]["template"]["spec"]
+    (ca,) = [v for v in spec["volumes"] if v.get("secret")]
+    assert ca["secret"]["secretName"] == "timescaledb-tls"
+    assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "never the private key"
+    (container,) = spec["containers"]
+    assert {"name": ca["name"], "mountPath": rj.CA_DIR, "readOnly": True} in container["volumeMounts"]
 
 
 def test_a_network_policy_admits_the_reconciler_to_the_members(baseline: Recording) -> None:
@@ -144,19 +167,14 @@ def test_the_shipped_program_runs_from_its_configmap_files_alone(baseline: Recor
     job = reconciler_job(baseline)
     program = baseline.one(CONFIG_MAP, "reconciler-program").manifest()["data"]
     volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
-    root = Path(tempfile.mkdtemp(prefix="tsreconcile-program-"))
-    for item in volume["configMap"]["items"]:
-        target = root / item["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(program[item["key"]])
-    assert not (root / "components" / "__init__.py").exists(), "namespace packages: the repo's __init__ pulls in Pulumi"
+    root = materialize(volume, program, Path(tempfile.mkdtemp(prefix="tsreconcile-program-")))
     desired = desired_of(job)
     unreachable = json.loads(desired.to_json()) | {"patroni_url": "http://127.0.0.1:9", "timeout_seconds": 2}
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(root)}
     secrets = root / "secrets"
     secrets.mkdir()
-    for name in ("restapi", "superuser"):
+    for name in ("restapi", "settings"):
         (secrets / name).write_text("x")
         unreachable[f"{name}_password_file"] = str(secrets / name)
     env[DESIRED_ENV] = json.dumps(unreachable)

@@ -1,7 +1,7 @@
 """A real PostgreSQL with the pg_hba rules the component renders for TLS, and a test CA made here.
 
 Asserts what the rules promise: a client verifying the server (``verify-full``) gets in; a plaintext
-client, a client expecting another host name, the superuser over plaintext TCP and the replication user
+client, a client expecting another host name, the superuser over TCP (TLS or not) and the replication user
 outside replication are refused; replication itself takes TLS only.
 
 The test client necessarily comes from loopback, which the rules trust for pod-local clients (two
@@ -106,22 +106,27 @@ def test_a_client_expecting_another_host_name_is_refused(server) -> None:  # typ
         connect(server, host="timescaledb-primary.elsewhere.svc.cluster.local")
 
 
-def test_the_superuser_logs_in_over_the_network_only_with_tls_from_the_pod_networks(server) -> None:  # type: ignore[no-untyped-def]
-    """Here loopback is the pod network (the reconciler Job's path); plaintext is refused even from there."""
-    with pytest.raises(psycopg.OperationalError, match="no encryption"):
-        connect(server, user=pc.SUPERUSER, dbname="postgres", sslmode="disable")
-    with connect(server, user=pc.SUPERUSER, dbname="postgres") as conn:
-        assert conn.execute("SELECT current_user").fetchone() == (pc.SUPERUSER,)
+def test_the_superuser_has_no_network_login_even_with_tls_from_the_pod_networks(server) -> None:  # type: ignore[no-untyped-def]
+    """Here loopback is the pod network: a verified TLS client with the right password is still refused, and
+    so is plaintext; the same server admits the superuser on its socket (the harness's own session)."""
+    for sslmode in ("verify-full", "disable"):
+        with pytest.raises(psycopg.OperationalError, match="pg_hba.conf rejects connection|no encryption"):
+            connect(server, user=pc.SUPERUSER, dbname="postgres", sslmode=sslmode)
+    with pytest.raises(psycopg.OperationalError, match="pg_hba.conf rejects connection") as refused:
+        connect(server, user=pc.SUPERUSER, dbname="postgres")
+    assert "SSL encryption" in str(refused.value), "refused by the reject rule over TLS, not for lack of TLS"
+    running, _ = server
+    with psycopg.connect(running.dsn().replace(f"host={running.host}", f"host={running.root}"), autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (running.user,)
 
 
-def test_outside_the_pod_networks_the_superuser_meets_a_reject_first() -> None:
-    """PostgreSQL takes the first matching rule: only pod-network rules admit the superuser over TCP."""
+def test_every_network_rule_for_the_superuser_is_a_reject() -> None:
+    """PostgreSQL takes the first matching rule: the first TCP rule that matches the superuser rejects it,
+    whatever the pod networks are."""
     rules = [r.split() for r in pc.pg_hba(["10.0.0.0/8", "fd00::/8"], tls=True)]
     superuser_tcp = [r for r in rules if r[0].startswith("host") and r[2] in (pc.SUPERUSER, "all")]
-    accepts = [r for r in superuser_tcp if r[-1] != "reject" and r[2] == pc.SUPERUSER]
-    assert [r[3] for r in accepts] == ["10.0.0.0/8", "fd00::/8"] and all(r[0] == "hostssl" for r in accepts)
-    first_other = next(r for r in superuser_tcp if r not in accepts)
-    assert first_other == ["host", "all", pc.SUPERUSER, "all", "reject"]
+    assert superuser_tcp[0] == ["host", "all", pc.SUPERUSER, "all", "reject"]
+    assert [r for r in rules if r[2] == pc.SUPERUSER and r[-1] != "reject"] == [["local", "all", pc.SUPERUSER, "peer"]]
 
 
 def test_the_replication_user_only_replicates_and_only_over_tls(server) -> None:  # type: ignore[no-untyped-def]

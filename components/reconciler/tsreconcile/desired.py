@@ -1,4 +1,12 @@
-"""The declaration the reconciler enforces: built by the Pulumi component, read by the Job as JSON."""
+"""The declarations the reconciler enforces, built by the Pulumi components and read as JSON.
+
+Two halves, two places, so that the superuser never logs in over the network:
+
+* :class:`Desired`, the cluster half, for the Job: Patroni's DCS parameters and the restarts they need,
+  through Patroni's REST API; it reads each member's settings as the monitoring role (``pg_monitor``).
+* :class:`DatabaseDesired`, the database half, for the role agent beside every member (``agent``): role
+  passwords and extension updates, as the superuser over the pod's own socket, on the primary only.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,21 @@ from typing import Any, Dict, Optional, Tuple
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARAMETER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 DESIRED_ENV = "TSRECONCILE_DESIRED"
-"""Environment variable carrying the declaration's JSON into the Job's container."""
+"""Environment variable carrying the cluster declaration's JSON into the Job's container."""
 ROLE_OPTIONS = ("LOGIN", "LOGIN REPLICATION")
 """Attributes a missing role may be created with."""
+SSL_MODES = ("disable", "verify-full")
+"""How the Job's settings connections meet TLS: off, or verified against the CA and the member's name."""
+
+def _check_identifiers(*names: str) -> None:
+    for name in names:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"{name!r} is not a plain lower-case identifier")
+
+
+def _to_json(value: Any) -> str:
+    """Stable text (sorted keys): equal declarations give equal text."""
+    return json.dumps(asdict(value), sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -27,34 +47,34 @@ class RoleSpec:
 
 @dataclass(frozen=True)
 class Desired:
-    """Everything one reconciler run makes true."""
+    """Everything one Job run makes true: the cluster half."""
 
     patroni_url: str
     """Patroni REST API of any member, e.g. ``http://<headless service>:8008``."""
-    superuser: str
-    superuser_password_file: str
     restapi_user: str
     restapi_password_file: str
-    roles: Tuple[RoleSpec, ...] = ()
-    extensions: Tuple[str, ...] = ("timescaledb", "pg_stat_statements")
-    """Extensions updated to the image's default version in every database that has them."""
+    settings_user: str
+    """A ``pg_monitor`` role: reads each member's ``pg_settings`` (never the superuser)."""
+    settings_password_file: str
+    settings_database: str
+    """A database ``settings_user`` may connect to."""
+    sslmode: str = "disable"
+    """``verify-full`` when the server has TLS (then ``ca_file`` is the CA); one of ``SSL_MODES``."""
+    ca_file: Optional[str] = None
     dcs_parameters: Dict[str, str] = field(default_factory=dict)
     """PostgreSQL parameters Patroni takes only from its DCS (cluster-wide dynamic configuration)."""
     managed_dcs_parameters: Tuple[str, ...] = ()
     """Every DCS-only parameter name the declaration owns: one found in the DCS but no longer declared
     (an override removed from the stack) is reset to PostgreSQL's default."""
-    postgres_major: Optional[int] = None
-    """The major version the running server must have; None skips the check."""
     timeout_seconds: int = 600
     """Longest wait for one step (a member to apply settings, restart, or a switchover to finish)."""
 
     def __post_init__(self) -> None:
-        for spec in self.roles:
-            if not _IDENTIFIER.match(spec.role) or spec.create_options not in ROLE_OPTIONS:
-                raise ValueError(f"bad role spec {spec.role!r} ({spec.create_options!r})")
-        for name in (self.superuser, self.restapi_user, *self.extensions):
-            if not _IDENTIFIER.match(name):
-                raise ValueError(f"{name!r} is not a plain lower-case identifier")
+        _check_identifiers(self.restapi_user, self.settings_user)
+        if not self.settings_database or "\x00" in self.settings_database:
+            raise ValueError(f"bad settings database {self.settings_database!r}")
+        if self.sslmode not in SSL_MODES or (self.sslmode == "verify-full") != bool(self.ca_file):
+            raise ValueError(f"sslmode {self.sslmode!r} with ca_file {self.ca_file!r}: verify-full needs a CA, disable none")
         for name, value in self.dcs_parameters.items():
             if not _PARAMETER.match(name) or not isinstance(value, str):
                 raise ValueError(f"bad parameter {name!r} = {value!r}")
@@ -63,13 +83,41 @@ class Desired:
                 raise ValueError(f"bad parameter name {name!r}")
 
     def to_json(self) -> str:
-        """Stable text (sorted keys): equal declarations give equal text, so equal Job names."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """Stable text: equal declarations give equal text, so equal Job names."""
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "Desired":
         raw: Dict[str, Any] = json.loads(text)
-        raw["roles"] = tuple(RoleSpec(**spec) for spec in raw.get("roles", ()))
-        raw["extensions"] = tuple(raw.get("extensions", ()))
-        raw["managed_dcs_parameters"] = tuple(raw.get("managed_dcs_parameters", ()))
-        return cls(**raw)
+        return cls(**{**raw, "managed_dcs_parameters": tuple(raw.get("managed_dcs_parameters", ()))})
+
+
+@dataclass(frozen=True)
+class DatabaseDesired:
+    """What the role agent keeps true on the primary: the database half."""
+
+    superuser: str
+    socket_dir: str
+    """The members' Unix socket directory: the superuser's only way in (``peer``)."""
+    roles: Tuple[RoleSpec, ...] = ()
+    extensions: Tuple[str, ...] = ("timescaledb", "pg_stat_statements")
+    """Extensions updated to the image's default version in every database that has them."""
+    postgres_major: Optional[int] = None
+    """The major version the running server must have; None skips the check."""
+
+    def __post_init__(self) -> None:
+        for spec in self.roles:
+            if not _IDENTIFIER.match(spec.role) or spec.create_options not in ROLE_OPTIONS:
+                raise ValueError(f"bad role spec {spec.role!r} ({spec.create_options!r})")
+        _check_identifiers(self.superuser, *self.extensions)
+        if not self.socket_dir.startswith("/"):
+            raise ValueError(f"socket_dir {self.socket_dir!r} must be an absolute path")
+
+    def to_json(self) -> str:
+        return _to_json(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DatabaseDesired":
+        raw: Dict[str, Any] = json.loads(text)
+        roles = tuple(RoleSpec(**spec) for spec in raw.get("roles", ()))
+        return cls(**{**raw, "roles": roles, "extensions": tuple(raw.get("extensions", ()))})

@@ -1,4 +1,7 @@
-"""One reconciler run, in order: connect, roles, extensions, DCS parameters, restarts, summary."""
+"""One Job run, in order: a healthy cluster, DCS parameters, restarts, summary.
+
+Role passwords and extension updates are not here: they need the superuser, who has no network login; the
+role agent beside every member does them over the pod's socket (``agent``)."""
 
 from __future__ import annotations
 
@@ -20,34 +23,20 @@ from components.reconciler.tsreconcile.patroni import (
 )
 from components.reconciler.tsreconcile.report import Report
 
-Connector = Callable[[str, int, str], Any]
-"""(host, port, database) -> autocommit superuser connection."""
+Connector = Callable[[str, int], Any]
+"""(host, port) -> autocommit connection to that member as the settings (``pg_monitor``) role."""
 
 
-def superuser_connector(desired: Desired, *, connect: Callable[..., Any] = sql.driver_connect) -> Connector:
-    password = read_password(desired.superuser_password_file)
+def settings_connector(desired: Desired, *, connect: Callable[..., Any] = sql.driver_connect) -> Connector:
+    """Connections that read ``pg_settings`` as the monitoring role, verifying the server when TLS is on
+    (``verify-full``: the member's name from Patroni is in its certificate)."""
+    password = read_password(desired.settings_password_file)
+    tls = {"sslmode": desired.sslmode, **({"sslrootcert": desired.ca_file} if desired.ca_file else {})}
 
-    def open_connection(host: str, port: int, database: str) -> Any:
-        try:
-            return connect(host=host, port=port, dbname=database, user=desired.superuser, password=password,
-                           connect_timeout=10, application_name="tsreconcile")
-        except Exception as error:  # the driver's OperationalError; the message names the cause
-            if "password authentication failed" in str(error):
-                raise sql.ReconcileError(
-                    f"the superuser {desired.superuser!r} cannot log in with its Secret's password: the database "
-                    "holds another one (a re-created stack on retained volumes?). Set it once from inside the "
-                    "primary pod with psql's \\password (README: Upgrades and credentials)"
-                ) from None
-            raise
+    def open_connection(host: str, port: int) -> Any:
+        return connect(host=host, port=port, dbname=desired.settings_database, user=desired.settings_user,
+                       password=password, connect_timeout=10, application_name="tsreconcile", **tls)
     return open_connection
-
-
-def reconcile_database(desired: Desired, connect: Callable[[str], Any], report: Report) -> None:
-    """The SQL part, on the primary: major version check, role passwords, extension updates."""
-    with closing(connect("postgres")) as connection:
-        sql.check_primary(connection, desired.postgres_major)
-        sql.reconcile_roles(connection, desired.roles, report)
-    sql.reconcile_extensions(connect, desired.extensions, report)
 
 
 def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector] = None,
@@ -55,14 +44,13 @@ def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector
     """Make the cluster match ``desired``; every change and check goes to ``report``."""
     api = api or PatroniAPI(desired.patroni_url, desired.restapi_user, read_password(desired.restapi_password_file))
     waiter = waiter or Waiter(desired.timeout_seconds)
-    connector = connector or superuser_connector(desired)
+    connector = connector or settings_connector(desired)
     cluster = healthy_cluster(api, waiter, "reconciling")
     leader = leader_of(cluster)
     report.info("cluster", leader=leader["name"], members=[m["name"] for m in cluster["members"]])
-    reconcile_database(desired, lambda database: connector(leader["host"], int(leader["port"]), database), report)
 
     def member_connection(member: Dict[str, Any]) -> Any:
-        return closing(connector(member["host"], int(member["port"]), "postgres"))
+        return closing(connector(member["host"], int(member["port"])))
 
     def member_settings(member: Dict[str, Any], names: List[str]) -> Dict[str, Any]:
         with member_connection(member) as connection:
