@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from components.timescaledb import patroni_config as pc
+from components.timescaledb import role_agent
 from components.timescaledb import StorageArgs, TimescaleDB, TimescaleDBArgs
 from components.shared.types import ConnectionSecretKeys, Resources
 from tests.checks import schema_problems, selects, wiring_problems
@@ -166,15 +167,18 @@ def test_headless_service_governs_the_statefulset(cluster: tuple[int, Recording]
 
 def test_container_ports_are_named_as_consumers_expect(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
-    ports = {p["name"]: p["containerPort"] for c in pod_spec(recording)["containers"] for p in c["ports"]}
-    assert ports == {"postgresql": 5432, "patroni": 8008, "exporter": 9187}
+    ports = {p["name"]: p["containerPort"] for c in pod_spec(recording)["containers"] for p in c.get("ports", [])}
+    assert ports == {"postgresql": 5432, "patroni": 8008, "exporter": 9187}, "the role agent listens on nothing"
 
 
 def test_probes_hit_patroni_rest_api_on_declared_ports(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
     for c in pod_spec(recording)["containers"]:
-        declared = {p["name"] for p in c["ports"]}
+        declared = {p["name"] for p in c.get("ports", [])}
         for probe in ("livenessProbe", "readinessProbe"):
+            if c["name"] == role_agent.CONTAINER:  # no port: its probes check its heartbeat file
+                assert c[probe]["exec"]["command"][:2] == ["/bin/sh", "-c"], probe
+                continue
             assert c[probe]["httpGet"]["port"] in declared, f"{c['name']} {probe}"
     patroni = container(recording, "timescaledb")
     # Readiness must not need a live replication stream (replicas keep serving reads while a dead
