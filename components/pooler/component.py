@@ -10,9 +10,23 @@ client labels, so the database NetworkPolicy admits them.
 Image facts (cloudnative-pg/pgbouncer-containers Dockerfile): Debian's ``pgbouncer`` package at
 ``/usr/bin/pgbouncer``, user ``pgbouncer`` uid 998 / gid 996. The container command runs
 ``pgbouncer <ini>`` directly (logs to stderr, no pid file, no Unix socket), so a read-only root
-filesystem works. The exporter (prometheus-community/pgbouncer_exporter, user ``nobody``) reads the
-connection string from ``PGBOUNCER_EXPORTER_CONNECTION_STRING``; Kubernetes expands the password into
-it from a ``secretKeyRef`` variable, so it is never written into the spec.
+filesystem works.
+
+The exporter's password comes from a mounted Secret file; no pooler container has a Secret in its env.
+prometheus-community/pgbouncer_exporter v0.12.1 (``pgbouncer_exporter.go``) takes only a connection
+string (``--pgBouncer.connectionString`` / ``PGBOUNCER_EXPORTER_CONNECTION_STRING``), no password file,
+and hands it to lib/pq v1.12.3 (its ``go.mod``). lib/pq reads ``PGPASSWORD`` (and ``PGPASSFILE``) from
+the environment when the string has no password (``connector.go``: ``Password ... env:"PGPASSWORD"``).
+A pass file would not do: lib/pq ignores one with any group or world bit (``internal/pqutil/path.go``,
+``Perm()&0x77``), and with the pod's ``fsGroup`` the kubelet adds group-read (0440) to every Secret
+volume file whatever ``defaultMode`` says (kubernetes ``pkg/volume/volume_linux.go`` ``roMask``;
+kubernetes/kubernetes#57923), while without ``fsGroup`` the root-owned file is unreadable to uid 998.
+So the container command (:func:`exporter_command`) runs the image's shell (its base is
+``quay.io/prometheus/busybox``, the exporter's ``Dockerfile``), reads the mounted ``password`` key into
+``PGPASSWORD`` and execs the exporter: the password lives only in the exporter's process
+environment (as Patroni's do), never in the pod spec or a command line. The connection string names the
+lookup role, which PgBouncer lists in ``stats_users`` only (read-only ``SHOW`` commands on the admin
+console, not ``admin_users``).
 
 Shutdown: the ``preStop`` hook waits while Kubernetes removes the pod from the Service endpoints, then
 sends PgBouncer SIGINT ("safe shutdown": stop listening, let running transactions finish, disconnect each
@@ -41,8 +55,25 @@ from components.shared.security import container_security_context, pod_security_
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
 from components.shared.validate import check_range
 
-DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/pgbouncer:1.25.2"
-DEFAULT_EXPORTER_IMAGE = "quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1"
+# PgBouncer 1.25.2 on Debian trixie, one build. CloudNativePG re-pushes the tag ``1.25.2`` with every base
+# image update and also tags each build ``<version>-<YYYYMMDDhhmm>-<distro>`` (cloudnative-pg/pgbouncer-containers
+# docker-bake.hcl), so this tag names exactly this digest. Source of the pair: an e2e test that runs it as a
+# CloudNativePG Pooler, https://github.com/ydixken/pgcopydb-operator/blob/9413a3ca6820ca47b6f22091d23d4656dc78904f/test/e2e/progress_pooling_test.go
+DEFAULT_IMAGE = (
+    "ghcr.io/cloudnative-pg/pgbouncer:1.25.2-202609151159-trixie"
+    "@sha256:218c1c9bd0c217dae3a6561b75446b7f5dde0ada55b73956659ee4b8a4bcc8ee"
+)
+# pgbouncer_exporter v0.12.1 (release tags are pushed once). Source of the digest: a conformance test that runs
+# this image against PgBouncer, https://github.com/ollygarden/grafts/blob/8d23dee0234ef1c26303d1ad58860d958de38ce7/receiver/pgbouncerreceiver/conformance_integration_test.go
+DEFAULT_EXPORTER_IMAGE = (
+    "quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1"
+    "@sha256:30f31b6c2efdad3647f8182cc7c1a3a19e42bae5d17387694989f969371c230d"
+)
+EXPORTER_BINARY = "/bin/pgbouncer_exporter"
+"""The exporter image's entrypoint (its Dockerfile)."""
+EXPORTER_SECRET_DIR = "/etc/pgbouncer-exporter"
+EXPORTER_PASSWORD_FILE = f"{EXPORTER_SECRET_DIR}/{PASSWORD_KEY}"
+"""Where the exporter container mounts the lookup Secret's ``PASSWORD_KEY`` (its only file)."""
 APP_NAME = "pgbouncer"
 COMPONENT = "pooler"
 PATH_LABEL = "timescale-k8s.io/pooler-path"
@@ -81,9 +112,11 @@ class PoolerArgs:
     max_client_connections: int = 1000
     """Client connections each PgBouncer accepts (10-100000); default 1000."""
     image: str = DEFAULT_IMAGE
-    """Pinned PgBouncer image; default ``ghcr.io/cloudnative-pg/pgbouncer:1.25.2``."""
+    """Pinned PgBouncer image; default ``DEFAULT_IMAGE`` (PgBouncer 1.25.2, by tag and digest)."""
     exporter_image: str = DEFAULT_EXPORTER_IMAGE
-    """Pinned PgBouncer exporter image; default ``quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1``."""
+    """Pinned PgBouncer exporter image; default ``DEFAULT_EXPORTER_IMAGE`` (v0.12.1, by tag and digest). Its
+    command is replaced by :func:`exporter_command`: it needs ``/bin/sh`` and ``cat`` and the exporter at
+    ``EXPORTER_BINARY``."""
     resources: Resources = DEFAULT_RESOURCES
     """PgBouncer container resources; default 100m / 64Mi (limit 128Mi)."""
     exporter_resources: Resources = field(
@@ -125,6 +158,21 @@ def check_args(name: str, args: PoolerArgs) -> None:
             raise ValueError(
                 f"autoscaling.max_replicas ({args.autoscaling.max_replicas}) must be >= the instances of each path ({floor})"
             )
+
+
+def exporter_command(password_file: str = EXPORTER_PASSWORD_FILE, binary: str = EXPORTER_BINARY) -> list[str]:
+    """The exporter container's command: export ``PGPASSWORD`` from the mounted file, then ``exec`` the exporter.
+
+    The container's ``args`` follow as ``"$@"``. ``$$`` is the kubelet's escape for a literal ``$`` (it would
+    otherwise try ``$(...)`` as a variable reference); the shell expands ``$(cat ...)``, which also drops a
+    trailing newline. An unreadable or empty file stops the container with a message instead of starting
+    an exporter that cannot log in.
+    """
+    script = (
+        f'PGPASSWORD="$$(cat {password_file})" && [ -n "$PGPASSWORD" ] && export PGPASSWORD'
+        f' || {{ echo "pgbouncer-exporter: no password in {password_file}" >&2; exit 1; }}; exec {binary} "$@"'
+    )
+    return ["/bin/sh", "-c", script, binary]
 
 
 def config_checksum(text: str) -> str:
@@ -311,36 +359,24 @@ class Pooler(pulumi.ComponentResource):
 
     def _exporter_container(self) -> k8s.core.v1.ContainerArgs:
         args = self._args
-        password_env = "PGBOUNCER_STATS_PASSWORD"
-        # Kubernetes expands $(VAR) from variables defined earlier in the list; the password stays in the Secret.
-        connection = (
-            f"postgres://{args.lookup.role}:$({password_env})@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode=disable"
-        )
+        # No password in it: lib/pq takes it from PGPASSWORD, which exporter_command exports from the file.
+        connection = f"postgres://{args.lookup.role}@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode=disable"
+        probe = k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME)
         return k8s.core.v1.ContainerArgs(
             name=EXPORTER_CONTAINER,
             image=args.exporter_image,
             image_pull_policy="IfNotPresent",
+            command=exporter_command(),
             args=[f"--web.listen-address=:{EXPORTER_PORT}"],
-            env=[
-                k8s.core.v1.EnvVarArgs(
-                    name=password_env,
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=args.lookup.secret_name, key=PASSWORD_KEY)
-                    ),
-                ),
-                k8s.core.v1.EnvVarArgs(name="PGBOUNCER_EXPORTER_CONNECTION_STRING", value=connection),
-            ],
+            env=[k8s.core.v1.EnvVarArgs(name="PGBOUNCER_EXPORTER_CONNECTION_STRING", value=connection)],
             ports=[k8s.core.v1.ContainerPortArgs(name=EXPORTER_PORT_NAME, container_port=EXPORTER_PORT, protocol="TCP")],
-            liveness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME), period_seconds=20,
-                timeout_seconds=5, failure_threshold=3,
-            ),
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME), period_seconds=10,
-                timeout_seconds=5, failure_threshold=3,
-            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=20, timeout_seconds=5, failure_threshold=3),
+            readiness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=10, timeout_seconds=5, failure_threshold=3),
             resources=args.exporter_resources.to_args(),
             security_context=container_security_context(),
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="stats-password", mount_path=EXPORTER_SECRET_DIR, read_only=True)
+            ],
             termination_message_policy="FallbackToLogsOnError",
         )
 
@@ -360,6 +396,15 @@ class Pooler(pulumi.ComponentResource):
                     secret_name=args.lookup.secret_name,
                     default_mode=0o440,
                     items=[k8s.core.v1.KeyToPathArgs(key=USERLIST_KEY, path="userlist.txt")],
+                ),
+            ),
+            # The exporter's own mount of the same Secret: the password only (PgBouncer gets the userlist only).
+            k8s.core.v1.VolumeArgs(
+                name="stats-password",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=args.lookup.secret_name,
+                    default_mode=0o440,
+                    items=[k8s.core.v1.KeyToPathArgs(key=PASSWORD_KEY, path=PASSWORD_KEY)],
                 ),
             ),
         ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import re
 from typing import Any
 
 import pytest
 
-from components.pooler import DEFAULT_IMAGE, LOOKUP_ROLE, PoolerArgs, PoolSettings, check_args
+from components.pooler import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, LOOKUP_ROLE, PoolerArgs, PoolSettings, check_args
 from components.pooler import auth, pgbouncer_ini as ini
+from components.pooler.component import EXPORTER_PASSWORD_FILE, exporter_command
 from components.shared.types import DatabaseConnection
 from tests.checks import schema_problems, wiring_problems
 from tests.harness import Recording
@@ -101,13 +103,56 @@ def test_auth_files_come_from_the_lookup_secret_never_a_copied_password(prod: Re
     pod = _deployment(prod, "pooler-rw")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["auth"]["secret"]["secretName"] == lookup["metadata"]["name"]
-    exporter = _env(_containers(_deployment(prod, "pooler-rw"))["pgbouncer-exporter"])
-    assert exporter["PGBOUNCER_STATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == auth.PASSWORD_KEY
-    assert "$(PGBOUNCER_STATS_PASSWORD)@127.0.0.1:6432/pgbouncer" in exporter["PGBOUNCER_EXPORTER_CONNECTION_STRING"]["value"]
+    assert volumes["stats-password"]["secret"]["secretName"] == lookup["metadata"]["name"]
     app_passwords = [r.inputs["result"] for r in prod.of_type("random:index/randomPassword:RandomPassword")
                      if "pooler" not in r.name and "result" in r.inputs]
     config_text = "".join(prod.one(CONFIGMAP, "pooler-config").manifest()["data"].values())
     assert app_passwords and not any(p in config_text for p in app_passwords)
+
+
+@pytest.mark.parametrize("path", ["rw", "ro"])
+def test_pooler_pods_get_no_secret_through_the_environment(prod: Recording, path: str) -> None:
+    """checkov CKV_K8S_35: Secrets reach the pooler pods as files only."""
+    pod = _deployment(prod, f"pooler-{path}")["spec"]["template"]["spec"]
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+    assert {c["name"] for c in containers} == {"pgbouncer", "pgbouncer-exporter"}
+    for container in containers:
+        assert not [e["name"] for e in container.get("env", []) if "valueFrom" in e], container["name"]
+        assert not container.get("envFrom"), container["name"]
+
+
+@pytest.mark.parametrize("path", ["rw", "ro"])
+def test_exporter_reads_the_lookup_password_from_its_own_secret_file(prod: Recording, path: str) -> None:
+    manifest = _deployment(prod, f"pooler-{path}")
+    lookup_secret = prod.one(SECRET, "pooler-lookup").manifest()["metadata"]["name"]
+    volumes = {v["name"]: v for v in manifest["spec"]["template"]["spec"]["volumes"]}
+    containers = _containers(manifest)
+    exporter = containers["pgbouncer-exporter"]
+    assert exporter["command"] == exporter_command() and exporter["command"][2].count(EXPORTER_PASSWORD_FILE) == 2
+    # The file the command reads is the lookup Secret's password key, mounted into the exporter alone.
+    (mount,) = [m for m in exporter["volumeMounts"] if EXPORTER_PASSWORD_FILE.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    source = volumes[mount["name"]]["secret"]
+    relative = EXPORTER_PASSWORD_FILE.removeprefix(mount["mountPath"] + "/")
+    assert source["secretName"] == lookup_secret
+    assert source["items"] == [{"key": auth.PASSWORD_KEY, "path": relative}]
+    assert mount["name"] not in {m["name"] for m in containers["pgbouncer"]["volumeMounts"]}
+    # The connection string names the stats user and holds no password (lib/pq takes PGPASSWORD).
+    connection = _env(exporter)["PGBOUNCER_EXPORTER_CONNECTION_STRING"]["value"]
+    assert connection == f"postgres://{LOOKUP_ROLE}@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode=disable"
+    pgbouncer = _ini(prod, path)["pgbouncer"]
+    assert pgbouncer["stats_users"] == LOOKUP_ROLE and "admin_users" not in pgbouncer
+
+
+def test_pooler_images_are_pinned_by_tag_and_digest(prod: Recording) -> None:
+    """checkov CKV_K8S_43: the kubelet pulls by digest; the tag says which version that is."""
+    digest = re.compile(r"^[^@\s]+:[0-9A-Za-z][0-9A-Za-z._-]*@sha256:[0-9a-f]{64}$")
+    assert digest.match(DEFAULT_IMAGE) and DEFAULT_IMAGE.startswith("ghcr.io/cloudnative-pg/pgbouncer:1.25.2-")
+    assert digest.match(DEFAULT_EXPORTER_IMAGE)
+    assert DEFAULT_EXPORTER_IMAGE.startswith("quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1@")
+    for path in ("rw", "ro"):
+        images = {name: c["image"] for name, c in _containers(_deployment(prod, f"pooler-{path}")).items()}
+        assert images == {"pgbouncer": DEFAULT_IMAGE, "pgbouncer-exporter": DEFAULT_EXPORTER_IMAGE}
 
 
 def test_database_bootstrap_creates_the_lookup_role_from_the_verifier(prod: Recording) -> None:

@@ -2,14 +2,17 @@
 PostgreSQL bootstrapped by the rendered post_init script (see bench/pgbouncer.py for what is overridden).
 
 SCRAM end to end, the generator's exactly-once ingest (binary COPY + ledger transactions) with a pooler crash
-in the middle, the consumer over the read-write and read-only pools, and 200 clients sharing 10 server
-connections.
+in the middle, the consumer over the read-write and read-only pools, 200 clients sharing 10 server
+connections, and the exporter container's rendered start command logging in with the mounted password.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -30,13 +33,15 @@ from pgbouncer import APP_USER, PGBOUNCER, Credentials, PgBouncer, dsn, scram_se
 from pgserver import PgServer  # noqa: E402
 from wl_support import generator_config, migrate_db, table_counts  # noqa: E402
 from components.pooler.auth import LOOKUP_FUNCTION, LOOKUP_ROLE  # noqa: E402
-from components.pooler.pgbouncer_ini import PoolSettings  # noqa: E402
+from components.pooler.component import EXPORTER_BINARY, EXPORTER_PASSWORD_FILE  # noqa: E402
+from components.pooler.pgbouncer_ini import LISTEN_PORT, PoolSettings  # noqa: E402
 from tsflow import db  # noqa: E402
 from tsflow.config import ConsumerConfig, DbConfig, HttpConfig  # noqa: E402
 from tsflow.consumer import Consumer  # noqa: E402
 from tsflow.generator import Batch, Generator  # noqa: E402
 from tsflow.http import Health  # noqa: E402
 from tsflow.metrics import ConsumerMetrics, GeneratorMetrics  # noqa: E402
+from tests.stacks import run_stack  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("pgbouncer") is None and not Path(PGBOUNCER).exists(),
                                 reason="pgbouncer (Debian package 'pgbouncer') is not installed")
@@ -278,6 +283,93 @@ def test_safe_shutdown_lets_the_running_transaction_commit_and_exits_despite_idl
         busy.close()
     finally:
         bouncer.cleanup()
+
+
+EXPORTER_QUERIES = ("VERSION", "LISTS", "CONFIG", "CLIENTS", "STATS", "DATABASES", "STATS_TOTALS", "POOLS")
+"""The SHOW commands pgbouncer_exporter v0.12.1 runs on every scrape (its collector.go)."""
+STAND_IN = f"""#!{sys.executable}
+# Stands in for the exporter binary: logs in as it does (libpq, like lib/pq, takes PGPASSWORD when the
+# connection string has none) and reports what it got.
+import json, os, sys
+import psycopg
+with psycopg.connect(os.environ["PGBOUNCER_EXPORTER_CONNECTION_STRING"], autocommit=True,
+                     cursor_factory=psycopg.ClientCursor) as conn:
+    rows = {{what: len(conn.execute("SHOW " + what).fetchall()) for what in {EXPORTER_QUERIES!r}}}
+print(json.dumps({{"argv": sys.argv[1:], "rows": rows}}))
+"""
+
+
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion of a container's command and args: ``$$`` is a literal ``$``, ``$(NAME)`` a
+    variable of the container's env; any other reference is left as written."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and (end := text.find(")", i)) != -1:
+            out.append(env.get(text[i + 2:end], text[i:end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _run_exporter_command(directory: Path, bouncer: PgBouncer, password: str) -> subprocess.CompletedProcess[str]:
+    """The rendered exporter container (prod) as the kubelet starts it. Overridden for the test only: the
+    mounted password file (a file of mode 0440, as the kubelet leaves it with fsGroup), the exporter binary
+    (:data:`STAND_IN`) and PgBouncer's port."""
+    pod = run_stack("prod").one("kubernetes:apps/v1:Deployment", "pooler-rw").manifest()["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "pgbouncer-exporter")
+    env = {e["name"]: e["value"] for e in container["env"]}  # plain values only: no Secret reference
+    argv = [kubelet_expand(part, env) for part in [*container["command"], *container["args"]]]
+    directory.mkdir(exist_ok=True)
+    password_file, stand_in = directory / "password", directory / "pgbouncer_exporter"
+    password_file.write_text(password)
+    password_file.chmod(0o440)
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    script = argv[2]
+    assert script.count(EXPORTER_PASSWORD_FILE) and script.count(EXPORTER_BINARY) and "$$" not in script
+    argv[2] = script.replace(EXPORTER_PASSWORD_FILE, str(password_file)).replace(EXPORTER_BINARY, str(stand_in))
+    connection = env["PGBOUNCER_EXPORTER_CONNECTION_STRING"]
+    assert f":{LISTEN_PORT}/" in connection
+    env["PGBOUNCER_EXPORTER_CONNECTION_STRING"] = connection.replace(f":{LISTEN_PORT}/", f":{bouncer.port}/")
+    return subprocess.run(argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_exporter_command_logs_in_as_the_stats_user_with_the_mounted_password(
+    cluster: tuple[PgServer, Credentials], pools: dict[str, PgBouncer], tmp_path: Path
+) -> None:
+    """The container's shell (/bin/sh here is dash; the image's is busybox ash) exports PGPASSWORD from the
+    file and execs the exporter with the container's args, which then logs in to the admin console and
+    runs every query the exporter runs; a wrong password is refused, so the file's content is what counts."""
+    _, creds = cluster
+    rw = pools["rw"]
+    result = _run_exporter_command(tmp_path / "right", rw, creds.lookup + "\n")  # a trailing newline is dropped
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["argv"] == ["--web.listen-address=:9127"]
+    assert sorted(report["rows"]) == sorted(EXPORTER_QUERIES) and report["rows"]["DATABASES"] >= 2, report
+    assert creds.lookup not in " ".join(result.args)  # never on a command line (the shell's or the exporter's)
+
+    refused = _run_exporter_command(tmp_path / "wrong", rw, creds.lookup + "x")
+    assert refused.returncode != 0 and "SASL authentication failed" in refused.stderr, refused.stderr
+    # The stats user reads, it does not administer.
+    with psycopg.connect(rw.dsn(LOOKUP_ROLE, creds.lookup, "pgbouncer"), autocommit=True,
+                         cursor_factory=psycopg.ClientCursor) as conn:
+        with pytest.raises(psycopg.Error, match="admin access needed"):
+            conn.execute("PAUSE")
+
+
+def test_exporter_command_stops_without_a_password(
+    cluster: tuple[PgServer, Credentials], pools: dict[str, PgBouncer], tmp_path: Path
+) -> None:
+    result = _run_exporter_command(tmp_path, pools["rw"], "")
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"no password in {tmp_path / 'password'}" in result.stderr
 
 
 DEBIAN_POSTGRES = Path("/usr/lib/postgresql/15/bin")
