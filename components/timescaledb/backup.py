@@ -20,8 +20,28 @@ Facts this relies on (pgBackRest 2.x user guide and command reference; Patroni 4
 * A standby cluster is ``bootstrap.dcs.standby_cluster``: its leader replays WAL from
   ``restore_command`` (and streams from ``host`` when given); members are created with the
   ``pgbackrest`` replica method. Removing ``standby_cluster`` from the DCS promotes it.
-* S3 credentials come from ``PGBACKREST_REPO1_S3_KEY``/``PGBACKREST_REPO1_S3_KEY_SECRET`` env vars
-  (pgBackRest reads any option from ``PGBACKREST_<OPTION>``), so no secret is in the config file.
+* S3 credentials: the two keys of the user's Secret are mounted as files (a projected volume, mode
+  0440) and each container's start command exports them as ``PGBACKREST_REPO1_S3_KEY`` and
+  ``PGBACKREST_REPO1_S3_KEY_SECRET`` right before it execs its program (Patroni, or the backup agent), as
+  it does Patroni's own passwords; no secret is in the pod spec's env or in ``pgbackrest.conf``.
+  pgBackRest reads any option from ``PGBACKREST_<OPTION>`` (command reference, "Any option may be set in
+  an environment variable"; ``src/config/parse.c`` phase 2), and refuses these secure options on the
+  command line, so its own workers (``process-max``, the async archiver) read them from the env they
+  inherit. Every pgBackRest process in the pod descends from an exporting process: the agent's
+  subprocesses inherit its env; Patroni starts PostgreSQL with its env minus ``PATRONI_*`` and
+  ``KUBERNETES_*`` only (``patroni/postgresql/postmaster.py``, ``PostmasterProcess.start``), so
+  ``archive_command`` and ``restore_command`` get them, and the custom bootstrap and replica-creation
+  commands inherit Patroni's env (``bootstrap.py``: ``cancellable.call`` without ``env``, or
+  ``write_pgpass``'s copy of ``os.environ``).
+
+  Why not a pgBackRest option: none reads a key from a file (``repo1-s3-key-type`` ``auto``/``web-id``
+  are for IAM roles, not a static key pair). ``config-include-path`` reads ini fragments, and the Secret
+  holds bare keys, so the start command would have to write ``repo1-s3-key=...`` into a second file on a
+  writable volume: another copy of the secret, shared by two containers that start at once, and a value
+  with a newline would add options of its own. The export has none of that. Its cost: a ``pgbackrest``
+  started by ``kubectl exec`` does not descend from the start command, so it must export the keys itself
+  (see :data:`CREDENTIAL_OPTIONS`). The keys are read at container start, as ``secretKeyRef`` env was:
+  a rotated key pair takes effect when the pods restart.
 """
 
 from __future__ import annotations
@@ -51,7 +71,11 @@ LOCK_DIR = "/tmp/pgbackrest"
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 """Keys the user's credentials Secret must hold."""
-CREDENTIAL_ENV = {"PGBACKREST_REPO1_S3_KEY": ACCESS_KEY_ID_KEY, "PGBACKREST_REPO1_S3_KEY_SECRET": SECRET_ACCESS_KEY_KEY}
+CREDENTIAL_OPTIONS = {"repo1-s3-key": ACCESS_KEY_ID_KEY, "repo1-s3-key-secret": SECRET_ACCESS_KEY_KEY}
+"""pgBackRest's S3 key options and the credentials Secret key each is read from. The pod mounts each key as
+a file named after its option and exports it as :func:`option_env` of the option, so a manual run in a
+member is ``bash -c 'export PGBACKREST_REPO1_S3_KEY="$(< DIR/repo1-s3-key)" PGBACKREST_REPO1_S3_KEY_SECRET="$(<
+DIR/repo1-s3-key-secret)"; pgbackrest ...'`` (``DIR``: ``pod.BACKUP_SECRETS_DIR``)."""
 BOOTSTRAP_METHOD = "pgbackrest"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -300,6 +324,11 @@ def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: Archive
     lines = ["[global]", *(f"{k}={v}" for k, v in options.items()), "", f"[{args.stanza}]",
              *(f"{k}={v}" for k, v in local.items())]
     return "\n".join(lines) + "\n"
+
+
+def option_env(option: str) -> str:
+    """The env variable pgBackRest reads ``option`` from: ``PGBACKREST_`` and the name in capitals, ``-`` as ``_``."""
+    return "PGBACKREST_" + option.upper().replace("-", "_")
 
 
 def _pgbackrest(layout: Layout, stanza: str, *extra: str) -> str:

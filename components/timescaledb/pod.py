@@ -10,7 +10,9 @@ Secrets are mounted files, never ``secretKeyRef`` env. Patroni takes its own pas
 replication, rewind, REST API) only from its config file or ``PATRONI_*`` variables, so the start command
 exports them from the mounted files just before ``exec patroni``: they exist only in Patroni's process
 environment (not in the pod spec), and Patroni strips ``PATRONI_*`` variables before starting PostgreSQL.
-postgres_exporter reads its password file itself (``DATA_SOURCE_PASS_FILE``).
+pgBackRest's S3 key pair goes the same way, in the Patroni and backup agent containers (``backup.py``
+says why, and why pgBackRest, under PostgreSQL, still gets it). postgres_exporter reads its password file
+itself (``DATA_SOURCE_PASS_FILE``).
 
 Probes (Patroni's REST API, ``patroni/api.py``):
 
@@ -28,7 +30,8 @@ Probes (Patroni's REST API, ``patroni/api.py``):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +70,9 @@ BACKUP_CONFIG_VOLUME = "pgbackrest-config"
 BACKUP_AGENT_VOLUME = "backup-agent"
 BACKUP_CONTAINER = "backup-agent"
 BACKUP_AGENT_DIR = "/etc/timescaledb/backup"
+BACKUP_SECRETS_VOLUME = "pgbackrest-secrets"
+BACKUP_SECRETS_DIR = "/etc/timescaledb/pgbackrest-secrets"
+"""The S3 key pair, one file per pgBackRest option (``br.CREDENTIAL_OPTIONS``)."""
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
@@ -153,31 +159,39 @@ class BackupPod:
     agent_resources: Resources
 
 
-def _secret(name: str, secret: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(
-        name=name,
-        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
-    )
+def backup_env() -> list[k8s.core.v1.EnvVarArgs]:
+    """Where pgBackRest's config is; the S3 key pair is exported from files (:func:`backup_credentials`)."""
+    return [_value("PGBACKREST_CONFIG", f"{br.CONFIG_DIR}/{br.CONFIG_FILE}")]
 
 
-def backup_env(backup: BackupPod) -> list[k8s.core.v1.EnvVarArgs]:
-    """pgBackRest reads ``PGBACKREST_<OPTION>`` env vars: the S3 key pair never lands in a file."""
-    return [
-        _value("PGBACKREST_CONFIG", f"{br.CONFIG_DIR}/{br.CONFIG_FILE}"),
-        *(_secret(name, backup.credentials_secret, key) for name, key in br.CREDENTIAL_ENV.items()),
-    ]
+def backup_credentials() -> list[tuple[str, str]]:
+    """(variable, file) of the S3 key pair, which the Patroni and agent start commands export."""
+    return [(br.option_env(option), f"{BACKUP_SECRETS_DIR}/{option}") for option in br.CREDENTIAL_OPTIONS]
+
+
+def _exports(variables: Iterable[tuple[str, str]]) -> str:
+    """``export VAR="$$(< file)" ...``: ``$$`` is the kubelet's escape for a literal ``$``, so bash, not the
+    kubelet, reads each file (dropping trailing newlines) when the container starts."""
+    return "export " + " ".join(f'{variable}="$$(< {path})"' for variable, path in variables)
 
 
 def _backup_mounts(spec: PodSpecInput) -> list[k8s.core.v1.VolumeMountArgs]:
-    return [_mount(BACKUP_CONFIG_VOLUME, br.CONFIG_DIR, read_only=True)] if spec.backup else []
+    if spec.backup is None:
+        return []
+    return [
+        _mount(BACKUP_CONFIG_VOLUME, br.CONFIG_DIR, read_only=True),
+        _mount(BACKUP_SECRETS_VOLUME, BACKUP_SECRETS_DIR, read_only=True),
+    ]
 
 
 def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.ContainerArgs:
     """The backup agent (``backup_agent.py``): backs up on the Patroni leader, serves metrics on every member.
 
     It needs the data (and WAL) volume and the socket, as ``pgbackrest backup`` copies files locally and
-    talks to PostgreSQL, and the shared /tmp so its pgBackRest locks meet the archiver's.
+    talks to PostgreSQL, and the shared /tmp so its pgBackRest locks meet the archiver's. bash exports the
+    S3 key pair from its files, then execs the agent, whose pgBackRest runs inherit them.
     """
+    agent = shlex.join(backup.agent_command).replace("$", "$$")
     mounts = [
         _mount(DATA_VOLUME, pc.DATA_MOUNT),
         *([_mount(WAL_VOLUME, pc.WAL_MOUNT)] if spec.separate_wal else []),
@@ -190,8 +204,8 @@ def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.Conta
         name=BACKUP_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
-        command=backup.agent_command,
-        env=[*backup_env(backup), _value("PGHOST", pc.SOCKET_DIR), _value("HOME", "/tmp")],
+        command=["/bin/bash", "-c", f"{_exports(backup_credentials())} && exec {agent}"],
+        env=[*backup_env(), _value("PGHOST", pc.SOCKET_DIR), _value("HOME", "/tmp")],
         ports=[k8s.core.v1.ContainerPortArgs(name=br.AGENT_PORT_NAME, container_port=br.AGENT_PORT, protocol="TCP")],
         liveness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=20, failures=3),
         readiness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=10, failures=3),
@@ -204,7 +218,11 @@ def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.Conta
 def _backup_volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
     if spec.backup is None:
         return []
+    secret = spec.backup.credentials_secret
     return [
+        _secret_files_volume(
+            BACKUP_SECRETS_VOLUME, [(secret, key, option) for option, key in br.CREDENTIAL_OPTIONS.items()]
+        ),
         k8s.core.v1.VolumeArgs(
             name=BACKUP_CONFIG_VOLUME,
             config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
@@ -281,17 +299,16 @@ def _mount(name: str, path: str, *, read_only: bool = False) -> k8s.core.v1.Volu
     return k8s.core.v1.VolumeMountArgs(name=name, mount_path=path, read_only=read_only or None)
 
 
-def _start_command(separate_wal: bool) -> list[str]:
-    """Create PGDATA (and pg_wal), export Patroni's passwords from their files, exec Patroni.
-
-    ``$$`` is the kubelet's escape for a literal ``$``: bash, not the kubelet, expands ``$(< file)``.
-    """
+def _start_command(separate_wal: bool, backup: bool) -> list[str]:
+    """Create PGDATA (and pg_wal), export Patroni's passwords (and pgBackRest's S3 key pair) from their
+    files, exec Patroni."""
     directories = " ".join([pc.DATA_DIR, *([pc.WAL_DIR] if separate_wal else [])])
-    exports = " ".join(f'{variable}="$$(< {PATRONI_SECRETS_DIR}/{name})"' for variable, name in PATRONI_PASSWORDS)
+    passwords = [(variable, f"{PATRONI_SECRETS_DIR}/{name}") for variable, name in PATRONI_PASSWORDS]
+    exports = _exports([*passwords, *(backup_credentials() if backup else [])])
     return [
         "/bin/bash",
         "-c",
-        f"install -d -m 0700 {directories} && export {exports} && exec patroni {pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
+        f"install -d -m 0700 {directories} && {exports} && exec patroni {pc.CONFIG_DIR}/{pc.CONFIG_FILE}",
     ]
 
 
@@ -314,8 +331,8 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         name=PATRONI_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
-        command=_start_command(spec.separate_wal),
-        env=[*patroni_env(spec), *(backup_env(spec.backup) if spec.backup else [])],
+        command=_start_command(spec.separate_wal, backup=spec.backup is not None),
+        env=[*patroni_env(spec), *(backup_env() if spec.backup else [])],
         ports=[
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
             k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),

@@ -15,9 +15,12 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -66,7 +69,8 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class S3Server:
-    """moto's S3 on https://localhost:<port>, certificate from :func:`make_certificates`."""
+    """moto's S3 on https://localhost:<port>, certificate from :func:`make_certificates`; it refuses
+    requests signed with any access key id but ``ACCESS_KEY``."""
 
     def __init__(self, directory: Path) -> None:
         self.ca, cert, key = make_certificates(directory)
@@ -74,7 +78,7 @@ class S3Server:
         self.log = directory / "s3.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(S3_SERVER), "127.0.0.1", str(self.port), str(cert), str(key)],
+                [sys.executable, str(S3_SERVER), "127.0.0.1", str(self.port), str(cert), str(key), ACCESS_KEY],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.endpoint = f"localhost:{self.port}"
@@ -86,6 +90,8 @@ class S3Server:
         while True:
             try:
                 urllib.request.urlopen(f"https://{self.endpoint}/", context=context, timeout=2).close()
+                return
+            except urllib.error.HTTPError:  # it answers (an unsigned request: 403)
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -119,10 +125,11 @@ class Cluster:
         root.mkdir(parents=True, exist_ok=True)
         give_to(root, user)
 
-    def run(self, command: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run a command as the cluster's owner with its environment (pgBackRest credentials)."""
+    def run(self, command: Sequence[str], timeout: float = 300,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command as the cluster's owner with its environment (pgBackRest credentials), or ``env``."""
         return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, user=self.user,
-                              env={**os.environ, **self.env}, check=False)
+                              env={**os.environ, **(self.env if env is None else env)}, check=False)
 
     def initdb(self) -> None:
         result = self.run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"])
@@ -178,3 +185,95 @@ class Cluster:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the pod's start commands ------------------------------------------------------------------------
+
+
+def kubelet_expand(text: str) -> str:
+    """A command argument as the kubelet hands it to the runtime when the container defines no env it
+    references: ``$$`` becomes ``$``, an unknown ``$(VAR)`` stays as written."""
+    return text.replace("$$", "$")
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the program a start command execs received."""
+
+    argv: list[str]
+    exported: dict[str, str]
+    """Variables the command added to the environment it was started with."""
+
+
+_BASH_OWN = {"PWD", "OLDPWD", "SHLVL", "_"}
+
+
+def run_start_command(pod_spec: Mapping[str, Any], container: str, secret_values: Mapping[str, str], root: Path,
+                      *, program: str) -> Started:
+    """Run a rendered container's command with bash as the pod would, on this machine.
+
+    Each projected Secret volume the container mounts becomes a directory under ``root`` holding the
+    volume's files (item paths, the volume's mode), a file's content being ``secret_values[key]``; the
+    command's mount paths point there. Stand-ins on ``PATH`` take the place of ``install`` (the data
+    directories) and of ``program``, the program the command execs: it records its arguments and its
+    environment from a child process. Nothing else of the command is changed.
+    """
+    spec = next(c for c in pod_spec["containers"] if c["name"] == container)
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    command = [kubelet_expand(part) for part in spec["command"]]
+    for mount in spec.get("volumeMounts") or []:
+        projected = volumes.get(mount["name"], {}).get("projected")  # claims (data, WAL) are no pod volumes
+        if projected is None:
+            continue
+        directory = root / mount["name"]
+        directory.mkdir(parents=True)
+        for source in projected["sources"]:
+            for item in source["secret"]["items"]:
+                (directory / item["path"]).write_text(secret_values.get(item["key"], f"sample-{item['key']}"))
+                (directory / item["path"]).chmod(projected["defaultMode"])
+        command = [part.replace(mount["mountPath"] + "/", f"{directory}/") for part in command]
+    stand_ins = root / "bin"
+    stand_ins.mkdir()
+    for name in ("install", program):
+        (stand_ins / name).write_text(
+            f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {root}/{name}.argv\n/usr/bin/env -0 > {root}/{name}.env\n"
+        )
+        (stand_ins / name).chmod(0o755)
+    started_with = {"PATH": f"{stand_ins}:/usr/bin:/bin"}
+    result = subprocess.run(command, env=started_with, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    environment = dict(
+        entry.split("=", 1) for entry in (root / f"{program}.env").read_text().split("\0") if entry
+    )
+    return Started(
+        argv=(root / f"{program}.argv").read_text().split("\0")[:-1],
+        exported={k: v for k, v in environment.items() if k not in started_with and k not in _BASH_OWN},
+    )
+
+
+def patroni_postgres_env(patroni_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment Patroni starts PostgreSQL with when its own is ``patroni_env``.
+
+    Computed by the installed Patroni's own ``PostmasterProcess.start`` (``patroni/postgresql/postmaster.py``),
+    stopped where it hands the environment to the process that would exec ``postgres``.
+    """
+    from unittest import mock
+
+    from patroni.postgresql import postmaster
+
+    handed: dict[str, dict[str, str]] = {}
+
+    class Context:
+        def Pipe(self, duplex: bool) -> tuple[Any, Any]:  # noqa: N802
+            connection = mock.Mock()
+            connection.recv.return_value = None  # "postgres did not start": start() returns None
+            return connection, connection
+
+        def Process(self, target: Any, args: tuple[Any, ...]) -> Any:  # noqa: N802
+            handed["env"] = args[2]
+            return mock.Mock()
+
+    with mock.patch.dict(os.environ, patroni_env, clear=True), \
+            mock.patch.object(postmaster.multiprocessing, "get_context", return_value=Context()):
+        assert postmaster.PostmasterProcess.start("postgres", "/nonexistent", "postgresql.conf", []) is None
+    return handed["env"]

@@ -6,18 +6,23 @@ import datetime as dt
 import json
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.timescaledb.backup import BackupArgs, RepositoryArgs, patroni_backup_config, pgbackrest_conf
+from components.timescaledb import pod
+from components.timescaledb.backup import (
+    BackupArgs, RepositoryArgs, agent_command, patroni_backup_config, pgbackrest_conf,
+)
 from components.timescaledb.backup_agent import (
     Agent, AgentConfig, BackupRecord, CronError, RepoState, due_backup, max_interval_seconds, parse_cron, parse_info,
 )
 from stack.config import parse_stack_config
 from stack.reader import ConfigError
+from tests.backup.support import patroni_postgres_env, run_start_command
 from tests.stack.test_config import with_value as stack_with_value
-from tests.stacks import run_stack
+from tests.stacks import run_stack, stack_file_config
 
 UTC = dt.timezone.utc
 GOOD: dict[str, Any] = {
@@ -116,6 +121,74 @@ def test_prod_archives_and_dr_is_a_standby_of_prods_stanza() -> None:
     assert "--stanza=timescaledb" in standby["restore_command"] and "--repo1-path=/prod" in standby["restore_command"]
     assert dr["postgresql"]["create_replica_methods"][0] == "pgbackrest"
     assert "--repo1-path=/dr" in dr["postgresql"]["recovery_conf"]["restore_command"]
+
+
+# -- the S3 key pair in the pod ----------------------------------------------------------------------
+
+KEY_VARIABLES = ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")
+BACKUP_STACKS = [s for s in ("prod", "dr") if "timescale-k8s:backup" in stack_file_config(s)]
+
+
+def _member_pod(stack: str) -> dict[str, Any]:
+    statefulset = next(m for m in run_stack(stack).manifests() if m["kind"] == "StatefulSet"
+                       and any(c["name"] == pod.BACKUP_CONTAINER for c in m["spec"]["template"]["spec"]["containers"]))
+    return statefulset["spec"]["template"]["spec"]
+
+
+def test_the_stacks_with_backups_are_checked() -> None:
+    assert BACKUP_STACKS == ["prod", "dr"]
+
+
+@pytest.mark.parametrize("stack", BACKUP_STACKS)
+def test_s3_keys_are_files_from_the_credentials_secret_not_env(stack: str) -> None:
+    spec = _member_pod(stack)
+    secret = stack_file_config(stack)["timescale-k8s:backup"]["repository"]["credentialsSecret"]
+    volume = next(v for v in spec["volumes"] if v["name"] == pod.BACKUP_SECRETS_VOLUME)["projected"]
+    assert volume["defaultMode"] == 0o440
+    assert [(s["secret"]["name"], item["key"], item["path"]) for s in volume["sources"] for item in s["secret"]["items"]] == [
+        (secret, "AWS_ACCESS_KEY_ID", "repo1-s3-key"), (secret, "AWS_SECRET_ACCESS_KEY", "repo1-s3-key-secret"),
+    ]
+    containers = {c["name"]: c for c in spec["containers"]}
+    for name in (pod.PATRONI_CONTAINER, pod.BACKUP_CONTAINER):
+        container = containers[name]
+        env = container.get("env") or []
+        assert not [e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})], name
+        assert not {e["name"] for e in env} & set(KEY_VARIABLES), name
+        assert {"name": pod.BACKUP_SECRETS_VOLUME, "mountPath": pod.BACKUP_SECRETS_DIR, "readOnly": True} in container["volumeMounts"]
+        for variable, option in zip(KEY_VARIABLES, ("repo1-s3-key", "repo1-s3-key-secret")):
+            assert f'{variable}="$$(< {pod.BACKUP_SECRETS_DIR}/{option})"' in container["command"][-1], name
+    # Only the containers that run pgBackRest see the key pair.
+    for name, container in containers.items():
+        if name not in (pod.PATRONI_CONTAINER, pod.BACKUP_CONTAINER):
+            assert not [m for m in container.get("volumeMounts") or [] if m["name"] == pod.BACKUP_SECRETS_VOLUME], name
+
+
+SECRET_VALUES = {"AWS_ACCESS_KEY_ID": "AKIA/Te$t+key=", "AWS_SECRET_ACCESS_KEY": "s3cr3t/\"quoted\" 'key'+=\n"}
+"""Values with shell and kubelet metacharacters; the secret ends in a newline, as a Secret made from a file may."""
+
+
+def test_the_agent_start_command_exports_the_key_files_then_execs_the_agent(tmp_path: Path) -> None:
+    """The rendered command run by bash: the agent's process (and so every pgbackrest it starts) has the
+    key pair from the files, with the agent's own arguments intact."""
+    started = run_start_command(_member_pod("prod"), pod.BACKUP_CONTAINER, SECRET_VALUES, tmp_path, program="python3")
+    assert started.exported == {"PGBACKREST_REPO1_S3_KEY": "AKIA/Te$t+key=",
+                                "PGBACKREST_REPO1_S3_KEY_SECRET": "s3cr3t/\"quoted\" 'key'+="}
+    args = parse(GOOD)
+    assert args is not None
+    # After python3, the agent's arguments one by one: the quoted schedules stayed single arguments.
+    assert started.argv == agent_command(args, script=f"{pod.BACKUP_AGENT_DIR}/backup_agent.py")[1:]
+
+
+def test_patroni_start_command_exports_the_key_files_and_patroni_passes_them_to_postgresql(tmp_path: Path) -> None:
+    """The rendered command run by bash, then the installed Patroni's own PostgreSQL environment: the key
+    pair reaches PostgreSQL (so ``archive_command`` and ``restore_command``), Patroni's passwords do not."""
+    started = run_start_command(_member_pod("prod"), pod.PATRONI_CONTAINER, SECRET_VALUES, tmp_path, program="patroni")
+    assert started.argv == ["/etc/patroni/patroni.yaml"]
+    passwords = {variable for variable, _ in pod.PATRONI_PASSWORDS}
+    assert set(started.exported) == passwords | set(KEY_VARIABLES)
+    postgres = patroni_postgres_env({**started.exported, "PATRONI_SCOPE": "tsdb", "PATH": "/usr/bin:/bin"})
+    assert postgres == {"PGBACKREST_REPO1_S3_KEY": "AKIA/Te$t+key=",
+                        "PGBACKREST_REPO1_S3_KEY_SECRET": "s3cr3t/\"quoted\" 'key'+=", "PATH": "/usr/bin:/bin"}
 
 
 # -- the agent ----------------------------------------------------------------------------------------

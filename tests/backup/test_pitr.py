@@ -12,6 +12,11 @@ Debian's PostgreSQL 15 and pgBackRest. What runs is what the component renders:
   the repository endpoint (``localhost:<port>`` of the test server).
 * Backups are taken by the backup agent (``backup_agent.Agent.tick``) exactly as in the pod, with a
   stub standing in for Patroni's ``/primary`` endpoint.
+* The S3 key pair reaches pgBackRest as in the pod, never from this process's environment: written as
+  the files of prod's rendered Secret volume, exported by the rendered start commands run with bash
+  (:func:`run_start_command`); PostgreSQL gets what the installed Patroni passes on from the Patroni
+  container's command (:func:`patroni_postgres_env`), the agent's pgBackRest runs what the agent
+  container's command exported.
 * Restores run the rendered bootstrap command, then do what Patroni does after it: write
   ``recovery_conf`` into the configuration, create ``recovery.signal`` and start PostgreSQL.
 
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import http.server
+import os
 import shlex
 import shutil
 import tempfile
@@ -36,13 +43,18 @@ from typing import Any
 import pytest
 
 from components.timescaledb import patroni_config as pc
+from components.timescaledb import pod
 from components.timescaledb.backup import BackupArgs, Layout, merge, patroni_backup_config, pgbackrest_conf
 from components.timescaledb.backup_agent import (
     Agent, AgentConfig, parse_cron, parse_info, render_metrics, stanza_create_command,
 )
 from stack.backup import parse_backup
 from stack.reader import ConfigSection
-from tests.backup.support import ACCESS_KEY, PG_BIN, SECRET_KEY, Cluster, S3Server, give_to, remove, service_user
+from tests.backup.support import (
+    ACCESS_KEY, PG_BIN, SECRET_KEY, Cluster, S3Server, give_to, patroni_postgres_env, remove, run_start_command,
+    service_user,
+)
+from tests.stacks import run_stack
 
 ROWS = 500_000
 RESTORE_POINT = "before-after-target"
@@ -87,14 +99,32 @@ def quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@functools.cache
+def pod_credentials(container: str) -> dict[str, str]:
+    """What a pgBackRest under ``container`` of prod's member pod gets from the start command: the test
+    Secret's keys as the volume's files, exported by the rendered command (for the Patroni container, as
+    Patroni then passes them to PostgreSQL)."""
+    assert not [k for k in os.environ if k.startswith("PGBACKREST_REPO1_S3")], "the keys must come from the files"
+    spec = next(m for m in run_stack("prod").manifests() if m["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    program = "patroni" if container == pod.PATRONI_CONTAINER else "python3"
+    root = Path(tempfile.mkdtemp(prefix="tsk8s-pod-"))
+    try:
+        exported = run_start_command(spec, container, {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+                                     root, program=program).exported
+    finally:
+        remove(root)
+    credentials = patroni_postgres_env(exported) if container == pod.PATRONI_CONTAINER else exported
+    assert set(credentials) == {"PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"}, set(credentials)
+    return credentials
+
+
 def new_cluster(root: Path, name: str, s3: S3Server, args: BackupArgs) -> tuple[Cluster, Layout]:
-    """A cluster directory with its rendered pgbackrest.conf and the pod's pgBackRest environment."""
+    """A cluster directory with its rendered pgbackrest.conf and the Patroni container's pgBackRest environment."""
     probe = Cluster(root / name, service_user(), {})
     where = layout(probe, s3)
     Path(where.config_file).write_text(pgbackrest_conf(args, where))
     Path(where.config_file).chmod(0o644)
-    probe.env = {"PGBACKREST_CONFIG": where.config_file, "PGBACKREST_REPO1_S3_KEY": ACCESS_KEY,
-                 "PGBACKREST_REPO1_S3_KEY_SECRET": SECRET_KEY}
+    probe.env = {"PGBACKREST_CONFIG": where.config_file, **pod_credentials(pod.PATRONI_CONTAINER)}
     return probe, where
 
 
@@ -150,6 +180,7 @@ def source_cluster(rows: int) -> Iterator[Source]:
         args = backup_args(s3, "source")
         cluster, where = new_cluster(root, "source", s3, args)
         clusters.append(cluster)
+        agent_env = {"PGBACKREST_CONFIG": where.config_file, **pod_credentials(pod.BACKUP_CONTAINER)}
         for directory in ("spool", "lock"):
             (cluster.root / directory).mkdir()
             give_to(cluster.root / directory, cluster.user)
@@ -165,7 +196,7 @@ def source_cluster(rows: int) -> Iterator[Source]:
                 patroni_url=f"http://127.0.0.1:{patroni.server_address[1]}",
                 data_dir=str(cluster.data), socket_dir=str(cluster.root), port=cluster.port,
             ),
-            run=lambda command, timeout: cluster.run(command, timeout),
+            run=lambda command, timeout: cluster.run(command, timeout, env=agent_env),
         )
         # The agent creates the stanza on its first tick; do it before loading rows so PostgreSQL's archiver
         # never fails (after 3 failures it sleeps 60 s, which would blur the backup timings).
