@@ -262,9 +262,12 @@ def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requeste
 
 def _workloads(section: ConfigSection) -> WorkloadsConfig | None:
     enabled = section.boolean("enabled", True)
-    image = section.optional(section.image, "image")
+    image = section.optional(lambda key: section.image(key, digest=True), "image")
     if enabled and image is None:
-        raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
+        raise ConfigError(
+            f"{section.key_path('image')}: is required when workloads are enabled "
+            "(the tsflow image you built, pinned by digest: 'repo/tsflow:0.1.0@sha256:...')"
+        )
     generator = section.section("generator")
     consumer = section.section("consumer")
     migration = section.section("migration")
