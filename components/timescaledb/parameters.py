@@ -37,6 +37,11 @@ SHARED_MEMORY_SHARE = 0.8
 REQUIRED_PASSWORD_ENCRYPTION = "scram-sha-256"
 TLS_FILE_PARAMETERS = frozenset({"ssl_cert_file", "ssl_key_file", "ssl_ca_file"})
 """Set by the component from the TLS Secret's mount; never overridden."""
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+"""PostgreSQL's names of the TLS protocol versions, oldest first."""
+MIN_TLS_VERSION = "TLSv1.2"
+"""The floor: TLS 1.0 and 1.1 are deprecated (RFC 8996). With TLS on, ``ssl_min_protocol_version`` is set to
+it explicitly (``patroni_config.TLS_PARAMETERS``), and no override may go below it."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ SPECS: Mapping[str, Spec] = {
     # enums
     "password_encryption": Spec("enum", choices=("md5", "scram-sha-256")),
     "wal_level": Spec("enum", choices=("minimal", "replica", "logical")),
-    "ssl_min_protocol_version": Spec("enum", choices=("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")),
+    "ssl_min_protocol_version": Spec("enum", choices=TLS_VERSIONS),
+    "ssl_max_protocol_version": Spec("enum", choices=("", *TLS_VERSIONS)),
     "synchronous_commit": Spec("enum", choices=("local", "remote_write", "remote_apply", "on", "off")),
     "log_statement": Spec("enum", choices=("none", "ddl", "mod", "all")),
     "log_min_messages": Spec("enum", choices=(
@@ -231,6 +237,20 @@ def check_values(parameters: Mapping[str, str], *, field_name: str, tls: bool) -
     if parsed.get("ssl") is False and tls:
         raise ValueError(
             f"{field_name}['ssl'] ({parameters['ssl']!r}) contradicts tls_secret_name: network clients must use TLS"
+        )
+    for name in ("ssl_min_protocol_version", "ssl_max_protocol_version"):
+        version = parsed.get(name)
+        if version and TLS_VERSIONS.index(str(version)) < TLS_VERSIONS.index(MIN_TLS_VERSION):
+            raise ValueError(
+                f"{field_name}[{name!r}] ({parameters[name]!r}) is below the TLS floor {MIN_TLS_VERSION!r}: "
+                f"TLS 1.0 and 1.1 are deprecated (RFC 8996); use {MIN_TLS_VERSION!r} or 'TLSv1.3'"
+            )
+    floor, ceiling = parsed.get("ssl_min_protocol_version"), parsed.get("ssl_max_protocol_version")
+    if floor and ceiling and TLS_VERSIONS.index(str(floor)) > TLS_VERSIONS.index(str(ceiling)):
+        raise ValueError(
+            f"{field_name}['ssl_min_protocol_version'] ({parameters['ssl_min_protocol_version']!r}) is above "
+            f"{field_name}['ssl_max_protocol_version'] ({parameters['ssl_max_protocol_version']!r}): "
+            "no protocol would be left and PostgreSQL would not start with TLS on"
         )
     if parsed.get("wal_level") == "minimal":
         raise ValueError(f"{field_name}['wal_level'] ({parameters['wal_level']!r}) must be 'replica' or 'logical': replicas stream WAL")
