@@ -28,7 +28,7 @@ from components.timescaledb import (
 from components.timescaledb.backup import BackupArgs
 from components.workload.memory import GeneratorLoad
 from stack.backup import parse_backup
-from stack.ha import HA_KEYS, patroni_timing, pod_network_cidrs
+from stack.ha import HA_KEYS, check_replication_capacity, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
@@ -211,6 +211,7 @@ def _database(
     storage.done()
     section.done()
     checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    check_replication_capacity(section, args, autoscaling)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
 
 

@@ -257,6 +257,31 @@ def check_values(parameters: Mapping[str, str], *, field_name: str, tls: bool) -
     return parsed
 
 
+REPLICATION_HEADROOM: Mapping[str, int] = {"max_wal_senders": 2, "max_replication_slots": 1}
+"""What a cluster needs beyond one WAL sender and one slot per streaming replica.
+
+Every member may become the primary, and Patroni (``use_slots``) keeps a physical slot for each other
+member, so a cluster of ``members`` pods streams to ``members - 1`` replicas through as many slots. On
+top, one ``pg_basebackup -X stream`` cloning a member (a scale-up, or a member re-cloned after a failed
+rewind) holds two WAL senders (the base backup and its WAL stream) and one temporary slot while it runs.
+The database HPA adds one pod at a time and the StatefulSet starts them in order, so one clone is enough
+headroom; a second concurrent clone would be refused by PostgreSQL and retried by Patroni. pg_rewind and
+pgBackRest (archive-push, backups, restores) use ordinary connections, counted in ``max_connections``,
+not these. Hence, for two members or more, ``max_wal_senders >= members + 1`` and
+``max_replication_slots >= members``; a single member streams to nobody and clones nobody.
+"""
+
+
+def replication_needs(members: int) -> dict[str, int]:
+    """Least ``max_wal_senders`` and ``max_replication_slots`` for a cluster of ``members`` pods."""
+    return {name: members - 1 + extra if members > 1 else 0 for name, extra in REPLICATION_HEADROOM.items()}
+
+
+def replication_capacity(parameters: Mapping[str, str]) -> int:
+    """Most members ``parameters`` (which must set both keys) can serve: the inverse of :func:`replication_needs`."""
+    return max(1, min(int(_number(name, parameters[name])) + 1 - extra for name, extra in REPLICATION_HEADROOM.items()))
+
+
 def shared_memory_bytes(parameters: Mapping[str, str]) -> int:
     """Estimated size of PostgreSQL's main shared memory segment for ``parameters`` (defaults filled in).
 
