@@ -9,11 +9,11 @@ can refuse, and lowering the floor lets the very same client in (the control).
 
 from __future__ import annotations
 
-import pwd
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,11 +22,11 @@ import pytest
 from bench.pgserver import PgServer, system_bin_dir
 from components.timescaledb import parameters as pp
 from components.timescaledb import patroni_config as pc
-from components.timescaledb.component import certificate_dns_names, postgresql_parameters
+from components.timescaledb.component import postgresql_parameters
 from stack.config import ConfigError, parse_stack_config
 from tests.stack.test_config import MINIMAL, with_value
 from tests.timescaledb.test_timescaledb import patroni_file, run
-from tests.timescaledb.test_tls_and_logins import make_certificates
+from tests.timescaledb.test_tls_and_logins import server  # noqa: F401 - the TLS server fixture, reused
 
 FLOOR = "ssl_min_protocol_version"
 CEILING = "ssl_max_protocol_version"
@@ -75,26 +75,12 @@ needs_server = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def tls_server() -> Iterator[PgServer]:
-    running = PgServer(bin_dir=system_bin_dir())
-    try:
-        running.init()
-        tls_dir = running.root / "tls"
-        tls_dir.mkdir()
-        make_certificates(tls_dir, certificate_dns_names("timescaledb", "timescale"))
-        if running._user is not None:  # the server user must own its key (mode 0600)
-            entry = pwd.getpwnam(running._user)
-            for path in (tls_dir, *tls_dir.iterdir()):
-                shutil.chown(path, entry.pw_uid, entry.pw_gid)
-        (tls_dir / "tls.key").chmod(0o600)
-        floor = pc.TLS_PARAMETERS[FLOOR]  # what the component renders
-        with open(running.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(f"ssl = on\nssl_cert_file = '{tls_dir / 'tls.crt'}'\nssl_key_file = '{tls_dir / 'tls.key'}'\n"
-                       f"ssl_ciphers = 'DEFAULT:@SECLEVEL=0'\n{FLOOR} = '{floor}'\n")
-        running.start()
-        yield running
-    finally:
-        running.cleanup()
+def tls_server(server: tuple[PgServer, Path]) -> Iterator[PgServer]:
+    """The TLS test server of ``test_tls_and_logins`` (rendered pg_hba, a test CA), set to the rendered floor
+    and to OpenSSL's lowest security level, so that only the floor can refuse an old protocol."""
+    running, _ca = server
+    set_server_tls(running, ciphers="DEFAULT:@SECLEVEL=0", floor=pc.TLS_PARAMETERS[FLOOR])  # the rendered floor
+    yield running
 
 
 def handshake(server: PgServer, *client: str) -> tuple[bool, str]:
@@ -106,16 +92,19 @@ def handshake(server: PgServer, *client: str) -> tuple[bool, str]:
     return result.returncode == 0 and "Cipher is (NONE)" not in result.stdout, result.stdout + result.stderr
 
 
-def set_floor(server: PgServer, version: str) -> None:
+def set_server_tls(server: PgServer, **settings: str) -> None:
+    """Append ``ssl_<name>`` settings (``floor`` is ssl_min_protocol_version) and reload until they apply."""
+    names = {("ssl_" + key if key != "floor" else FLOOR): value for key, value in settings.items()}
     with open(server.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-        conf.write(f"{FLOOR} = '{version}'\n")
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conf.writelines(f"{name} = '{value}'\n" for name, value in names.items())
+    socket_dsn = server.dsn().replace(f"host={server.host}", f"host={server.root}")  # TCP admits TLS only
+    with psycopg.connect(socket_dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
         for _ in range(50):
-            if conn.execute(f"SHOW {FLOOR}").fetchone() == (version,):
+            if all(conn.execute(f"SHOW {name}").fetchone() == (value,) for name, value in names.items()):
                 return
             time.sleep(0.1)
-    raise AssertionError(f"{FLOOR} did not become {version}")
+    raise AssertionError(f"{names} did not apply")
 
 
 TLS_1_1_CLIENT = ("-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
@@ -127,9 +116,9 @@ def test_a_real_server_with_the_rendered_floor_refuses_a_tls_1_1_client(tls_serv
     assert connected and "Protocol  : TLSv1.2" in output, output
     connected, output = handshake(tls_server, *TLS_1_1_CLIENT)
     assert not connected and "alert protocol version" in output, output
-    set_floor(tls_server, "TLSv1")  # control: the same client gets in once the floor is lowered
+    set_server_tls(tls_server, floor="TLSv1")  # control: the same client gets in once the floor is lowered
     try:
         connected, output = handshake(tls_server, *TLS_1_1_CLIENT)
         assert connected and "Protocol  : TLSv1.1" in output, output
     finally:
-        set_floor(tls_server, pc.TLS_PARAMETERS[FLOOR])
+        set_server_tls(tls_server, floor=pc.TLS_PARAMETERS[FLOOR])
