@@ -28,7 +28,7 @@ from components.timescaledb import (
 from components.timescaledb.backup import BackupArgs
 from components.workload.memory import GeneratorLoad
 from stack.backup import parse_backup
-from stack.ha import HA_KEYS, patroni_timing, pod_network_cidrs
+from stack.ha import HA_KEYS, check_replication_capacity, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
 
@@ -211,6 +211,7 @@ def _database(
     storage.done()
     section.done()
     checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    check_replication_capacity(section, args, autoscaling)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
 
 
@@ -262,9 +263,12 @@ def _autoscaling(section: ConfigSection, *, floor: int, stateful: bool, requeste
 
 def _workloads(section: ConfigSection) -> WorkloadsConfig | None:
     enabled = section.boolean("enabled", True)
-    image = section.optional(section.image, "image")
+    image = section.optional(lambda key: section.image(key, digest=True), "image")
     if enabled and image is None:
-        raise ConfigError(f"{section.key_path('image')}: is required when workloads are enabled (a pinned tsflow image)")
+        raise ConfigError(
+            f"{section.key_path('image')}: is required when workloads are enabled "
+            "(the tsflow image you built, pinned by digest: 'repo/tsflow:0.1.0@sha256:...')"
+        )
     generator = section.section("generator")
     consumer = section.section("consumer")
     migration = section.section("migration")

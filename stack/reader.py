@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from components.shared.images import check_pinned_image
+from components.shared.images import check_digest_pinned_image, check_pinned_image
 from components.shared.names import DNS_LABEL
 from components.shared.quantity import QuantityError, byte_size, cpu_cores
 from components.shared.types import Resources
@@ -120,9 +120,11 @@ class ConfigSection:
             )
         return value
 
-    def image(self, key: str, default: Any = _MISSING) -> str:
+    def image(self, key: str, default: Any = _MISSING, *, digest: bool = False) -> str:
+        """A pinned image: a full-version tag or a digest, or (``digest``) a digest whatever the tag."""
         value = self.text(key, default)
-        return checked(lambda: check_pinned_image(value, field=self.key_path(key)))
+        check = check_digest_pinned_image if digest else check_pinned_image
+        return checked(lambda: check(value, field=self.key_path(key)))
 
     def cpu(self, key: str, default: Any = _MISSING) -> str:
         value = str(self._raw(key, default))

@@ -7,6 +7,10 @@ An image is pinned when it carries a ``@sha256:`` digest, or a tag with a full v
 * the database image (``timescale/timescaledb-ha``): ``pg<major>.<minor>-ts<x>.<y>.<z>`` with an
   optional flavour suffix (``-all``, ``-oss``), because upstream moves ``pg17``, ``pg17-ts2.18`` and
   ``pg17.4-ts2.18`` as new builds appear. A digest alone is accepted too.
+
+An image this project builds itself (``tsflow``) must carry a digest (:func:`check_digest_pinned_image`):
+a tag is only a name in a registry anyone with push rights can move, and the digest is what the kubelet
+then pulls (checkov CKV_K8S_43).
 """
 
 from __future__ import annotations
@@ -54,6 +58,25 @@ def check_pinned_image(image: str, *, field: str) -> str:
             "pin a full version tag (like 1.2.3) or an @sha256 digest"
         )
     return image
+
+
+DIGEST_HOW_TO = (
+    "take it from the build that pushed the image: `docker buildx build --push -t <repo>:<tag> "
+    "--metadata-file build.json <dir>` writes it as containerimage.digest, and after a push or pull "
+    "`docker inspect --format '{{index .RepoDigests 0}}' <repo>:<tag>` prints <repo>@sha256:<digest>"
+)
+"""How to find an image's digest, for errors that ask for one."""
+
+
+def check_digest_pinned_image(image: str, *, field: str) -> str:
+    """Return ``image`` if it ends in ``@sha256:<64 hex digits>`` (a tag before it is optional), else raise naming ``field``."""
+    _check_reference(image, field=field)
+    if _DIGEST.search(image):
+        return image
+    raise ValueError(
+        f"{field} ({image!r}) must be pinned by digest: append @sha256:<64 lower-case hex digits> of your build, "
+        f"keeping the tag if you like ('repo/tsflow:0.1.0@sha256:...'); {DIGEST_HOW_TO}"
+    )
 
 
 def check_timescaledb_image(image: str, *, field: str) -> str:

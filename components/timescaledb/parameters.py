@@ -37,6 +37,11 @@ SHARED_MEMORY_SHARE = 0.8
 REQUIRED_PASSWORD_ENCRYPTION = "scram-sha-256"
 TLS_FILE_PARAMETERS = frozenset({"ssl_cert_file", "ssl_key_file", "ssl_ca_file"})
 """Set by the component from the TLS Secret's mount; never overridden."""
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+"""PostgreSQL's names of the TLS protocol versions, oldest first."""
+MIN_TLS_VERSION = "TLSv1.2"
+"""The floor: TLS 1.0 and 1.1 are deprecated (RFC 8996). With TLS on, ``ssl_min_protocol_version`` is set to
+it explicitly (``patroni_config.TLS_PARAMETERS``), and no override may go below it."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ SPECS: Mapping[str, Spec] = {
     # enums
     "password_encryption": Spec("enum", choices=("md5", "scram-sha-256")),
     "wal_level": Spec("enum", choices=("minimal", "replica", "logical")),
-    "ssl_min_protocol_version": Spec("enum", choices=("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")),
+    "ssl_min_protocol_version": Spec("enum", choices=TLS_VERSIONS),
+    "ssl_max_protocol_version": Spec("enum", choices=("", *TLS_VERSIONS)),
     "synchronous_commit": Spec("enum", choices=("local", "remote_write", "remote_apply", "on", "off")),
     "log_statement": Spec("enum", choices=("none", "ddl", "mod", "all")),
     "log_min_messages": Spec("enum", choices=(
@@ -232,9 +238,48 @@ def check_values(parameters: Mapping[str, str], *, field_name: str, tls: bool) -
         raise ValueError(
             f"{field_name}['ssl'] ({parameters['ssl']!r}) contradicts tls_secret_name: network clients must use TLS"
         )
+    for name in ("ssl_min_protocol_version", "ssl_max_protocol_version"):
+        version = parsed.get(name)
+        if version and TLS_VERSIONS.index(str(version)) < TLS_VERSIONS.index(MIN_TLS_VERSION):
+            raise ValueError(
+                f"{field_name}[{name!r}] ({parameters[name]!r}) is below the TLS floor {MIN_TLS_VERSION!r}: "
+                f"TLS 1.0 and 1.1 are deprecated (RFC 8996); use {MIN_TLS_VERSION!r} or 'TLSv1.3'"
+            )
+    floor, ceiling = parsed.get("ssl_min_protocol_version"), parsed.get("ssl_max_protocol_version")
+    if floor and ceiling and TLS_VERSIONS.index(str(floor)) > TLS_VERSIONS.index(str(ceiling)):
+        raise ValueError(
+            f"{field_name}['ssl_min_protocol_version'] ({parameters['ssl_min_protocol_version']!r}) is above "
+            f"{field_name}['ssl_max_protocol_version'] ({parameters['ssl_max_protocol_version']!r}): "
+            "no protocol would be left and PostgreSQL would not start with TLS on"
+        )
     if parsed.get("wal_level") == "minimal":
         raise ValueError(f"{field_name}['wal_level'] ({parameters['wal_level']!r}) must be 'replica' or 'logical': replicas stream WAL")
     return parsed
+
+
+REPLICATION_HEADROOM: Mapping[str, int] = {"max_wal_senders": 2, "max_replication_slots": 1}
+"""What a cluster needs beyond one WAL sender and one slot per streaming replica.
+
+Every member may become the primary, and Patroni (``use_slots``) keeps a physical slot for each other
+member, so a cluster of ``members`` pods streams to ``members - 1`` replicas through as many slots. On
+top, one ``pg_basebackup -X stream`` cloning a member (a scale-up, or a member re-cloned after a failed
+rewind) holds two WAL senders (the base backup and its WAL stream) and one temporary slot while it runs.
+The database HPA adds one pod at a time and the StatefulSet starts them in order, so one clone is enough
+headroom; a second concurrent clone would be refused by PostgreSQL and retried by Patroni. pg_rewind and
+pgBackRest (archive-push, backups, restores) use ordinary connections, counted in ``max_connections``,
+not these. Hence, for two members or more, ``max_wal_senders >= members + 1`` and
+``max_replication_slots >= members``; a single member streams to nobody and clones nobody.
+"""
+
+
+def replication_needs(members: int) -> dict[str, int]:
+    """Least ``max_wal_senders`` and ``max_replication_slots`` for a cluster of ``members`` pods."""
+    return {name: members - 1 + extra if members > 1 else 0 for name, extra in REPLICATION_HEADROOM.items()}
+
+
+def replication_capacity(parameters: Mapping[str, str]) -> int:
+    """Most members ``parameters`` (which must set both keys) can serve: the inverse of :func:`replication_needs`."""
+    return max(1, min(int(_number(name, parameters[name])) + 1 - extra for name, extra in REPLICATION_HEADROOM.items()))
 
 
 def shared_memory_bytes(parameters: Mapping[str, str]) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.shared.images import check_digest_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
 from components.shared.pod_spec import (
     app_container,
@@ -45,7 +46,7 @@ class MigrationJobArgs:
     namespace: pulumi.Input[str]
     """Namespace of the Job; required."""
     image: str
-    """tsflow image pinned by tag or digest, the same one the workloads run; required."""
+    """tsflow image pinned by digest, the same one the workloads run; required."""
     database: DatabaseConnection
     """Database to migrate and the Secret with its credentials; required."""
     resources: Resources
@@ -119,6 +120,7 @@ def await_timeout(args: MigrationJobArgs) -> str:
 
 def _check(args: MigrationJobArgs) -> None:
     """Raise ``ValueError`` naming ``migration.<field>`` and the bad value."""
+    check_digest_pinned_image(args.image, field="migration.image")
     check_app_args("migration", image=args.image, command_args=args.command_args, resources=args.resources, env=args.env)
     check_range("migration.backoff_limit", args.backoff_limit, 0, 100)
     check_range("migration.active_deadline_seconds", args.active_deadline_seconds, 30)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
+from components.shared.images import check_digest_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
 from components.shared.pod_spec import (
     app_container,
@@ -40,7 +41,7 @@ class WorkloadArgs:
     namespace: pulumi.Input[str]
     """Namespace of every object; required."""
     image: str
-    """tsflow image pinned by tag or digest (never ``latest``); required."""
+    """tsflow image pinned by digest (``repo/tsflow:0.1.0@sha256:...``, the tag optional); required."""
     command_args: Sequence[str]
     """Arguments to the image's ``python -m tsflow`` entrypoint, e.g. ``["generate"]``; required."""
     component: str
@@ -179,6 +180,7 @@ class Workload(pulumi.ComponentResource):
 
 def _check(args: WorkloadArgs) -> None:
     """Raise ``ValueError`` naming ``workload.<field>`` and the bad value."""
+    check_digest_pinned_image(args.image, field="workload.image")
     check_app_args(
         "workload",
         image=args.image,

@@ -13,7 +13,8 @@ from stack.config import PROJECT, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
-MINIMAL: dict[str, Any] = {"workloads": {"image": "tsflow:0.1.0"}}
+TSFLOW_IMAGE = "registry.example.com/tsflow:0.1.0@sha256:" + "c" * 64
+MINIMAL: dict[str, Any] = {"workloads": {"image": TSFLOW_IMAGE}}
 
 
 def stack_config(path: Path) -> dict[str, Any]:
@@ -42,6 +43,18 @@ def test_every_stack_file_parses(path: Path) -> None:
     config = parse_stack_config(stack_config(path))
     assert config.database.args.replicas >= 1
     assert config.workloads is None or config.workloads.image  # the dr standby runs no workloads
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_stack_files_pin_the_workload_image_by_digest_and_mark_placeholders(path: Path) -> None:
+    config = parse_stack_config(stack_config(path))
+    if config.workloads is None:
+        return
+    assert "@sha256:" in config.workloads.image, config.workloads.image
+    if config.workloads.image.endswith("@sha256:" + "0" * 64):  # a placeholder: the file must say so next to it
+        lines = path.read_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if config.workloads.image in line)
+        assert any("replace with your build's digest" in line for line in lines[max(at - 3, 0) : at]), path.name
 
 
 def test_defaults_are_sensible() -> None:
@@ -98,9 +111,13 @@ BAD_CONFIGS = [
     ("unpinned database image", with_value("timescaledb.image", "timescale/timescaledb-ha"),
      "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha') is not pinned"),
     ("latest workload image", with_value("workloads.image", "tsflow:latest"),
-     "timescale-k8s:workloads.image ('tsflow:latest') uses the floating tag 'latest', which upstream moves"),
-    ("workload image with a minor-version tag", with_value("workloads.image", "tsflow:0.1"),
-     "timescale-k8s:workloads.image ('tsflow:0.1') uses the floating tag '0.1', which upstream moves"),
+     "timescale-k8s:workloads.image ('tsflow:latest') must be pinned by digest"),
+    ("workload image with a full version tag but no digest", with_value("workloads.image", "tsflow:0.1.0"),
+     "timescale-k8s:workloads.image ('tsflow:0.1.0') must be pinned by digest: append @sha256:"),
+    ("workload image with a short digest", with_value("workloads.image", "tsflow:0.1.0@sha256:abc123"),
+     "timescale-k8s:workloads.image ('tsflow:0.1.0@sha256:abc123') must be pinned by digest"),
+    ("workload image with an upper-case digest", with_value("workloads.image", "tsflow@sha256:" + "AB" * 32),
+     f"timescale-k8s:workloads.image ('tsflow@sha256:{'AB' * 32}') must be pinned by digest"),
     ("floating database major tag", with_value("timescaledb.image", "timescale/timescaledb-ha:pg17"),
      "timescale-k8s:timescaledb.image ('timescale/timescaledb-ha:pg17') is not pinned to one build"),
     ("floating database minor tag", with_value("timescaledb.image", "timescale/timescaledb-ha:pg17-ts2.18"),
@@ -174,8 +191,9 @@ def test_bad_config_fails_with_a_clear_error(raw: dict[str, Any], message: str) 
         ("timescaledb.image", "timescale/timescaledb-ha:pg17.11-ts2.30.1-all"),
         ("timescaledb.image", "registry.example.com/mirror/timescaledb-ha@sha256:" + "a" * 64),
         ("timescaledb.exporterImage", "quay.io/prometheuscommunity/postgres-exporter:v0.17.1"),
-        ("workloads.image", "registry.example.com/tsflow:1.4.0-rc1"),
+        ("workloads.image", "registry.example.com/tsflow:1.4.0-rc1@sha256:" + "b" * 64),
         ("workloads.image", "tsflow@sha256:" + "b" * 64),
+        ("workloads.image", "localhost:5001/tsflow:0.1.0@sha256:" + "0" * 64),
     ],
 )
 def test_images_pinned_to_one_build_are_accepted(key: str, image: str) -> None:
@@ -183,6 +201,15 @@ def test_images_pinned_to_one_build_are_accepted(key: str, image: str) -> None:
     section, field = key.split(".")
     values = {"image": config.database.args.image, "exporterImage": config.database.args.exporter_image}
     assert (config.workloads.image if section == "workloads" else values[field]) == image  # type: ignore[union-attr]
+
+
+def test_the_workload_image_error_says_how_to_get_the_digest() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(with_value("workloads.image", "registry.example.com/platform/tsflow:0.1.0"))
+    message = str(caught.value)
+    assert message.startswith("timescale-k8s:workloads.image ('registry.example.com/platform/tsflow:0.1.0')"), message
+    assert "--metadata-file" in message and "containerimage.digest" in message, message
+    assert "docker inspect --format '{{index .RepoDigests 0}}'" in message, message
 
 
 def test_default_images_carry_digests() -> None:

@@ -8,8 +8,9 @@ import pytest
 
 from components.pooler import PoolSettings
 from stack.config import ConfigError, parse_stack_config
+from tests.stack.test_config import MINIMAL
 
-BASE: dict[str, Any] = {"workloads": {"image": "tsflow:0.1.0"}}
+BASE: dict[str, Any] = MINIMAL
 
 
 def parse(pooler: dict[str, Any], **extra: Any) -> Any:

@@ -92,6 +92,7 @@ def test_pulumi_waits_longer_than_the_jobs_own_deadline() -> None:
 
 BAD_ARGS = [
     ({"image": "ghcr.io/example/tsflow:latest"}, "migration.image"),
+    ({"image": "ghcr.io/example/tsflow:1.4.2"}, r"migration.image \('ghcr.io/example/tsflow:1.4.2'\) must be pinned by digest"),
     ({"backoff_limit": -1}, r"migration.backoff_limit \(-1\) must be between 0 and 100"),
     ({"active_deadline_seconds": 10}, r"migration.active_deadline_seconds \(10\) must be >= 30"),
     ({"command_args": []}, "migration.command_args"),

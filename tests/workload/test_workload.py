@@ -24,7 +24,7 @@ from tests.checks import schema_problems, wiring_problems
 from tests.harness import Recording, RecordedResource, run_program, walk_strings
 
 NAMESPACE = "apps"
-IMAGE = "ghcr.io/example/tsflow:1.4.2"
+IMAGE = "ghcr.io/example/tsflow:1.4.2@sha256:" + "d" * 64
 RW_HOST = "tsdb-rw.apps.svc.cluster.local"
 RO_HOST = "tsdb-ro.apps.svc.cluster.local"
 CLIENT_LABELS = {"timescale-k8s/database-client": "tsdb"}
@@ -289,6 +289,7 @@ def test_scrape_and_scale_targets_describe_the_pods(stack: tuple[Recording, dict
 BAD_ARGS = [
     ({"image": "ghcr.io/example/tsflow"}, "workload.image"),
     ({"image": "ghcr.io/example/tsflow:latest"}, "workload.image"),
+    ({"image": "ghcr.io/example/tsflow:1.4.2"}, r"workload.image \('ghcr.io/example/tsflow:1.4.2'\) must be pinned by digest"),
     ({"command_args": []}, "workload.command_args"),
     ({"command_args": "generate"}, "workload.command_args"),
     ({"component": "Generator_1"}, "workload.component"),
