@@ -1,8 +1,10 @@
-"""Stack-wide security invariants (what checkov's CKV_K8S_35 and CKV2_K8S_6 check, without checkov):
-no Secret reaches a container through its environment, and every pod is selected by a NetworkPolicy."""
+"""Stack-wide security invariants (what checkov's CKV_K8S_35, CKV_K8S_43 and CKV2_K8S_6 check, without
+checkov): no Secret reaches a container through its environment, every image is pinned by digest, and every
+pod is selected by a NetworkPolicy."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,14 +13,7 @@ from tests.checks import selects
 from tests.stacks import STACKS, run_stack
 
 POD_OWNERS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet", "CronJob")
-ENV_ONLY_SECRETS = {
-    ("pgbouncer-exporter", "PGBOUNCER_STATS_PASSWORD"),
-    *((container, variable) for container in ("timescaledb", "backup-agent")
-      for variable in ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")),
-}
-"""(container, variable) pairs still passed by Secret reference in env: pgbouncer_exporter takes only a
-connection string (flag or env), expanded by the kubelet; pgBackRest's S3 key pair (the user's Secret) has no
-file option of its own: moving it to files exported by the start command, as Patroni's passwords are, is open."""
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def pod_owners(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,10 +27,17 @@ def test_no_secret_is_passed_through_the_environment(stack: str) -> None:
     for owner in pod_owners(run_stack(stack).manifests()):
         spec = owner["spec"]["template"]["spec"]
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            from_secrets = [e["name"] for e in container.get("env") or [] if "secretKeyRef" in e.get("valueFrom", {})
-                            and (container["name"], e["name"]) not in ENV_ONLY_SECRETS]
+            from_secrets = [e["name"] for e in container.get("env") or [] if "secretKeyRef" in e.get("valueFrom", {})]
             assert not from_secrets, f"{owner['metadata']['name']}/{container['name']}: {from_secrets}"
             assert not [s for s in container.get("envFrom") or [] if "secretRef" in s]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_container_image_is_pinned_by_digest(stack: str) -> None:
+    for owner in pod_owners(run_stack(stack).manifests()):
+        spec = owner["spec"]["template"]["spec"]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            assert DIGEST.search(container["image"]), f"{owner['metadata']['name']}/{container['name']}: {container['image']}"
 
 
 @pytest.mark.parametrize("stack", STACKS)
