@@ -98,8 +98,9 @@ class MonitoringArgs:
     """Settings for ``mode="existing"`` (required there, must be None otherwise); default none."""
     alert_thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     """Alert thresholds; default ``AlertThresholds()``."""
-    analysis_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = "require"
-    """TLS mode of Grafana's database connection; default ``require``."""
+    analysis_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] | None = None
+    """TLS mode of Grafana's database connection; default ``verify-full`` (against the database's CA, the
+    server's name checked) when the connection has TLS, ``disable`` when the database has none."""
     scrape_interval: str = "30s"
     """How often each PodMonitor endpoint is scraped; default ``30s``."""
     backup_max_age_seconds: int | None = None
@@ -290,7 +291,8 @@ class Monitoring(pulumi.ComponentResource):
         """The provisioning file, as a Secret in Grafana's namespace (``password``: the password itself or
         an ``$__env{}`` reference to it)."""
         ca_cert: pulumi.Output[str | None] = pulumi.Output.from_input(None)
-        if conn.ca_secret_name is not None and args.analysis_sslmode.startswith("verify"):
+        sslmode = analysis_sslmode(args, conn)
+        if conn.ca_secret_name is not None and sslmode.startswith("verify"):
             # Grafana runs in another namespace than the TLS Secret (the user's or cert-manager's, never one
             # this program writes): its CA goes into the provisioning file.
             tls = k8s.core.v1.Secret.get(
@@ -303,7 +305,7 @@ class Monitoring(pulumi.ComponentResource):
             lambda values: postgres_datasource_file(
                 uid=ids.analysis_datasource_uid, name=ids.title("TimescaleDB (read-only)"), host=values[0],
                 port=conn.port, database=conn.database, user=conn.user, password=values[1],
-                sslmode=args.analysis_sslmode, ca_cert=values[2],
+                sslmode=sslmode, ca_cert=values[2],
             )
         )
         return k8s.core.v1.Secret(
@@ -313,6 +315,14 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"timescaledb-datasource.yaml": pulumi.Output.secret(content)},
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def analysis_sslmode(args: MonitoringArgs, conn: DatabaseConnection) -> str:
+    """The declared mode, else ``verify-full`` with TLS (the connection names a CA) and ``disable`` without
+    (``require`` would fail against a server without TLS, and with TLS would not check who answers)."""
+    if args.analysis_sslmode is not None:
+        return args.analysis_sslmode
+    return "verify-full" if conn.ca_secret_name is not None else "disable"
 
 
 def _decoded(data: Mapping[str, str] | None, key: str) -> str:
@@ -339,7 +349,7 @@ def _validate(args: MonitoringArgs) -> None:
     args.alert_thresholds.check("alert_thresholds")
     if isinstance(args.namespace, str):
         check_dns_label(args.namespace, field="namespace")
-    if args.analysis_sslmode not in SSL_MODES:
+    if args.analysis_sslmode is not None and args.analysis_sslmode not in SSL_MODES:
         raise ValueError(f"analysis_sslmode ({args.analysis_sslmode!r}) must be one of {SSL_MODES}")
     if not isinstance(args.scrape_interval, str) or not args.scrape_interval[:-1].isdigit() \
             or args.scrape_interval[-1] not in "sm":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from components.monitoring.component import (
+    analysis_sslmode,
     AlertThresholds, ExistingSettings, InstallSettings, Monitoring, MonitoringArgs,
 )
 from components.monitoring.settings import KUBE_PROMETHEUS_STACK_REPO
@@ -415,3 +417,13 @@ def test_bad_scrape_targets_are_rejected_naming_the_field(target: ScrapeTarget, 
 def test_bad_existing_settings_are_rejected(existing: ExistingSettings, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_program(_program(mode="existing", install=None, existing=existing))
+
+
+def test_grafana_connects_without_tls_to_a_plain_database_and_verifies_a_tls_one(install: Recording) -> None:
+    """``require`` (the former default) fails against a server without TLS and, with TLS, checks nothing."""
+    assert _datasource(install)["jsonData"]["sslmode"] == "disable"
+    plain, tls = _reader(), dataclasses.replace(_reader(), ca_secret_name="db-tls")
+    default = MonitoringArgs(namespace=APP_NS, mode="install", scrape_targets=[])
+    assert analysis_sslmode(default, plain) == "disable"
+    assert analysis_sslmode(default, tls) == "verify-full"
+    assert analysis_sslmode(dataclasses.replace(default, analysis_sslmode="require"), tls) == "require", "declared wins"
