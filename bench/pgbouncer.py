@@ -93,7 +93,9 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
     server.start()
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {server.user} PASSWORD '{creds.superuser}'")
-    rules = pc.pg_hba(["127.0.0.1/32"])
+    # The rendered rules give the superuser the pod's socket only (peer); this harness, a root process that
+    # stands in for Patroni running post_init and for an admin, gets one TCP rule of its own ahead of them.
+    rules = [f"host all {server.user} {server.host}/32 scram-sha-256", *pc.pg_hba(["127.0.0.1/32"])]
     (server.pgdata / "pg_hba.conf").write_text("\n".join(rules) + "\n")
     secrets_dir = server.root / "bootstrap-secrets"
     secrets_dir.mkdir()

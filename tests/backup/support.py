@@ -259,7 +259,11 @@ def patroni_postgres_env(patroni_env: Mapping[str, str]) -> dict[str, str]:
     """
     from unittest import mock
 
-    from patroni.postgresql import postmaster
+    umask = os.umask(0o022)
+    try:
+        from patroni.postgresql import postmaster
+    finally:  # importing Patroni sets the process umask to 077 (patroni/file_perm.py): keep it out of this process
+        os.umask(umask)
 
     handed: dict[str, dict[str, str]] = {}
 

@@ -126,6 +126,8 @@ def test_the_shipped_role_agent_rotates_a_password_over_the_socket_on_the_leader
     secrets = cluster.root / "role-agent-secrets"
     secrets.mkdir()
     roles = [{**asdict(spec), "password_file": _write(secrets, spec.role, passwords[spec.role])} for spec in rendered.roles]
+    for path in [program, secrets, *program.rglob("*"), *secrets.iterdir()]:  # readable by the servers' OS user,
+        path.chmod(0o755 if path.is_dir() else 0o644)                         # whatever this process's umask
 
     def agent_round(member: Member) -> subprocess.CompletedProcess[str]:
         declaration = cluster.root / f"role-agent-{member.name}.json"
