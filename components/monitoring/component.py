@@ -44,7 +44,7 @@ import json
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -261,6 +261,7 @@ class Monitoring(pulumi.ComponentResource):
                     "interval": args.scrape_interval,
                     # The job label our rules and dashboards select on (default would be <ns>/<podmonitor>).
                     "relabelings": [{"action": "replace", "targetLabel": "job", "replacement": target.job}],
+                    **scrape_tls(target),
                 }],
             },
             opts=opts,
@@ -325,6 +326,17 @@ def analysis_sslmode(args: MonitoringArgs, conn: DatabaseConnection) -> str:
     return "verify-full" if conn.ca_secret_name is not None else "disable"
 
 
+def scrape_tls(target: ScrapeTarget) -> dict[str, Any]:
+    """An HTTPS endpoint's scheme and TLS settings: verified against the CA and the name its certificate holds."""
+    if target.https_ca_secret is None:
+        return {}
+    return {
+        "scheme": "https",
+        "tlsConfig": {"ca": {"secret": {"name": target.https_ca_secret, "key": CA_KEY}},
+                      "serverName": target.https_server_name},
+    }
+
+
 def _decoded(data: Mapping[str, str] | None, key: str) -> str:
     """One key of a Secret's base64 ``data`` (empty when absent, as under mocks)."""
     encoded = (data or {}).get(key, "")
@@ -385,6 +397,9 @@ def _validate_targets(targets: Sequence[ScrapeTarget]) -> None:
         port = target.port_name
         if not isinstance(port, str) or not port or len(port) > _PORT_NAME_MAX or not check_port_name(port):
             raise ValueError(f"{where}.port_name ({port!r}) must be a named container port (IANA_SVC_NAME, <= 15)")
+        if (target.https_ca_secret is None) != (target.https_server_name is None):
+            raise ValueError(f"{where}: https_ca_secret ({target.https_ca_secret!r}) and https_server_name "
+                             f"({target.https_server_name!r}) go together (pods are scraped by IP: name the certificate's)")
         if not isinstance(target.path, str) or not target.path.startswith("/"):
             raise ValueError(f"{where}.path ({target.path!r}) must start with '/'")
 

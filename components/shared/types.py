@@ -119,6 +119,10 @@ class ScrapeTarget:
     """Name of the container port that serves metrics."""
     path: str = "/metrics"
     """HTTP path of the metrics endpoint."""
+    https_ca_secret: str | None = None
+    """Scrape over HTTPS, verifying against ``ca.crt`` of this Secret (in the monitors' namespace); None: HTTP."""
+    https_server_name: pulumi.Input[str] | None = None
+    """The name the endpoint's certificate must hold (required with ``https_ca_secret``: pods are scraped by IP)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -418,10 +418,11 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def agent_command(args: BackupArgs, *, script: str) -> list[str]:
-    """The agent container's command."""
+def agent_command(args: BackupArgs, *, script: str, patroni_ca: str | None = None) -> list[str]:
+    """The agent container's command; ``patroni_ca`` when Patroni's REST API serves HTTPS (TLS on)."""
     schedules = ["--full", args.full_schedule, *(["--diff", args.diff_schedule] if args.diff_schedule else [])]
-    return ["python3", script, "--stanza", args.stanza, *schedules, "--port", str(AGENT_PORT)]
+    tls = ["--patroni-url", "https://127.0.0.1:8008", "--patroni-ca", patroni_ca] if patroni_ca else []
+    return ["python3", script, "--stanza", args.stanza, *schedules, "--port", str(AGENT_PORT), *tls]
 
 
 def agent_source() -> str:

@@ -33,6 +33,7 @@ import http.server
 import json
 import logging
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -327,6 +328,9 @@ class AgentConfig:
     stanza: str
     schedules: Mapping[str, Cron]
     patroni_url: str = "http://127.0.0.1:8008"
+    patroni_ca: str | None = None
+    """With an ``https`` URL: the CA the REST API's certificate must chain to (on loopback its name is not
+    checked: the certificate names the member's DNS name, and nothing but this pod answers on 127.0.0.1)."""
     pgbackrest: str = "pgbackrest"
     data_dir: str = "/home/postgres/pgdata/data"
     socket_dir: str = "/var/run/postgresql"
@@ -346,9 +350,16 @@ class Agent:
         self._run = run
         self._failed_at: dict[str, float] = {}
 
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.patroni_url.startswith("https:"):
+            return None
+        context = ssl.create_default_context(cafile=self.config.patroni_ca)
+        context.check_hostname = False
+        return context
+
     def is_leader(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.config.patroni_url}/primary", timeout=5) as response:
+            with urllib.request.urlopen(f"{self.config.patroni_url}/primary", timeout=5, context=self._tls()) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -429,10 +440,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--diff", help="cron schedule of differential backups (UTC)")
     parser.add_argument("--port", type=int, default=9188)
     parser.add_argument("--interval", type=float, default=60.0)
+    parser.add_argument("--patroni-url", default=AgentConfig.patroni_url, help="this member's Patroni REST API")
+    parser.add_argument("--patroni-ca", help="CA file for an https --patroni-url")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     schedules = {"full": parse_cron(args.full), **({"diff": parse_cron(args.diff)} if args.diff else {})}
-    agent = Agent(AgentConfig(stanza=args.stanza, schedules=schedules, interval_seconds=args.interval))
+    agent = Agent(AgentConfig(stanza=args.stanza, schedules=schedules, interval_seconds=args.interval,
+                              patroni_url=args.patroni_url, patroni_ca=args.patroni_ca))
     serve_metrics(agent, args.port)
     while True:
         started = time.monotonic()

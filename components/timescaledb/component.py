@@ -236,11 +236,13 @@ def service_names(name: str) -> dict[str, str]:
 
 
 def certificate_dns_names(name: str, namespace: str) -> list[str]:
-    """Names the server certificate must hold: both client Services, short and fully qualified, and every
-    member under the headless Service (members connect to each other, and the exporter to its own member)."""
+    """Names the server certificate must hold: both client Services and the headless one (the reconciler's and
+    Prometheus's name for Patroni's REST API), short and fully qualified, and every member under the headless
+    Service (members connect to each other, and the exporter to its own member)."""
     names = service_names(name)
     return [
-        *(f"{names[role]}.{namespace}.svc{suffix}" for role in ("primary", "replicas") for suffix in ("", ".cluster.local")),
+        *(f"{names[role]}.{namespace}.svc{suffix}" for role in ("primary", "replicas", "headless")
+          for suffix in ("", ".cluster.local")),
         f"*.{names['headless']}.{namespace}.svc.cluster.local",
     ]
 
@@ -518,7 +520,10 @@ class TimescaleDB(pulumi.ComponentResource):
         )
         self.scrape_targets = [
             ScrapeTarget(job="postgres-exporter", namespace=args.namespace, pod_labels=self.pod_labels, port_name="exporter"),
-            ScrapeTarget(job="patroni", namespace=args.namespace, pod_labels=self.pod_labels, port_name="patroni"),
+            ScrapeTarget(job="patroni", namespace=args.namespace, pod_labels=self.pod_labels, port_name="patroni",
+                         https_ca_secret=args.tls_secret_name,
+                         https_server_name=pulumi.Output.concat(service_names(name)["headless"], ".", args.namespace, ".svc")
+                         if args.tls_secret_name else None),
         ]
         if args.backup is not None:
             self.scrape_targets.append(ScrapeTarget(
@@ -537,7 +542,7 @@ class TimescaleDB(pulumi.ComponentResource):
             image=args.image,
             run_as_user=pod.POSTGRES_UID,
             pod_labels=self.pod_labels,
-            patroni_url=pulumi.Output.concat("http://", headless.metadata.name, ".", headless.metadata.namespace,
+            patroni_url=pulumi.Output.concat("https://" if args.tls_secret_name else "http://", headless.metadata.name, ".", headless.metadata.namespace,
                                              f".svc.cluster.local:{pc.PATRONI_PORT}"),
             postgres_port=pc.POSTGRES_PORT,
             patroni_port=pc.PATRONI_PORT,
@@ -762,7 +767,8 @@ class TimescaleDB(pulumi.ComponentResource):
             headless_service=service_names(self._name)["headless"] if args.tls_secret_name is not None else None,
             backup=pod.BackupPod(
                 credentials_secret=args.backup.repository.credentials_secret,
-                agent_command=br.agent_command(args.backup, script=f"{pod.BACKUP_AGENT_DIR}/{br.AGENT_FILE}"),
+                agent_command=br.agent_command(args.backup, script=f"{pod.BACKUP_AGENT_DIR}/{br.AGENT_FILE}",
+                                               patroni_ca=pc.CA_FILE if args.tls_secret_name else None),
                 agent_resources=args.backup.agent_resources,
             ) if args.backup else None,
         )

@@ -77,6 +77,8 @@ SCRAM_FILE = "scram.py"
 SECRETS_DIR = "/etc/timescaledb/secrets"
 TLS_DIR = "/etc/timescaledb/tls"
 CA_FILE = f"{TLS_DIR}/ca.crt"
+CERT_FILE = f"{TLS_DIR}/tls.crt"
+KEY_FILE = f"{TLS_DIR}/tls.key"
 """The CA that signed the server certificate (key ``ca.crt`` of the TLS Secret): members verify each other."""
 PGPASS_FILE = "/tmp/pgpass"
 
@@ -122,8 +124,8 @@ BASE_PARAMETERS: Mapping[str, str] = {
 
 TLS_PARAMETERS: Mapping[str, str] = {
     "ssl": "on",
-    "ssl_cert_file": f"{TLS_DIR}/tls.crt",
-    "ssl_key_file": f"{TLS_DIR}/tls.key",
+    "ssl_cert_file": CERT_FILE,
+    "ssl_key_file": KEY_FILE,
     "ssl_min_protocol_version": "TLSv1.2",
 }
 """Server TLS from a mounted ``kubernetes.io/tls`` Secret (root-owned key, mode 0440: PostgreSQL accepts it)."""
@@ -314,7 +316,8 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
             "initdb": initdb,
             "post_init": f"{SCRIPTS_DIR}/{POST_INIT_FILE}",
         },
-        "restapi": {"listen": f"0.0.0.0:{PATRONI_PORT}"},
+        "restapi": restapi(settings.tls),
+        **({"ctl": {"cacert": CA_FILE}} if settings.tls else {}),
         "postgresql": {
             "listen": f"0.0.0.0:{POSTGRES_PORT}",
             "data_dir": DATA_DIR,
@@ -330,6 +333,20 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
         },
         "watchdog": {"mode": "off"},
     }
+
+
+def restapi(tls: bool) -> dict[str, Any]:
+    """Patroni's REST API: with TLS it serves HTTPS with the server certificate, so the REST API user's
+    password (basic auth, sent by the reconciler and ``patronictl``) and the member state never cross the
+    pod network in clear. Clients verify it against the CA: the reconciler Job, ``patronictl`` in the pod
+    (``ctl.cacert``), Prometheus (``serverName`` the headless Service, which the certificate holds); the
+    kubelet's probes use HTTPS without verification (the kubelet never verifies), and Patroni's own calls
+    to other members during the leader race are unverified by Patroni's design (``PatroniRequest(config,
+    True)``). Members advertise their DNS names (``connect_address``), which the certificate holds."""
+    section: dict[str, Any] = {"listen": f"0.0.0.0:{PATRONI_PORT}"}
+    if tls:
+        section |= {"certfile": CERT_FILE, "keyfile": KEY_FILE}
+    return section
 
 
 def render(config: Mapping[str, Any]) -> str:

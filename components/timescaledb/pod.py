@@ -199,6 +199,7 @@ def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.Conta
         _mount("tmp", "/tmp"),
         _mount("run", pc.SOCKET_DIR),
         *_backup_mounts(spec),
+        *([_mount(TLS_CA_VOLUME, pc.TLS_DIR, read_only=True)] if spec.tls_secret else []),  # Patroni's HTTPS
     ]
     return k8s.core.v1.ContainerArgs(
         name=BACKUP_CONTAINER,
@@ -252,8 +253,8 @@ def _value(name: str, value: str) -> k8s.core.v1.EnvVarArgs:
 def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
     """Patroni's documented env vars (docs/ENVIRONMENT.rst); pod identity from the downward API.
 
-    With TLS, members advertise their DNS name (the certificate names it, so replication verifies it);
-    without, their IP."""
+    With TLS, members advertise their DNS name for PostgreSQL and the REST API (the certificate names it, so
+    replication and REST clients verify it); without, their IP."""
     connect_host = (
         member_host(spec, "PATRONI_NAME", "PATRONI_KUBERNETES_NAMESPACE") if spec.tls_secret else "$(POD_IP)"
     )
@@ -274,7 +275,7 @@ def patroni_env(spec: PodSpecInput) -> list[k8s.core.v1.EnvVarArgs]:
         _value("PATRONI_POSTGRESQL_LISTEN", f"0.0.0.0:{pc.POSTGRES_PORT}"),
         _value("PATRONI_POSTGRESQL_CONNECT_ADDRESS", f"{connect_host}:{pc.POSTGRES_PORT}"),
         _value("PATRONI_RESTAPI_LISTEN", f"0.0.0.0:{pc.PATRONI_PORT}"),
-        _value("PATRONI_RESTAPI_CONNECT_ADDRESS", f"$(POD_IP):{pc.PATRONI_PORT}"),
+        _value("PATRONI_RESTAPI_CONNECT_ADDRESS", f"{connect_host}:{pc.PATRONI_PORT}"),
         _value("PATRONICTL_CONFIG_FILE", f"{pc.CONFIG_DIR}/{pc.CONFIG_FILE}"),
         _value("PGDATA", pc.DATA_DIR),
         _value("PGHOST", pc.SOCKET_DIR),
@@ -286,9 +287,11 @@ READINESS_PATH = f"/read-only?lag={pc.MAXIMUM_LAG_BYTES}"
 """Ready: the leader, or a running replica within ``MAXIMUM_LAG_BYTES`` of the leader's last published WAL."""
 
 
-def _http_probe(path: str, port: str, *, period: int, failures: int, timeout: int = 5) -> k8s.core.v1.ProbeArgs:
+def _http_probe(path: str, port: str, *, period: int, failures: int, timeout: int = 5,
+                https: bool = False) -> k8s.core.v1.ProbeArgs:
+    """An HTTP(S) GET probe (the kubelet never verifies a certificate)."""
     return k8s.core.v1.ProbeArgs(
-        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port),
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port, scheme="HTTPS" if https else None),
         period_seconds=period,
         failure_threshold=failures,
         timeout_seconds=timeout,
@@ -313,7 +316,8 @@ def _start_command(separate_wal: bool, backup: bool) -> list[str]:
 
 
 def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
-    """PostgreSQL under Patroni: REST API probes, a CHECKPOINT before stop so shutdown is fast."""
+    """PostgreSQL under Patroni: REST API probes (HTTPS with TLS), a CHECKPOINT before stop so shutdown is fast."""
+    tls = spec.tls_secret is not None
     mounts = [
         _mount(DATA_VOLUME, pc.DATA_MOUNT),
         *([_mount(WAL_VOLUME, pc.WAL_MOUNT)] if spec.separate_wal else []),
@@ -337,9 +341,9 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),
             k8s.core.v1.ContainerPortArgs(name="patroni", container_port=pc.PATRONI_PORT, protocol="TCP"),
         ],
-        startup_probe=_http_probe("/liveness", "patroni", period=1, failures=300, timeout=1),
-        liveness_probe=_http_probe("/liveness", "patroni", period=10, failures=6),
-        readiness_probe=_http_probe(READINESS_PATH, "patroni", period=2, failures=3, timeout=2),
+        startup_probe=_http_probe("/liveness", "patroni", period=1, failures=300, timeout=1, https=tls),
+        liveness_probe=_http_probe("/liveness", "patroni", period=10, failures=6, https=tls),
+        readiness_probe=_http_probe(READINESS_PATH, "patroni", period=2, failures=3, timeout=2, https=tls),
         lifecycle=k8s.core.v1.LifecycleArgs(
             pre_stop=k8s.core.v1.LifecycleHandlerArgs(
                 exec_=k8s.core.v1.ExecActionArgs(

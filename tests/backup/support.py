@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from tests.patroni_import import patroni_module
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 """Debian's PostgreSQL 15 (pgBackRest 2.45 from the same release supports it)."""
 RUN_AS = "embedded_postgres"
@@ -259,11 +261,7 @@ def patroni_postgres_env(patroni_env: Mapping[str, str]) -> dict[str, str]:
     """
     from unittest import mock
 
-    umask = os.umask(0o022)
-    try:
-        from patroni.postgresql import postmaster
-    finally:  # importing Patroni sets the process umask to 077 (patroni/file_perm.py): keep it out of this process
-        os.umask(umask)
+    postmaster = patroni_module("patroni.postgresql.postmaster")
 
     handed: dict[str, dict[str, str]] = {}
 

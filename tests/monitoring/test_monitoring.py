@@ -402,6 +402,8 @@ def test_bad_arguments_are_rejected_naming_the_field(overrides: Mapping[str, Any
      r"scrape_targets\[1\]\.path \('metrics'\)"),
     (ScrapeTarget(job="X Y", namespace=APP_NS, pod_labels={"a": "b"}, port_name="metrics"),
      r"scrape_targets\[1\]\.job \('X Y'\)"),
+    (ScrapeTarget(job="x", namespace=APP_NS, pod_labels={"a": "b"}, port_name="metrics", https_ca_secret="db-tls"),
+     r"scrape_targets\[1\]: https_ca_secret \('db-tls'\) and https_server_name \(None\) go together"),
 ])
 def test_bad_scrape_targets_are_rejected_naming_the_field(target: ScrapeTarget, message: str) -> None:
     first = ScrapeTarget(job="patroni", namespace=APP_NS, pod_labels={"a": "b"}, port_name="patroni")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from components.timescaledb import TimescaleDBArgs, TlsIssuer, certificate_dns_names
+from components.reconciler.tsreconcile.desired import DESIRED_ENV
 from components.timescaledb import patroni_config as pc
 from tests.checks import schema_problems, wiring_problems
 from tests.stacks import external_objects, run_main, stack_file_config
@@ -42,6 +43,7 @@ def test_services_have_the_names_the_certificate_holds(tls) -> None:  # type: ig
     assert manifest(tls, STS)["spec"]["serviceName"] == "tsdb-headless"
     dns = certificate_dns_names("tsdb", NS)
     assert "tsdb.data.svc.cluster.local" in dns and "*.tsdb-headless.data.svc.cluster.local" in dns
+    assert "tsdb-headless.data.svc" in dns, "the reconciler's and Prometheus's name for the REST API"
 
 
 def test_a_cert_manager_certificate_writes_the_tls_secret(tls) -> None:  # type: ignore[no-untyped-def]
@@ -68,6 +70,20 @@ def test_the_network_takes_tls_only_and_members_verify_each_other(tls) -> None: 
     assert address == "$(PATRONI_NAME).tsdb-headless.$(PATRONI_KUBERNETES_NAMESPACE).svc.cluster.local:5432"
 
 
+def test_patroni_serves_its_rest_api_over_https_at_the_member_names(tls) -> None:  # type: ignore[no-untyped-def]
+    config = patroni(tls)
+    assert config["restapi"] == {"listen": "0.0.0.0:8008", "certfile": pc.CERT_FILE, "keyfile": pc.KEY_FILE}
+    assert config["ctl"] == {"cacert": pc.CA_FILE}, "patronictl in the pod verifies the members"
+    address = env_of(tls, "timescaledb")["PATRONI_RESTAPI_CONNECT_ADDRESS"]["value"]
+    assert address == "$(PATRONI_NAME).tsdb-headless.$(PATRONI_KUBERNETES_NAMESPACE).svc.cluster.local:8008"
+    patroni_container = container(tls, "timescaledb")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert patroni_container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    plain = run()
+    assert "certfile" not in patroni(plain)["restapi"] and "ctl" not in patroni(plain)
+    assert "scheme" not in container(plain, "timescaledb")["livenessProbe"]["httpGet"]
+
+
 def test_the_exporter_verifies_its_member_and_never_sees_the_key(tls) -> None:  # type: ignore[no-untyped-def]
     env = env_of(tls, "postgres-exporter")
     uri = env["DATA_SOURCE_URI"]["value"]
@@ -87,6 +103,11 @@ def test_patroni_accepts_the_tls_configuration(tls, tmp_path: Path) -> None:  # 
     assert env["PATRONI_REWIND_PASSWORD"] == "sample-secret-from-file"
     result = validate(json.dumps(patroni(tls)), env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def manifest_of(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [m for m in manifests if m["kind"] == kind]
+    return found
 
 
 def test_no_secret_reaches_any_container_through_the_environment(tls) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +135,17 @@ def test_a_tls_stack_renders_valid_wired_objects_and_verifying_clients() -> None
     tls_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": TLS_SECRET, "namespace": "timescale"},
                   "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
     assert wiring_problems(manifests, external=[tls_secret, *external_objects(config)]) == []
-    # The tsflow apps (the reconciler connects with libpq's default sslmode, which hostssl accepts: not verified).
+    # The tsflow apps verify the database; the reconciler verifies PostgreSQL and Patroni's HTTPS REST API.
+    reconciler = next(m for m in manifests if m["kind"] == "Job" and "reconcile" in m["metadata"]["name"])
+    desired = json.loads(next(e["value"] for e in reconciler["spec"]["template"]["spec"]["containers"][0]["env"]
+                              if e["name"] == DESIRED_ENV))
+    assert desired["sslmode"] == "verify-full" and desired["patroni_url"].startswith("https://timescaledb-headless.timescale.svc")
+    (patroni_monitor,) = [m for m in manifests if m["kind"] == "PodMonitor" and "patroni" in m["metadata"]["name"]]
+    (endpoint,) = patroni_monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}}, "serverName": "timescaledb-headless.timescale.svc"}
+    agent = next(c for c in manifest_of(manifests, "StatefulSet")["spec"]["template"]["spec"]["containers"] if c["name"] == "backup-agent")
+    assert agent["command"][-1].endswith(f"--patroni-url https://127.0.0.1:8008 --patroni-ca {pc.CA_FILE}")
     apps = [m for m in manifests if m["kind"] in ("Deployment", "Job") and "reconcile" not in m["metadata"]["name"]]
     assert len(apps) == 3
     for app in apps:

@@ -61,6 +61,7 @@ class Desired:
     sslmode: str = "disable"
     """``verify-full`` when the server has TLS (then ``ca_file`` is the CA); one of ``SSL_MODES``."""
     ca_file: Optional[str] = None
+    """With TLS: the CA both PostgreSQL and Patroni's REST API (then ``https``) must verify against."""
     dcs_parameters: Dict[str, str] = field(default_factory=dict)
     """PostgreSQL parameters Patroni takes only from its DCS (cluster-wide dynamic configuration)."""
     managed_dcs_parameters: Tuple[str, ...] = ()
@@ -75,6 +76,8 @@ class Desired:
             raise ValueError(f"bad settings database {self.settings_database!r}")
         if self.sslmode not in SSL_MODES or (self.sslmode == "verify-full") != bool(self.ca_file):
             raise ValueError(f"sslmode {self.sslmode!r} with ca_file {self.ca_file!r}: verify-full needs a CA, disable none")
+        if self.ca_file and not self.patroni_url.startswith("https://"):
+            raise ValueError(f"patroni_url {self.patroni_url!r} must be https:// with TLS (the REST API password must not cross in clear)")
         for name, value in self.dcs_parameters.items():
             if not _PARAMETER.match(name) or not isinstance(value, str):
                 raise ValueError(f"bad parameter {name!r} = {value!r}")

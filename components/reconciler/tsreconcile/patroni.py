@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -30,19 +31,24 @@ SETTLE_SECONDS = 20.0
 class PatroniAPI:
     """A small client of Patroni's REST API; unsafe methods authenticate as the restapi user."""
 
-    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0, ca_file: Optional[str] = None) -> None:
         self.url = url.rstrip("/")
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.timeout = timeout
+        # HTTPS (TLS on): the member's certificate must chain to the CA and name the host asked for.
+        self._tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, *, base: Optional[str] = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{(base or self.url).rstrip('/')}{path}", data=data, method=method)
+        url = f"{(base or self.url).rstrip('/')}{path}"
+        if self._tls is not None and not url.startswith("https://"):
+            raise ReconcileError(f"refusing to send the REST API password over plain HTTP to {url}: TLS is declared")
+        request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Authorization", self._auth)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace").strip()

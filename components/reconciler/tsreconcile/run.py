@@ -42,7 +42,8 @@ def settings_connector(desired: Desired, *, connect: Callable[..., Any] = sql.dr
 def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector] = None,
               api: Optional[PatroniAPI] = None, waiter: Optional[Waiter] = None) -> None:
     """Make the cluster match ``desired``; every change and check goes to ``report``."""
-    api = api or PatroniAPI(desired.patroni_url, desired.restapi_user, read_password(desired.restapi_password_file))
+    api = api or PatroniAPI(desired.patroni_url, desired.restapi_user, read_password(desired.restapi_password_file),
+                            ca_file=desired.ca_file)
     waiter = waiter or Waiter(desired.timeout_seconds)
     connector = connector or settings_connector(desired)
     cluster = healthy_cluster(api, waiter, "reconciling")
