@@ -98,30 +98,27 @@ def _identifier(value: str, what: str) -> str:
     return value
 
 
-def lookup_bootstrap_sql(*, database: str, verifier_path: str, excluded_roles: Sequence[str], role: str = LOOKUP_ROLE) -> str:
-    """psql input that creates the lookup role, its password (from the verifier file) and the lookup function.
+LOOKUP_ROLE_OPTIONS = "LOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+"""Attributes of the lookup role: it may log in, nothing more."""
 
-    Meant for the bootstrap's psql session, connected to ``database`` as a superuser (the function's
-    owner); idempotent. ``excluded_roles`` are never returned by the function, on top of every superuser
-    and replication role.
+
+def lookup_objects_sql(*, database: str, excluded_roles: Sequence[str], role: str = LOOKUP_ROLE) -> list[str]:
+    """The lookup schema, function and grants as plain statements (no psql meta-commands), each idempotent.
+
+    Run in ``database`` by a superuser (the function's owner): by the bootstrap (:func:`lookup_bootstrap_sql`)
+    and by the role agent on a running cluster. ``excluded_roles`` are never returned by the function, on top
+    of every superuser and replication role.
     """
     _identifier(database, "database")
     _identifier(role, "role")
     excluded = sorted({_identifier(name, "excluded role") for name in (*excluded_roles, role)})
-    if not verifier_path.startswith("/") or any(ch in verifier_path for ch in "`'\"\\ \n"):
-        raise ValueError(f"verifier_path ({verifier_path!r}) must be an absolute path without quotes or spaces")
     excluded_sql = ", ".join(f"'{name}'" for name in excluded)
-    return f"""-- BEGIN pooler lookup role and auth_query function (components/pooler/auth.py)
-\\set lookup_verifier `cat {verifier_path}`
-SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', '{role}')
- WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'lookup_verifier') \\gexec
-\\unset lookup_verifier
-GRANT CONNECT ON DATABASE {database} TO {role};
-CREATE SCHEMA IF NOT EXISTS {LOOKUP_SCHEMA};
-REVOKE ALL ON SCHEMA {LOOKUP_SCHEMA} FROM PUBLIC;
-GRANT USAGE ON SCHEMA {LOOKUP_SCHEMA} TO {role};
-CREATE OR REPLACE FUNCTION {LOOKUP_FUNCTION}(p_usename text)
+    return [
+        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"CREATE SCHEMA IF NOT EXISTS {LOOKUP_SCHEMA}",
+        f"REVOKE ALL ON SCHEMA {LOOKUP_SCHEMA} FROM PUBLIC",
+        f"GRANT USAGE ON SCHEMA {LOOKUP_SCHEMA} TO {role}",
+        f"""CREATE OR REPLACE FUNCTION {LOOKUP_FUNCTION}(p_usename text)
  RETURNS TABLE (usename name, passwd text)
  LANGUAGE sql STABLE SECURITY DEFINER
  SET search_path = pg_catalog, pg_temp
@@ -129,8 +126,27 @@ AS $lookup$
   SELECT s.usename, s.passwd FROM pg_catalog.pg_shadow AS s
    WHERE s.usename = p_usename AND NOT s.usesuper AND NOT s.userepl
      AND s.usename <> ALL (ARRAY[{excluded_sql}]::name[])
-$lookup$;
-REVOKE ALL ON FUNCTION {LOOKUP_FUNCTION}(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION {LOOKUP_FUNCTION}(text) TO {role};
--- END pooler lookup role and auth_query function
+$lookup$""",
+        f"REVOKE ALL ON FUNCTION {LOOKUP_FUNCTION}(text) FROM PUBLIC",
+        f"GRANT EXECUTE ON FUNCTION {LOOKUP_FUNCTION}(text) TO {role}",
+    ]
+
+
+def lookup_bootstrap_sql(*, database: str, verifier_path: str, excluded_roles: Sequence[str], role: str = LOOKUP_ROLE) -> str:
+    """psql input that creates the lookup role, its password (from the verifier file) and the lookup function.
+
+    Meant for the bootstrap's psql session, connected to ``database`` as a superuser (the function's
+    owner); idempotent.
+    """
+    statements = lookup_objects_sql(database=database, excluded_roles=excluded_roles, role=role)
+    if not verifier_path.startswith("/") or any(ch in verifier_path for ch in "`'\"\\ \n"):
+        raise ValueError(f"verifier_path ({verifier_path!r}) must be an absolute path without quotes or spaces")
+    objects = "".join(f"{statement};\n" for statement in statements)
+    return f"""-- BEGIN pooler lookup role and auth_query function (components/pooler/auth.py)
+\\set lookup_verifier `cat {verifier_path}`
+SELECT format('CREATE ROLE %I {LOOKUP_ROLE_OPTIONS}', '{role}')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', '{role}', :'lookup_verifier') \\gexec
+\\unset lookup_verifier
+{objects}-- END pooler lookup role and auth_query function
 """

@@ -455,6 +455,10 @@ class TimescaleDB(pulumi.ComponentResource):
             role_agent.ManagedRole(pc.REPLICATION_USER, SecretFile(secret_name=internal_secret.metadata.name,
                                                                    key=pod.REPLICATION_KEY), create_options="LOGIN REPLICATION"),
         )
+        lookup = role_agent.PoolerLookup(
+            verifier=SecretFile(secret_name=self.pooler_lookup.secret_name, key=pooler_auth.VERIFIER_KEY),
+            database=args.database, excluded_roles=tuple(sorted(pc.RESERVED_ROLES)),
+        ) if self.pooler_lookup else None
         config_text, script_text = self._patroni_files(scope)
         exporter_queries = queries_file()
         backup_files = self._backup_files()
@@ -467,7 +471,9 @@ class TimescaleDB(pulumi.ComponentResource):
                 pod.SCRAM_KEY: SCRAM_SOURCE,
                 pod.EXPORTER_QUERIES_KEY: exporter_queries,
                 **backup_files,
-                **role_agent.config_map_data(role_agent.declaration(managed_roles, postgres_major=args.postgres_major)),
+                **role_agent.config_map_data(
+                    role_agent.declaration(managed_roles, postgres_major=args.postgres_major, lookup=lookup)
+                ),
             },
             opts=self._opts(protected=True),
         )
@@ -486,6 +492,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 pooler_lookup_secret=self.pooler_lookup.secret_name if self.pooler_lookup else None,
             ),
             managed_roles,
+            lookup,
             # What a running member reads at start (not the bootstrap section, which the reconciler applies
             # without rolling the pods), plus the exporter's queries and the backup agent's files; not the role
             # agent's program and declaration, which it re-reads in place.
@@ -740,7 +747,7 @@ class TimescaleDB(pulumi.ComponentResource):
 
     def _statefulset(
         self, scope: str, headless: k8s.core.v1.Service, refs: pod.PodRefs,
-        managed_roles: Sequence[role_agent.ManagedRole], *, checksum: str
+        managed_roles: Sequence[role_agent.ManagedRole], lookup: role_agent.PoolerLookup | None, *, checksum: str
     ) -> k8s.apps.v1.StatefulSet:
         args = self._args
         separate_wal = args.storage.wal_size is not None
@@ -761,6 +768,7 @@ class TimescaleDB(pulumi.ComponentResource):
             config_checksum=checksum,
             refs=refs,
             managed_roles=tuple(managed_roles),
+            pooler_lookup=lookup,
             role_agent_resources=args.role_agent_resources,
             database=args.database,
             tls_secret=args.tls_secret_name,

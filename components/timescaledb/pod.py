@@ -132,6 +132,8 @@ class PodSpecInput:
     """pgBackRest configuration, credentials and agent; default None (no backups)."""
     managed_roles: tuple[role_agent.ManagedRole, ...] = ()
     """Roles whose passwords the role agent keeps (their Secrets are mounted in its container only)."""
+    pooler_lookup: role_agent.PoolerLookup | None = None
+    """The pooler's lookup role, when the role agent keeps it (its verifier is mounted for the agent)."""
     role_agent_resources: Resources = role_agent.DEFAULT_RESOURCES
 
 
@@ -453,7 +455,7 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             EXPORTER_SECRETS_VOLUME, [(refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER))]
         ),
         role_agent.program_volume(refs.config_map),
-        _secret_files_volume(role_agent.SECRETS_VOLUME, role_agent.secret_files(spec.managed_roles)),
+        _secret_files_volume(role_agent.SECRETS_VOLUME, role_agent.secret_files(spec.managed_roles, spec.pooler_lookup)),
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi")),
         k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
         k8s.core.v1.VolumeArgs(

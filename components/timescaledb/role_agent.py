@@ -6,8 +6,9 @@ on the primary. What it gets, and nothing more:
 
 * its program (the ``tsreconcile`` package and ``components.shared.scram``) and its declaration, as keys of
   the Patroni ConfigMap, mounted as one directory;
-* the passwords of the roles it manages (application, reader, monitoring, replication), as files of their
-  own projected volume (not the superuser's, rewind's or the REST API's);
+* the passwords of the roles it manages (application, reader, monitoring, replication) and, with a pooler,
+  the lookup role's SCRAM verifier, as files of their own projected volume (not the superuser's, rewind's
+  or the REST API's);
 * the socket directory and ``/tmp`` (its heartbeat), shared with the Patroni container.
 
 None of these files is in the pod checksum: the kubelet refreshes mounted ConfigMaps and Secrets in place,
@@ -24,7 +25,8 @@ import pulumi_kubernetes as k8s
 
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile import agent
-from components.reconciler.tsreconcile.desired import DatabaseDesired, RoleSpec
+from components.pooler import auth as pooler_auth
+from components.reconciler.tsreconcile.desired import DatabaseDesired, LookupSpec, RoleSpec
 from components.shared.security import container_security_context
 from components.shared.types import Resources, SecretFile
 from components.timescaledb import patroni_config as pc
@@ -50,12 +52,37 @@ class ManagedRole:
     create_options: str = "LOGIN"
 
 
+@dataclass(frozen=True)
+class PoolerLookup:
+    """The pooler's lookup role the agent keeps: the Secret key with its verifier, and where its function lives."""
+
+    verifier: SecretFile
+    database: str
+    excluded_roles: tuple[str, ...]
+    """Roles the lookup function never returns (besides superusers and replication roles)."""
+
+
+LOOKUP_VERIFIER_FILE = f"{SECRETS_DIR}/{pooler_auth.VERIFIER_FILE}"
+
+
+def lookup_spec(lookup: PoolerLookup) -> LookupSpec:
+    """The declaration's half for the pooler: its role, verifier file and the statements of ``pooler.auth``."""
+    return LookupSpec(
+        role=pooler_auth.LOOKUP_ROLE,
+        verifier_file=LOOKUP_VERIFIER_FILE,
+        create_options=pooler_auth.LOOKUP_ROLE_OPTIONS,
+        database=lookup.database,
+        schema=pooler_auth.LOOKUP_SCHEMA,
+        statements=tuple(pooler_auth.lookup_objects_sql(database=lookup.database, excluded_roles=lookup.excluded_roles)),
+    )
+
+
 def password_path(role: str) -> str:
     """Where ``role``'s password is mounted in the agent's container."""
     return f"{SECRETS_DIR}/{role}"
 
 
-def declaration(roles: Sequence[ManagedRole], *, postgres_major: int) -> DatabaseDesired:
+def declaration(roles: Sequence[ManagedRole], *, postgres_major: int, lookup: PoolerLookup | None = None) -> DatabaseDesired:
     """What the agent keeps true on the primary (passwords as mounted file paths, never values)."""
     return DatabaseDesired(
         superuser=pc.SUPERUSER,
@@ -64,6 +91,7 @@ def declaration(roles: Sequence[ManagedRole], *, postgres_major: int) -> Databas
                     for r in sorted(roles, key=lambda r: r.role)),
         extensions=pc.EXTENSIONS,
         postgres_major=postgres_major,
+        lookup=lookup_spec(lookup) if lookup is not None else None,
     )
 
 
@@ -72,9 +100,13 @@ def config_map_data(desired: DatabaseDesired) -> dict[str, str]:
     return {**{f.key: f.text for f in rj.program_files()}, DECLARATION_KEY: desired.to_json()}
 
 
-def secret_files(roles: Sequence[ManagedRole]) -> list[tuple[pulumi.Input[str], str, str]]:
-    """(Secret, key, file name) of each managed role's password, for a projected volume."""
-    return [(r.password.secret_name, r.password.key, r.role) for r in sorted(roles, key=lambda r: r.role)]
+def secret_files(roles: Sequence[ManagedRole], lookup: PoolerLookup | None = None) -> list[tuple[pulumi.Input[str], str, str]]:
+    """(Secret, key, file name) of each managed role's password (and the lookup role's verifier), for a
+    projected volume."""
+    files = [(r.password.secret_name, r.password.key, r.role) for r in sorted(roles, key=lambda r: r.role)]
+    if lookup is not None:
+        files.append((lookup.verifier.secret_name, lookup.verifier.key, pooler_auth.VERIFIER_FILE))
+    return files
 
 
 def program_volume(config_map: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:

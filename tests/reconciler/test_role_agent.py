@@ -20,10 +20,12 @@ import psycopg
 import pytest
 
 from bench.pgserver import PgServer
+from components.pooler import auth as pooler_auth
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile import agent, sql
 from components.reconciler.tsreconcile.desired import DatabaseDesired, RoleSpec
 from components.timescaledb import patroni_config as pc
+from components.shared.types import SecretFile
 from components.timescaledb import role_agent
 from tests.reconciler.conftest import can_login
 from tests.reconciler.shipped import materialize
@@ -177,8 +179,13 @@ def test_the_shipped_agent_runs_from_its_configmap_files_alone_and_its_probe_see
     for spec in rendered.roles:
         (secrets / spec.role).write_text(f"{spec.role}-Passw0rd")
         roles.append({**asdict(spec), "password_file": str(secrets / spec.role)})
+    assert rendered.lookup is not None and rendered.lookup.verifier_file == role_agent.LOOKUP_VERIFIER_FILE, "prod has a pooler"
+    (secrets / "lookup").write_text(pooler_auth.stable_verifier("lookup-Passw0rd"))
+    with as_superuser(primary) as conn:
+        conn.execute(f"CREATE DATABASE {rendered.lookup.database}")
     local = {**json.loads(rendered.to_json()), "superuser": primary.user, "socket_dir": str(primary.root),
-             "roles": roles, "postgres_major": None}
+             "roles": roles, "postgres_major": None,
+             "lookup": {**asdict(rendered.lookup), "verifier_file": str(secrets / "lookup")}}
     (root / role_agent.DECLARATION_KEY).write_text(json.dumps(local))
 
     moved = {rj.PROGRAM_DIR: str(root), "/tmp": str(tmp_path)}  # the pod's mount points -> here
@@ -197,9 +204,64 @@ def test_the_shipped_agent_runs_from_its_configmap_files_alone_and_its_probe_see
     first = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stdout + first.stderr
     changed = {json.loads(line)["target"] for line in first.stdout.splitlines() if json.loads(line)["event"] == "changed"}
-    assert changed == {"app", "reader", pc.MONITOR_USER, pc.REPLICATION_USER}
+    assert changed == {"app", "reader", pc.MONITOR_USER, pc.REPLICATION_USER, pooler_auth.LOOKUP_ROLE,
+                       f"{rendered.lookup.database}.{pooler_auth.LOOKUP_SCHEMA}"}
     assert can_login(primary, "reader", "reader-Passw0rd")
     assert subprocess.run(probe, capture_output=True, timeout=10).returncode == 0, "fresh heartbeat: the probe passes"
 
     again = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert (again.returncode, again.stdout) == (0, ""), again.stderr
+
+
+def test_a_round_keeps_the_pooler_lookup_role_and_its_function_and_redoes_them_only_when_they_change(
+    primary: PgServer, tmp_path: Path
+) -> None:
+    """Enabling the pooler on a running cluster: the agent creates what the bootstrap would have (role with its
+    precomputed verifier, SECURITY DEFINER lookup function, grants); PgBouncer's auth_query then works."""
+    with as_superuser(primary) as conn:
+        conn.execute("CREATE DATABASE app")
+    declaration = declare(tmp_path, primary, {"app": "AppPassw0rd"})
+    verifier_file = tmp_path / "lookup-verifier"
+    verifier_file.write_text(pooler_auth.stable_verifier("LookupPassw0rd"))
+
+    def with_lookup(excluded: tuple[str, ...]) -> None:
+        spec = asdict(role_agent.lookup_spec(role_agent.PoolerLookup(
+            verifier=SecretFile(secret_name="unused", key="unused"), database="app", excluded_roles=excluded)))
+        declared = json.loads(declaration.read_text())
+        declaration.write_text(json.dumps({**declared, "lookup": {**spec, "verifier_file": str(verifier_file)}}))
+
+    with_lookup(("reader",))
+    changes, error, out = round_on(primary, declaration)
+    assert error is None, out
+    assert ("role", pooler_auth.LOOKUP_ROLE) in changes and ("lookup", "app.pgbouncer") in changes
+    with psycopg.connect(host=primary.host, port=primary.port, user=pooler_auth.LOOKUP_ROLE, password="LookupPassw0rd",
+                         dbname="app") as conn:
+        (usename, passwd), = conn.execute(pooler_auth.AUTH_QUERY.replace("$1", "%s"), ("app",)).fetchall()
+        assert usename == "app" and passwd.startswith("SCRAM-SHA-256$")
+        assert conn.execute(pooler_auth.AUTH_QUERY.replace("$1", "%s"), (primary.user,)).fetchall() == [], "never a superuser"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT rolpassword FROM pg_authid")
+
+    assert round_on(primary, declaration) == ([], None, ""), "nothing changed: nothing re-run"
+    with_lookup(("reader", "app"))  # the declared function changes: it is re-created, once
+    changes, error, out = round_on(primary, declaration)
+    assert (changes, error) == ([("lookup", "app.pgbouncer")], None), out
+    with as_superuser(primary) as conn, psycopg.connect(conn.info.dsn.replace("dbname=postgres", "dbname=app")) as app:
+        assert app.execute(f"SELECT count(*) FROM {pooler_auth.LOOKUP_FUNCTION}('app')").fetchone() == (0,)
+    assert round_on(primary, declaration) == ([], None, "")
+
+
+def test_the_agent_mounts_only_the_passwords_it_keeps() -> None:
+    """Least privilege in the pod: the managed roles' passwords and the pooler's verifier, never the
+    superuser's, rewind's or the REST API's (the agent needs none: it is the superuser by peer)."""
+    manifests = run_stack("prod").manifests()
+    statefulset = next(m for m in manifests if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "timescaledb")
+    spec = statefulset["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == role_agent.SECRETS_VOLUME]
+    mounted = {(item["key"], item["path"]) for source in volume["projected"]["sources"] for item in source["secret"]["items"]}
+    assert mounted == {("password", "app"), ("password", "reader"), ("monitor-password", pc.MONITOR_USER),
+                       ("replication-password", pc.REPLICATION_USER),
+                       (pooler_auth.VERIFIER_KEY, pooler_auth.VERIFIER_FILE)}
+    agent_container = next(c for c in spec["containers"] if c["name"] == role_agent.CONTAINER)
+    assert {m["name"] for m in agent_container["volumeMounts"]} == {role_agent.PROGRAM_VOLUME, role_agent.SECRETS_VOLUME, "run", "tmp"}
+    assert volume["projected"]["defaultMode"] == 0o440

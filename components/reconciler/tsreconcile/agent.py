@@ -12,8 +12,9 @@ Every ``TSRECONCILE_AGENT_INTERVAL`` seconds (default 30) a round:
 2. connects to its own member; a replica (``pg_is_in_recovery()``), including a standby cluster's leader,
    does nothing: the primary's changes reach it by replication;
 3. on the primary, refuses a server of another major than declared, then makes every declared role's
-   SCRAM verifier accept its Secret's password and updates the listed extensions to the image's version
-   (``sql.reconcile_roles`` / ``sql.reconcile_extensions``: nothing is sent when they already match).
+   SCRAM verifier accept its Secret's password, updates the listed extensions to the image's version and,
+   with a pooler, keeps its lookup role and ``auth_query`` function (``sql.reconcile_roles`` /
+   ``reconcile_extensions`` / ``reconcile_lookup``: nothing is sent when they already match).
 
 Rounds that change nothing are silent; every change and every failure is one JSON line on stdout (a failed
 round is retried at the next one: the member may be starting or just demoted). Each round touches the
@@ -61,6 +62,8 @@ def converge(desired: DatabaseDesired, connect: sql.Connect, report: Report) -> 
         sql.check_primary(connection, desired.postgres_major)
         sql.reconcile_roles(connection, desired.roles, report)
     sql.reconcile_extensions(connect, desired.extensions, report)
+    if desired.lookup is not None:
+        sql.reconcile_lookup(connect, desired.lookup, report)
     return True
 
 

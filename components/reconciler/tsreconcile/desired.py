@@ -96,6 +96,22 @@ class Desired:
 
 
 @dataclass(frozen=True)
+class LookupSpec:
+    """The pooler's lookup role and its ``auth_query`` function (``components.pooler.auth``)."""
+
+    role: str
+    verifier_file: str
+    """Mounted file holding the role's SCRAM verifier (precomputed: no cleartext in the pod)."""
+    create_options: str
+    database: str
+    """Where the function lives (the application database)."""
+    schema: str
+    statements: Tuple[str, ...]
+    """The schema, function and grants, each idempotent; re-run only when they change (a marker comment on
+    ``schema`` records what was applied)."""
+
+
+@dataclass(frozen=True)
 class DatabaseDesired:
     """What the role agent keeps true on the primary: the database half."""
 
@@ -107,8 +123,12 @@ class DatabaseDesired:
     """Extensions updated to the image's default version in every database that has them."""
     postgres_major: Optional[int] = None
     """The major version the running server must have; None skips the check."""
+    lookup: Optional[LookupSpec] = None
+    """The pooler's lookup role and function, when a pooler is declared."""
 
     def __post_init__(self) -> None:
+        if self.lookup is not None:
+            _check_identifiers(self.lookup.role, self.lookup.schema)
         for spec in self.roles:
             if not _IDENTIFIER.match(spec.role) or spec.create_options not in ROLE_OPTIONS:
                 raise ValueError(f"bad role spec {spec.role!r} ({spec.create_options!r})")
@@ -123,4 +143,7 @@ class DatabaseDesired:
     def from_json(cls, text: str) -> "DatabaseDesired":
         raw: Dict[str, Any] = json.loads(text)
         roles = tuple(RoleSpec(**spec) for spec in raw.get("roles", ()))
-        return cls(**{**raw, "roles": roles, "extensions": tuple(raw.get("extensions", ()))})
+        lookup = raw.get("lookup")
+        if lookup is not None:
+            lookup = LookupSpec(**{**lookup, "statements": tuple(lookup["statements"])})
+        return cls(**{**raw, "roles": roles, "extensions": tuple(raw.get("extensions", ())), "lookup": lookup})

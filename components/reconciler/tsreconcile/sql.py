@@ -9,12 +9,13 @@ is what makes a second run a no-op.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from contextlib import closing
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from components.shared.scram import read_password, scram_verifier, verifier_matches
-from components.reconciler.tsreconcile.desired import RoleSpec
+from components.reconciler.tsreconcile.desired import LookupSpec, RoleSpec
 from components.reconciler.tsreconcile.report import Report
 
 Connect = Callable[[str], Any]
@@ -90,6 +91,40 @@ def reconcile_roles(connection: Any, roles: Iterable[RoleSpec], report: Report) 
         else:
             execute_formatted(connection, "ALTER ROLE %I PASSWORD %L", spec.role, scram_verifier(password))
             report.change("role", spec.role, action="password set from its Secret (SCRAM verifier)")
+
+
+def reconcile_lookup(connect: Connect, spec: LookupSpec, report: Report) -> None:
+    """The pooler's lookup role holds the verifier in its file, and its function and grants are the declared
+    ones: statements re-run (in one transaction) only when they differ from the marker left by the last run."""
+    verifier = read_password(spec.verifier_file)
+    if not verifier.startswith("SCRAM-SHA-256$"):
+        raise ReconcileError(f"{spec.verifier_file} holds no SCRAM verifier: refusing to set it as {spec.role}'s password")
+    with closing(connect("postgres")) as connection:
+        for statement in QUIET_SESSION:
+            rows(connection, statement)
+        found = rows(connection, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (spec.role,))
+        if not found:
+            execute_formatted(connection, f"CREATE ROLE %I {spec.create_options} PASSWORD %L", spec.role, verifier)
+            report.change("role", spec.role, action="pooler lookup role created with its SCRAM verifier")
+        elif found[0][0] != verifier:
+            execute_formatted(connection, "ALTER ROLE %I PASSWORD %L", spec.role, verifier)
+            report.change("role", spec.role, action="pooler lookup role's verifier set from its Secret")
+        else:
+            report.unchanged("role", spec.role, action="verifier already matches its Secret")
+    marker = "tsreconcile " + hashlib.sha256("\n".join(spec.statements).encode()).hexdigest()[:16]
+    where = f"{spec.database}.{spec.schema}"
+    with closing(connect(spec.database)) as connection:
+        applied = rows(connection, "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                       (spec.schema,))
+        if applied and applied[0][0] == marker:
+            report.unchanged("lookup", where, action="function and grants as declared")
+            return
+        rows(connection, "BEGIN")
+        for statement in spec.statements:
+            rows(connection, statement)
+        execute_formatted(connection, "COMMENT ON SCHEMA %I IS %L", spec.schema, marker)
+        rows(connection, "COMMIT")
+    report.change("lookup", where, action="function and grants (re)created", marker=marker)
 
 
 def version_key(version: str) -> Tuple[Any, ...]:
