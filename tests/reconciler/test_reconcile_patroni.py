@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from components.pooler.auth import LOOKUP_ROLE, LOOKUP_SCHEMA, stable_verifier
 from components.reconciler.job import AGENT_MODULE
 from components.reconciler.tsreconcile import agent
 from components.reconciler.tsreconcile.desired import DatabaseDesired, Desired
@@ -126,12 +127,14 @@ def test_the_shipped_role_agent_rotates_a_password_over_the_socket_on_the_leader
     secrets = cluster.root / "role-agent-secrets"
     secrets.mkdir()
     roles = [{**asdict(spec), "password_file": _write(secrets, spec.role, passwords[spec.role])} for spec in rendered.roles]
+    assert rendered.lookup is not None, "prod has a pooler: the agent keeps its lookup role"
+    lookup = {**asdict(rendered.lookup), "verifier_file": _write(secrets, "lookup", stable_verifier("LookupPassw0rd"))}
     for path in [program, secrets, *program.rglob("*"), *secrets.iterdir()]:  # readable by the servers' OS user,
         path.chmod(0o755 if path.is_dir() else 0o644)                         # whatever this process's umask
 
     def agent_round(member: Member) -> subprocess.CompletedProcess[str]:
         declaration = cluster.root / f"role-agent-{member.name}.json"
-        declaration.write_text(json.dumps({**json.loads(rendered.to_json()), "roles": roles,
+        declaration.write_text(json.dumps({**json.loads(rendered.to_json()), "roles": roles, "lookup": lookup,
                                            "socket_dir": str(member.socket_dir), "postgres_major": None}))
         return cluster.run_python(["-m", AGENT_MODULE, "--once"], pythonpath=[program], env={
             agent.DECLARATION_ENV: str(declaration), agent.HEARTBEAT_ENV: str(member.root / "role-agent.alive")})
@@ -141,7 +144,8 @@ def test_the_shipped_role_agent_rotates_a_password_over_the_socket_on_the_leader
         assert result.returncode == 0, result.stdout + result.stderr
         events = [json.loads(line) for line in result.stdout.splitlines()]
         changed = [(e["kind"], e["target"]) for e in events if e["event"] == "changed"]
-        assert changed == ([("role", app_user)] if member is leader else []), (member.name, result.stdout)
+        on_leader = [("role", app_user), ("role", LOOKUP_ROLE), ("lookup", f"{database}.{LOOKUP_SCHEMA}")]
+        assert changed == (on_leader if member is leader else []), (member.name, result.stdout)
     assert _can_login(leader.host, app_user, "RotatedAppPassw0rd", database)
     assert not _can_login(leader.host, app_user, old_app_password, database)
     with pytest.raises(psycopg.OperationalError, match="pg_hba.conf rejects connection"):
