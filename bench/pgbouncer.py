@@ -11,7 +11,8 @@ own builders; only what a pod gets from Kubernetes is replaced, and :data:`OVERR
 * the database: the rendered Patroni ``post_init`` script (roles, database, grants and the pooler lookup
   block) with ``secrets_dir`` pointing at a temp dir and ``extensions`` empty (the plain PostgreSQL
   server has no TimescaleDB), run with the server's ``psql`` against a superuser URL, and the rendered
-  ``pg_hba`` rules (SCRAM everywhere) with the pod networks replaced by 127.0.0.1/32.
+  ``pg_hba`` rules (SCRAM everywhere) with the pod networks replaced by 127.0.0.1/32, after one rule of the
+  harness's own: ``trust`` for the superuser on the socket, standing in for ``peer`` (Patroni's OS user).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ OVERRIDES = (
     "pgbouncer.ini host, port (127.0.0.1:<server port>), listen_addr, listen_port (127.0.0.1:<free port>), auth_file,"
     " tls_dir (the TLS test's certificate directory)",
     "post_init secrets_dir and scripts_dir (temp dirs) and extensions (none: plain PostgreSQL)",
-    "pg_hba pod networks (127.0.0.1/32)",
+    "pg_hba pod networks (127.0.0.1/32); a first rule 'local all postgres trust' instead of peer",
 )
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 DATABASE = "app"
@@ -94,7 +95,9 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {server.user} PASSWORD '{creds.superuser}'")
     rules = pc.pg_hba(["127.0.0.1/32"])
-    (server.pgdata / "pg_hba.conf").write_text("\n".join(rules) + "\n")
+    # The rendered rules admit the superuser on the socket only, by peer (OS user postgres, as Patroni runs in
+    # the pod); this harness is another OS user, so trust on the socket stands in for peer, for the superuser only.
+    (server.pgdata / "pg_hba.conf").write_text(f"local all {server.user} trust\n" + "\n".join(rules) + "\n")
     secrets_dir = server.root / "bootstrap-secrets"
     secrets_dir.mkdir()
     for role, password in ((APP_USER, creds.app), (READER_USER, creds.reader), (pc.MONITOR_USER, creds.monitor)):
@@ -108,13 +111,18 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
         database=DATABASE, app_user=APP_USER, reader_user=READER_USER, secrets_dir=str(secrets_dir),
         scripts_dir=str(scripts_dir), extensions=(), pooler_lookup=True,
     )))
-    superuser_url = f"postgresql://{server.user}:{creds.superuser}@{server.host}:{server.port}/postgres"
+    superuser_url = superuser_dsn(server)
     with psycopg.connect(superuser_url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
     env = {**os.environ, "PATH": f"{POSTGRES_BIN_PATH}:{os.environ.get('PATH', '')}"}
     subprocess.run(["bash", str(script), superuser_url], check=True, capture_output=True, env=env, timeout=60)
     shutil.rmtree(secrets_dir)
     return server, creds
+
+
+def superuser_dsn(server: PgServer) -> str:
+    """The superuser over the server's Unix socket, the only way the rendered rules let it in."""
+    return f"host={server.root} port={server.port} user={server.user} dbname=postgres"
 
 
 def dsn(server_or_host: PgServer | str, port: int, user: str, password: str, dbname: str = DATABASE) -> str:

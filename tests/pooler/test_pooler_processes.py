@@ -29,7 +29,7 @@ for _path in (ROOT / "tests" / "workloads", ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from pgbouncer import APP_USER, PGBOUNCER, Credentials, PgBouncer, dsn, scram_server  # noqa: E402
+from pgbouncer import APP_USER, PGBOUNCER, Credentials, PgBouncer, dsn, scram_server, superuser_dsn  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from wl_support import generator_config, migrate_db, table_counts  # noqa: E402
 from components.pooler.auth import LOOKUP_FUNCTION, LOOKUP_ROLE  # noqa: E402
@@ -73,9 +73,10 @@ def pools(cluster: tuple[PgServer, Credentials]) -> Iterator[dict[str, PgBouncer
             bouncer.cleanup()
 
 
-def _direct(cluster: tuple[PgServer, Credentials], user: str = "postgres", password: str | None = None) -> str:
-    server, creds = cluster
-    return dsn(server, server.port, user, password or creds.superuser)
+def _direct(cluster: tuple[PgServer, Credentials]) -> str:
+    """The superuser, as an operator gets in: on the server's socket only (the rendered rules)."""
+    server, _ = cluster
+    return superuser_dsn(server)
 
 
 def test_scram_end_to_end_through_auth_query(cluster: tuple[PgServer, Credentials], pools: dict[str, PgBouncer]) -> None:
