@@ -15,6 +15,7 @@ from components.reconciler import Reconciler, ReconcilerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
 from stack import DATABASE_NAME, read_stack_config
+from stack.pooler import POOLER_NAME
 
 # 1. Config: typed and validated; a bad value stops here, before any resource exists.
 config = read_stack_config()
@@ -58,7 +59,7 @@ app_connection = database.app_connection
 if config.pooler is not None:
     assert database.pooler_lookup is not None  # the config turns the lookup role on with the pooler
     pooler = Pooler(
-        "pooler",
+        POOLER_NAME,
         PoolerArgs(
             namespace=namespace.name,
             database=database.app_connection,

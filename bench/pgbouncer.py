@@ -4,14 +4,16 @@ Used by tests/pooler/ and bench/pooler.py. Everything the pod would get is rende
 own builders; only what a pod gets from Kubernetes is replaced, and :data:`OVERRIDES` lists it:
 
 * ``pgbouncer.ini``: ``components.pooler.pgbouncer_ini.pgbouncer_ini`` with ``host``/``port`` (the
-  database Service -> 127.0.0.1:<server port>), ``listen_addr``/``listen_port`` (``*:6432`` ->
-  127.0.0.1:<free port>), ``auth_file`` (the Secret mount -> a file in the temp dir) and, for TLS,
-  ``tls_dir`` (the TLS Secret mount -> a directory with a self-signed certificate);
+  database Service -> 127.0.0.1, or a name the test's certificate holds, :<server port>),
+  ``listen_addr``/``listen_port`` (``*:6432`` -> 127.0.0.1:<free port>), ``auth_file`` (the Secret mount
+  -> a file in the temp dir) and, for TLS, ``tls_dir`` (the projected TLS volume -> a directory the test
+  fills with the pooler's certificate and key and the database's CA);
 * ``userlist.txt``: ``components.pooler.auth.userlist_line`` for the lookup role, as the Secret holds it;
 * the database: the rendered Patroni ``post_init`` script (roles, database, grants and the pooler lookup
   block) with ``secrets_dir`` pointing at a temp dir and ``extensions`` empty (the plain PostgreSQL
   server has no TimescaleDB), run with the server's ``psql`` against a superuser URL, and the rendered
-  ``pg_hba`` rules (SCRAM everywhere) with the pod networks replaced by 127.0.0.1/32.
+  ``pg_hba`` rules (SCRAM everywhere) with the pod networks replaced by 127.0.0.1/32, after one rule of the
+  harness's own: ``trust`` for the superuser on the socket, standing in for ``peer`` (Patroni's OS user).
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ from components.timescaledb import patroni_config as pc
 from pgserver import POSTGRES_BIN_PATH, PgServer, free_port
 
 OVERRIDES = (
-    "pgbouncer.ini host, port (127.0.0.1:<server port>), listen_addr, listen_port (127.0.0.1:<free port>), auth_file,"
-    " tls_dir (the TLS test's certificate directory)",
+    "pgbouncer.ini host, port (127.0.0.1 or a name the test certificate holds:<server port>), listen_addr,"
+    " listen_port (127.0.0.1:<free port>), auth_file, tls_dir (the TLS test's certificate directory)",
     "post_init secrets_dir and scripts_dir (temp dirs) and extensions (none: plain PostgreSQL)",
-    "pg_hba pod networks (127.0.0.1/32)",
+    "pg_hba pod networks (127.0.0.1/32); a first rule 'local all postgres trust' instead of peer",
 )
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 DATABASE = "app"
@@ -63,27 +65,22 @@ class Credentials:
         return cls(*(secrets.token_hex(16) for _ in range(5)))
 
 
-def self_signed_certificate(directory: Path) -> None:
-    """``tls.crt`` and ``tls.key`` (as in a ``kubernetes.io/tls`` Secret) for CN=localhost, valid one day."""
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
-                   check=True, capture_output=True, timeout=60)
-
-
 def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
-                 tls: bool = False) -> tuple[PgServer, Credentials]:
+                 tls: Path | None = None) -> tuple[PgServer, Credentials]:
     """PostgreSQL with the rendered pg_hba (SCRAM only) and the rendered bootstrap (pooler lookup included).
 
-    ``tls`` turns on server TLS with a self-signed certificate in ``<root>/tls`` (as the component's
-    TLS_PARAMETERS do with the mounted Secret); it needs a server built with OpenSSL (``bin_dir``).
+    ``tls``, a directory with ``tls.crt`` and ``tls.key`` (as in a ``kubernetes.io/tls`` Secret), turns on
+    server TLS with a copy of them in ``<root>/tls`` (as the component's TLS_PARAMETERS do with the mounted
+    Secret); it needs a server built with OpenSSL (``bin_dir``).
     """
     creds = Credentials.generate()
     conf = {"password_encryption": "'scram-sha-256'", "max_connections": "80"}
     server = PgServer(base_dir, extra_conf=conf, bin_dir=bin_dir).init()
-    if tls:
+    if tls is not None:
         tls_dir = server.root / "tls"
-        self_signed_certificate(tls_dir)
+        tls_dir.mkdir()
+        for name in ("tls.crt", "tls.key"):
+            shutil.copy(tls / name, tls_dir / name)
         owner = server.pgdata.stat()
         for path in (tls_dir, *tls_dir.iterdir()):
             os.chown(path, owner.st_uid, owner.st_gid)
@@ -93,10 +90,10 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
     server.start()
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {server.user} PASSWORD '{creds.superuser}'")
-    # The rendered rules give the superuser the pod's socket only (peer); this harness, a root process that
-    # stands in for Patroni running post_init and for an admin, gets one TCP rule of its own ahead of them.
-    rules = [f"host all {server.user} {server.host}/32 scram-sha-256", *pc.pg_hba(["127.0.0.1/32"])]
-    (server.pgdata / "pg_hba.conf").write_text("\n".join(rules) + "\n")
+    rules = pc.pg_hba(["127.0.0.1/32"], tls=tls is not None)
+    # The rendered rules admit the superuser on the socket only, by peer (OS user postgres, as Patroni runs in
+    # the pod); this harness is another OS user, so trust on the socket stands in for peer, for the superuser only.
+    (server.pgdata / "pg_hba.conf").write_text(f"local all {server.user} trust\n" + "\n".join(rules) + "\n")
     secrets_dir = server.root / "bootstrap-secrets"
     secrets_dir.mkdir()
     for role, password in ((APP_USER, creds.app), (READER_USER, creds.reader), (pc.MONITOR_USER, creds.monitor)):
@@ -110,13 +107,18 @@ def scram_server(base_dir: Path | None = None, *, bin_dir: Path | None = None,
         database=DATABASE, app_user=APP_USER, reader_user=READER_USER, secrets_dir=str(secrets_dir),
         scripts_dir=str(scripts_dir), extensions=(), pooler_lookup=True,
     )))
-    superuser_url = f"postgresql://{server.user}:{creds.superuser}@{server.host}:{server.port}/postgres"
+    superuser_url = superuser_dsn(server)
     with psycopg.connect(superuser_url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
     env = {**os.environ, "PATH": f"{POSTGRES_BIN_PATH}:{os.environ.get('PATH', '')}"}
     subprocess.run(["bash", str(script), superuser_url], check=True, capture_output=True, env=env, timeout=60)
     shutil.rmtree(secrets_dir)
     return server, creds
+
+
+def superuser_dsn(server: PgServer) -> str:
+    """The superuser over the server's Unix socket, the only way the rendered rules let it in."""
+    return f"host={server.root} port={server.port} user={server.user} dbname=postgres"
 
 
 def dsn(server_or_host: PgServer | str, port: int, user: str, password: str, dbname: str = DATABASE) -> str:
@@ -130,7 +132,8 @@ class PgBouncer:
     host = "127.0.0.1"
 
     def __init__(self, server: PgServer, lookup_password: str, pool: PoolSettings, *,
-                 max_client_connections: int = 1000, tls_dir: Path | None = None) -> None:
+                 max_client_connections: int = 1000, tls_dir: Path | None = None,
+                 server_host: str | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="tsflow-pgbouncer-"))
         self.port = free_port(self.host)
         self.logfile = self.root / "pgbouncer.log"
@@ -138,16 +141,16 @@ class PgBouncer:
         userlist = self.root / "userlist.txt"
         userlist.write_text(auth.userlist_line(auth.LOOKUP_ROLE, lookup_password))
         self.ini.write_text(pgbouncer_ini(IniSettings(
-            database=DATABASE, host=server.host, port=server.port, pool=pool,
+            database=DATABASE, host=server_host or server.host, port=server.port, pool=pool,
             max_client_connections=max_client_connections,
             listen_addr=self.host, listen_port=self.port, auth_file=str(userlist),
-            server_tls=tls_dir is not None, **({"tls_dir": str(tls_dir)} if tls_dir is not None else {}),
+            tls=tls_dir is not None, **({"tls_dir": str(tls_dir)} if tls_dir is not None else {}),
         )))
         self._user: str | None = None
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
             self._user = "embedded_postgres"
             entry = pwd.getpwnam(self._user)
-            for path in (self.root, userlist, self.ini):
+            for path in (self.root, userlist, self.ini, *([tls_dir, *tls_dir.iterdir()] if tls_dir else [])):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
             self.root.chmod(0o700)
         self._proc: subprocess.Popen[bytes] | None = None

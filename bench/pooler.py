@@ -24,7 +24,7 @@ for _path in (ROOT, ROOT / "workloads", Path(__file__).resolve().parent):
 
 import ingest  # noqa: E402  (its generator config, reset, count and timed generator run)
 from components.pooler.pgbouncer_ini import PoolSettings  # noqa: E402
-from pgbouncer import APP_USER, PgBouncer, dsn, scram_server  # noqa: E402
+from pgbouncer import APP_USER, PgBouncer, dsn, scram_server, superuser_dsn  # noqa: E402
 from tsflow import schema  # noqa: E402
 from tsflow.config import DbConfig, MigrateConfig  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> int:
     bouncer: PgBouncer | None = None
     try:
         direct = dsn(server, server.port, APP_USER, creds.app)
-        admin = dsn(server, server.port, server.user, creds.superuser)  # TRUNCATE + CHECKPOINT between runs
+        admin = superuser_dsn(server)  # TRUNCATE + CHECKPOINT between runs (the superuser: socket only)
         with psycopg.connect(direct, autocommit=True) as conn:
             schema.migrate(conn, MigrateConfig(db=DbConfig(dsn=direct)))
         bouncer = PgBouncer(server, creds.lookup, PoolSettings(pool_size=args.pool_size)).start()

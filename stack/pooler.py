@@ -1,8 +1,10 @@
 """The ``pooler:`` section: PgBouncer in front of the database (off unless ``enabled``).
 
-Checked here, before any resource exists: each path's pool settings, and that the server connections
+Checked here, before any resource exists: each path's pool settings, that the server connections
 all pooler pods may open fit the database's ``max_connections`` (with room for Patroni, the exporter,
-the migration Job and an operator's superuser session).
+the migration Job and an operator's superuser session), and TLS: with ``timescaledb.tlsSecretName`` the
+pooler needs a certificate of its own, ``pooler.tlsSecretName`` (a Secret you make, or with
+``timescaledb.tlsIssuer`` the one the pooler's cert-manager Certificate writes, from the same issuer).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from typing import Any
 
 from components.autoscaler import AutoscalingSpec
 from components.pooler import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, DEFAULT_RESOURCES, POOL_MODES, PoolSettings
+from components.pooler.tls import certificate_dns_names, check_tls
 from components.shared.types import Resources
-from components.timescaledb import TimescaleDBArgs
+from components.timescaledb import TimescaleDBArgs, TlsIssuer
 from components.timescaledb.component import postgresql_parameters
 from stack.reader import ConfigError, ConfigSection, checked
+
+POOLER_NAME = "pooler"
+"""The Pooler component's name (its objects, and with TLS its fixed Service names ``pooler-rw``/``pooler-ro``)."""
 
 DIRECT_CONNECTIONS = 10
 """Server connections kept free of pooler traffic: Patroni, postgres_exporter, the migration Job, Grafana's
@@ -41,7 +47,9 @@ class PoolerConfig:
     resources: Resources
     autoscaling: AutoscalingSpec | None
     tls_secret_name: str | None
-    """The database's TLS Secret (TLS to the server, offered to clients)."""
+    """The pooler's own TLS Secret (``pooler.tlsSecretName``); set exactly when the database has TLS."""
+    tls_issuer: TlsIssuer | None
+    """The database's cert-manager issuer, which then also signs the pooler's certificate."""
     monitoring_namespace: str | None
 
     def args_fields(self) -> dict[str, Any]:
@@ -55,6 +63,7 @@ class PoolerConfig:
             "resources": self.resources,
             "autoscaling": self.autoscaling,
             "tls_secret_name": self.tls_secret_name,
+            "tls_issuer": self.tls_issuer,
             "monitoring_namespace": self.monitoring_namespace,
         }
 
@@ -75,20 +84,32 @@ def parse_pooler(section: ConfigSection, *, database: TimescaleDBArgs, autoscali
         exporter_image=section.image("exporterImage", DEFAULT_EXPORTER_IMAGE),
         resources=section.resources("resources", DEFAULT_RESOURCES),
         autoscaling=autoscaling(section, floor=instances, stateful=False, requested=frozenset({"cpu", "memory"})),
-        tls_secret_name=database.tls_secret_name,
+        tls_secret_name=section.optional(section.text, "tlsSecretName"),
+        tls_issuer=database.tls_issuer,
         monitoring_namespace=database.monitoring_namespace,
     )
     section.done()
     if not enabled:
         return None
-    if database.tls_secret_name is not None:
-        raise ConfigError(
-            f"{section.key_path('enabled')} (true) with timescaledb.tlsSecretName ({database.tls_secret_name!r}): not supported "
-            "yet; clients verify the server's host name (verify-full) and the pooler has no certificate of its own. "
-            "Turn one of them off"
-        )
+    checked(
+        lambda: check_tls(
+            tls_secret_name=config.tls_secret_name,
+            database_ca_secret_name=database.tls_secret_name,
+            tls_issuer=config.tls_issuer,
+            dns_names=certificate_dns_names(POOLER_NAME, str(database.namespace)),
+        ),
+        prefix=section.path,
+        renames=_TLS_KEYS,
+    )
     _check_connection_budget(section, config, database)
     return config
+
+
+_TLS_KEYS = {
+    "tls_secret_name": "tlsSecretName",
+    "database.ca_secret_name": "timescaledb.tlsSecretName",
+    "tls_issuer": "timescaledb.tlsIssuer",
+}
 
 
 def _pool(block: ConfigSection, *, instances: int, default_size: int) -> PoolSettings:

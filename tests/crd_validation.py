@@ -1,9 +1,11 @@
-"""Schema checks for our prometheus-operator custom resources (PodMonitor, PrometheusRule, ServiceMonitor).
+"""Schema checks for our custom resources: prometheus-operator's (PodMonitor, PrometheusRule, ServiceMonitor)
+and cert-manager's (Certificate).
 
 ``tests.checks.schema_problems`` covers built-in kinds only. This module hands custom resources to
-``tests/crd_schemas/validate.mjs`` (Node), which validates them with the models of the npm package
-``@kubernetes-models/prometheus-operator`` and also reports unknown fields, since those schemas allow
-any extra property and a typo would otherwise pass. Install once with
+``tests/crd_schemas/validate.mjs`` (Node), which validates them with the models of the npm packages
+``@kubernetes-models/prometheus-operator`` and ``@kubernetes-models/cert-manager`` (exact versions in
+``tests/crd_schemas/package.json``) and also reports unknown fields, since those schemas allow any extra
+property and a typo would otherwise pass. Install once with
 ``npm ci --prefix tests/crd_schemas --no-audit --no-fund``.
 """
 
@@ -19,8 +21,12 @@ from typing import Any
 CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
 VALIDATOR = CRD_SCHEMAS / "validate.mjs"
 MONITORING_API = "monitoring.coreos.com/v1"
+CERT_MANAGER_API = "cert-manager.io/v1"
+VALIDATED_APIS = (MONITORING_API, CERT_MANAGER_API)
 INSTALL_HINT = "npm ci --prefix tests/crd_schemas --no-audit --no-fund"
-_REQUIRED_PACKAGES = ("@kubernetes-models/prometheus-operator", "@kubernetes-models/validate", "typescript")
+_REQUIRED_PACKAGES = (
+    "@kubernetes-models/prometheus-operator", "@kubernetes-models/cert-manager", "@kubernetes-models/validate", "typescript",
+)
 
 
 def crd_validator_available() -> str | None:
@@ -34,16 +40,16 @@ def crd_validator_available() -> str | None:
 
 
 def custom_resource_problems(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Schema errors and unknown fields of every monitoring.coreos.com/v1 object, as
+    """Schema errors and unknown fields of every object of ``VALIDATED_APIS``, as
     ``"<Kind>/<name>: <message> (at <path>)"``; other API groups are ignored (``schema_problems`` has them).
 
-    A monitoring.coreos.com/v1 kind the validator has no model for is a problem too, so nothing of
-    ours goes unchecked silently. Raises ``RuntimeError`` when the validator is unavailable or fails.
+    A kind of those API groups the validator has no model for is a problem too, so nothing of ours goes
+    unchecked silently. Raises ``RuntimeError`` when the validator is unavailable or fails.
     """
     reason = crd_validator_available()
     if reason is not None:
         raise RuntimeError(reason)
-    ours = [m for m in manifests if m.get("apiVersion") == MONITORING_API]
+    ours = [m for m in manifests if m.get("apiVersion") in VALIDATED_APIS]
     if not ours:
         return []
     completed = subprocess.run(

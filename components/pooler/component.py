@@ -33,19 +33,31 @@ sends PgBouncer SIGINT ("safe shutdown": stop listening, let running transaction
 client at its next transaction) and waits for it to exit. SIGTERM alone would not do: since 1.23 it
 waits for every client to disconnect, and tsflow's clients never do. Clients reconnect, with backoff,
 through the Service to another pod; the generator's ledger keeps ingest exactly once across the cut.
+
+TLS (when the database has it, ``components/pooler/tls.py``): PgBouncer takes only TLS from clients and
+presents a certificate of its own, which names the pooler's Services (then fixed names), and reaches the
+database with ``verify-full``; the connection handed to the workloads carries the pooler's CA, so they
+verify PgBouncer with ``verify-full``. PgBouncer reads its certificate at start: a renewed one is served
+after the pods restart. The certificate comes from ``tls_secret_name`` (made by the user) or from
+a cert-manager ``Certificate`` this component creates with the database's issuer (``tls_issuer``). The
+exporter reaches PgBouncer over loopback inside the pod: with ``sslmode=require`` (encrypted, not
+verified), because PgBouncer cannot exempt loopback from ``client_tls_sslmode`` and no certificate names
+127.0.0.1; verifying would add nothing there, since whoever could intercept the pod's own loopback is
+inside the pod, with its secrets.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
 from components.pooler import pgbouncer_ini as ini
+from components.pooler import tls as pooler_tls
 from components.pooler.auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
 from components.shared.images import check_pinned_image
 from components.shared.labels import recommended_labels, selector_labels
@@ -54,6 +66,9 @@ from components.shared.pod_spec import check_dns_label, image_version, merge_pod
 from components.shared.security import container_security_context, pod_security_context
 from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
 from components.shared.validate import check_range
+
+if TYPE_CHECKING:  # a runtime import would be circular (the database component imports components.pooler)
+    from components.timescaledb import TlsIssuer
 
 # PgBouncer 1.25.2 on Debian trixie, one build. CloudNativePG re-pushes the tag ``1.25.2`` with every base
 # image update and also tags each build ``<version>-<YYYYMMDDhhmm>-<distro>`` (cloudnative-pg/pgbouncer-containers
@@ -124,8 +139,13 @@ class PoolerArgs:
     )
     """Exporter sidecar resources; default 20m / 32Mi (limit 64Mi)."""
     tls_secret_name: str | None = None
-    """The database's ``kubernetes.io/tls`` Secret: TLS is then required to the server and offered to
-    clients with the same certificate; default None (the database has no TLS)."""
+    """The pooler's own ``kubernetes.io/tls`` Secret (``tls.crt``, ``tls.key``, ``ca.crt``) for
+    :func:`~components.pooler.tls.certificate_dns_names`; required exactly when the database has TLS
+    (``database.ca_secret_name``), and then clients must use TLS and verify PgBouncer, and PgBouncer
+    verifies the database. Default None (no TLS)."""
+    tls_issuer: TlsIssuer | None = None
+    """A cert-manager issuer (the database's): the component creates a ``Certificate`` writing
+    ``tls_secret_name``; default None (the Secret is made by someone else)."""
     monitoring_namespace: str | None = None
     """Namespace allowed to scrape the exporters; default None: the pooler's own namespace."""
     autoscaling: AutoscalingSpec | None = None
@@ -147,6 +167,12 @@ def check_args(name: str, args: PoolerArgs) -> None:
     args.resources.check("resources")
     args.exporter_resources.check("exporter_resources")
     check_range("termination_grace_seconds", args.termination_grace_seconds, 10, 3600)
+    pooler_tls.check_tls(
+        tls_secret_name=args.tls_secret_name,
+        database_ca_secret_name=args.database.ca_secret_name,
+        tls_issuer=args.tls_issuer,
+        dns_names=pooler_tls.certificate_dns_names(name, args.namespace) if isinstance(args.namespace, str) else None,
+    )
     if args.monitoring_namespace is not None:
         check_dns_label("monitoring_namespace", args.monitoring_namespace)
     if args.autoscaling is not None:
@@ -209,7 +235,7 @@ class Pooler(pulumi.ComponentResource):
                         port=args.database.port,
                         pool=pool,
                         max_client_connections=args.max_client_connections,
-                        server_tls=args.tls_secret_name is not None,
+                        tls=args.tls_secret_name is not None,
                     )
                 )
             )
@@ -221,6 +247,8 @@ class Pooler(pulumi.ComponentResource):
             data={f"{path}.ini": text for path, text in texts.items()},
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.tls_issuer is not None:
+            self._certificate(args.tls_issuer)
         self.deployments, self.services, self.scale_targets = {}, {}, {}
         for path, pool in pools.items():
             self.deployments[path] = self._deployment(path, pool, config_map, texts[path])
@@ -248,6 +276,7 @@ class Pooler(pulumi.ComponentResource):
             read_only_host=self._fqdn(self.services["ro"]),
             server_pod_labels=self.pod_labels,
             server_port=ini.LISTEN_PORT,
+            ca_secret_name=args.tls_secret_name,  # clients verify PgBouncer, whose certificate is the pooler's
         )
         self.scrape_target = ScrapeTarget(
             job=SCRAPE_JOB, namespace=args.namespace, pod_labels=self.pod_labels, port_name=EXPORTER_PORT_NAME
@@ -263,8 +292,8 @@ class Pooler(pulumi.ComponentResource):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _metadata(self) -> k8s.meta.v1.ObjectMetaArgs:
-        return k8s.meta.v1.ObjectMetaArgs(namespace=self._args.namespace, labels=dict(self._labels))
+    def _metadata(self, name: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=self._args.namespace, labels=dict(self._labels))
 
     def _selector(self, path: Path) -> dict[str, str]:
         return {**self.pod_labels, PATH_LABEL: path}
@@ -360,7 +389,9 @@ class Pooler(pulumi.ComponentResource):
     def _exporter_container(self) -> k8s.core.v1.ContainerArgs:
         args = self._args
         # No password in it: lib/pq takes it from PGPASSWORD, which exporter_command exports from the file.
-        connection = f"postgres://{args.lookup.role}@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode=disable"
+        # With TLS PgBouncer refuses plaintext, loopback too: encrypted, unverified (see the module docstring).
+        sslmode = "require" if args.tls_secret_name is not None else "disable"
+        connection = f"postgres://{args.lookup.role}@127.0.0.1:{ini.LISTEN_PORT}/pgbouncer?sslmode={sslmode}"
         probe = k8s.core.v1.HTTPGetActionArgs(path="/", port=EXPORTER_PORT_NAME)
         return k8s.core.v1.ContainerArgs(
             name=EXPORTER_CONTAINER,
@@ -409,22 +440,42 @@ class Pooler(pulumi.ComponentResource):
             ),
         ]
         if args.tls_secret_name is not None:
-            volumes.append(k8s.core.v1.VolumeArgs(
-                name="tls",
-                secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=args.tls_secret_name, default_mode=0o440),
+            assert args.database.ca_secret_name is not None  # check_tls: a pooler certificate needs database TLS
+            volumes.append(pooler_tls.tls_volume(
+                "tls", tls_secret_name=args.tls_secret_name, database_ca_secret_name=args.database.ca_secret_name
             ))
         return volumes
 
     def _service(self, path: Path) -> k8s.core.v1.Service:
+        """Auto-named, except with TLS: the pooler's certificate names the Services, so their names are fixed."""
+        fixed = pooler_tls.service_names(self._name)[path] if self._args.tls_secret_name is not None else None
         return k8s.core.v1.Service(
             f"{self._name}-{path}",
-            metadata=self._metadata(),
+            metadata=self._metadata(fixed),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=self._selector(path),
                 ports=[k8s.core.v1.ServicePortArgs(
                     name="postgresql", port=self._args.database.port, target_port=PORT_NAME, protocol="TCP"
                 )],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _certificate(self, issuer: TlsIssuer) -> k8s.apiextensions.CustomResource:
+        """A cert-manager Certificate for the pooler's Services, written to ``tls_secret_name`` (with ``ca.crt``)."""
+        args = self._args
+        assert args.tls_secret_name is not None  # check_tls: an issuer needs the Secret it writes
+        dns_names = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: pooler_tls.certificate_dns_names(self._name, ns)
+        )
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-certificate",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata=self._metadata(),
+            spec=pooler_tls.certificate_spec(
+                secret_name=args.tls_secret_name, name=self._name, dns_names=dns_names, issuer=issuer
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

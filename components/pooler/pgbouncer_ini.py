@@ -35,6 +35,10 @@ CONFIG_FILE = "pgbouncer.ini"
 AUTH_DIR = "/etc/pgbouncer/auth"
 AUTH_FILE = f"{AUTH_DIR}/userlist.txt"
 TLS_DIR = "/etc/pgbouncer/tls"
+"""The pooler's own ``tls.crt``/``tls.key`` and the database's CA as ``SERVER_CA_FILE`` (one projected volume)."""
+CERT_FILE = "tls.crt"
+KEY_FILE = "tls.key"
+SERVER_CA_FILE = "server-ca.crt"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +74,10 @@ class IniSettings:
     pool: PoolSettings
     max_client_connections: int = 1000
     """Client connections one PgBouncer accepts."""
-    server_tls: bool = False
-    """Require TLS to the server (the database has TLS) and offer it to clients with the same certificate."""
+    tls: bool = False
+    """The database has TLS: clients must use TLS (PgBouncer presents the pooler's own certificate from
+    ``tls_dir``), and PgBouncer connects to the server with ``verify-full`` against the database's CA;
+    default False (plaintext on both sides)."""
     listen_addr: str = "*"
     listen_port: int = LISTEN_PORT
     auth_file: str = AUTH_FILE
@@ -82,16 +88,7 @@ def pgbouncer_ini(settings: IniSettings) -> str:
     """The configuration file text (one pooled database, ``auth_query`` through the lookup role)."""
     s = settings
     pool = s.pool
-    tls = (
-        [
-            "server_tls_sslmode = require",
-            "client_tls_sslmode = prefer",
-            f"client_tls_cert_file = {s.tls_dir}/tls.crt",
-            f"client_tls_key_file = {s.tls_dir}/tls.key",
-        ]
-        if s.server_tls
-        else ["server_tls_sslmode = disable", "client_tls_sslmode = disable"]
-    )
+    tls = tls_lines(s.tls_dir) if s.tls else ["server_tls_sslmode = disable", "client_tls_sslmode = disable"]
     lines = [
         "; Rendered by timescale-k8s (components/pooler/pgbouncer_ini.py); do not edit.",
         "[databases]",
@@ -125,3 +122,28 @@ def pgbouncer_ini(settings: IniSettings) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def tls_lines(tls_dir: str) -> list[str]:
+    """TLS on both sides, with settings PgBouncer 1.18 and 1.25 spell alike (their ``doc/config.md``).
+
+    Clients: TLS only (``require``: a plaintext client is refused, loopback included; PgBouncer has no
+    per-address exemption), with the pooler's certificate, which clients verify (``verify-full``
+    against the pooler Services' names). PgBouncer's ``client_tls_sslmode`` modes beyond ``require`` ask
+    for client certificates, which nobody presents. The server: TLS only, its certificate checked
+    against the database's CA and the host name in ``[databases]`` (``verify-full``); PgBouncer sends
+    no client certificate. Protocols are pinned to ``secure`` (TLS 1.2 and 1.3, the default of both
+    versions) so a changed default cannot lower them. PgBouncer reads the files at start and on
+    ``RELOAD``; a renewed certificate takes effect when the pod restarts.
+    """
+    return [
+        "; clients: TLS only, with the pooler's own certificate (clients verify it: verify-full)",
+        "client_tls_sslmode = require",
+        f"client_tls_cert_file = {tls_dir}/{CERT_FILE}",
+        f"client_tls_key_file = {tls_dir}/{KEY_FILE}",
+        "client_tls_protocols = secure",
+        "; the database: TLS only, its certificate verified against its CA and host name",
+        "server_tls_sslmode = verify-full",
+        f"server_tls_ca_file = {tls_dir}/{SERVER_CA_FILE}",
+        "server_tls_protocols = secure",
+    ]

@@ -1,13 +1,14 @@
-// Validate prometheus-operator custom resources for tests/crd_validation.py.
+// Validate our custom resources for tests/crd_validation.py: prometheus-operator's (PodMonitor,
+// PrometheusRule, ServiceMonitor) and cert-manager's (Certificate).
 //
 // stdin:  a JSON array of manifests.
 // stdout: {"problems": ["<Kind>/<name>: <message> (at <path>)", ...],
 //          "checked": ["<Kind>/<name>", ...], "skipped": ["<apiVersion>/<Kind>/<name>", ...]}
 //
 // Two passes per object, because neither alone catches a typo:
-// 1. The model's own validate() (@kubernetes-models/prometheus-operator: ajv code compiled from the
-//    prometheus-operator Go types): types, enums, patterns, required fields. Those schemas never set
-//    additionalProperties, so a misspelled field passes it silently.
+// 1. The model's own validate() (@kubernetes-models/prometheus-operator and @kubernetes-models/cert-manager:
+//    ajv code compiled from the projects' CRD schemas): types, enums, patterns, required fields. Those
+//    schemas never set additionalProperties, so a misspelled field passes it silently.
 // 2. Unknown fields: walk the object against the package's TypeScript declarations (generated from
 //    the same Go types, and the only uncompiled form of the schema the package ships) and report
 //    every key no declared property matches. Maps ({[key: string]: T}) and property-less types
@@ -19,12 +20,22 @@ import ts from "typescript";
 import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
 
-const API_VERSION = "monitoring.coreos.com/v1";
-const MODELS = { PodMonitor, PrometheusRule, ServiceMonitor };
+// apiVersion -> the npm package that models it and its kinds; a package keeps each kind's declarations
+// in <apiVersion>/<Kind>.d.ts.
+const APIS = {
+  "monitoring.coreos.com/v1": {
+    packageName: "@kubernetes-models/prometheus-operator", models: { PodMonitor, PrometheusRule, ServiceMonitor },
+  },
+  "cert-manager.io/v1": { packageName: "@kubernetes-models/cert-manager", models: { Certificate } },
+};
 
 const require = createRequire(import.meta.url);
-const PACKAGE_DIR = dirname(require.resolve("@kubernetes-models/prometheus-operator/package.json"));
+const declarations = Object.entries(APIS).flatMap(([apiVersion, { packageName, models }]) => {
+  const packageDir = dirname(require.resolve(`${packageName}/package.json`));
+  return Object.keys(models).map((kind) => ({ apiVersion, kind, file: join(packageDir, apiVersion, `${kind}.d.ts`) }));
+});
 
 function ref(manifest) {
   return `${manifest?.kind}/${manifest?.metadata?.name ?? "<unnamed>"}`;
@@ -51,22 +62,21 @@ function schemaProblems(Model, manifest) {
 let checker;
 const rootTypes = new Map();
 
-function rootType(kind) {
+function rootType(apiVersion, kind) {
   if (!checker) {
-    const files = Object.keys(MODELS).map((k) => join(PACKAGE_DIR, "monitoring.coreos.com", "v1", `${k}.d.ts`));
-    const program = ts.createProgram(files, {
+    const program = ts.createProgram(declarations.map((d) => d.file), {
       strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ["lib.es5.d.ts"],
       module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
     });
     checker = program.getTypeChecker();
-    for (const [name, file] of Object.keys(MODELS).map((k, i) => [k, files[i]])) {
-      const source = program.getSourceFile(file);
-      const symbol = checker.getSymbolAtLocation(source)?.exports?.get(`I${name}`);
-      if (!symbol) throw new Error(`interface I${name} not found in ${file}`);
-      rootTypes.set(name, checker.getDeclaredTypeOfSymbol(symbol));
+    for (const d of declarations) {
+      const source = program.getSourceFile(d.file);
+      const symbol = checker.getSymbolAtLocation(source)?.exports?.get(`I${d.kind}`);
+      if (!symbol) throw new Error(`interface I${d.kind} not found in ${d.file}`);
+      rootTypes.set(`${d.apiVersion}/${d.kind}`, checker.getDeclaredTypeOfSymbol(symbol));
     }
   }
-  return rootTypes.get(kind);
+  return rootTypes.get(`${apiVersion}/${kind}`);
 }
 
 function isPlainObject(value) {
@@ -107,7 +117,7 @@ function unknownFields(value, type, pointer) {
 }
 
 function fieldProblems(manifest) {
-  return unknownFields(manifest, rootType(manifest.kind), "").map(
+  return unknownFields(manifest, rootType(manifest.apiVersion, manifest.kind), "").map(
     ({ key, pointer }) => `${ref(manifest)}: unknown field "${key}" (at ${at(pointer)})`,
   );
 }
@@ -115,7 +125,8 @@ function fieldProblems(manifest) {
 function validateAll(manifests) {
   const result = { problems: [], checked: [], skipped: [] };
   for (const manifest of manifests) {
-    const Model = manifest?.apiVersion === API_VERSION ? MODELS[manifest.kind] : undefined;
+    const models = Object.hasOwn(APIS, manifest?.apiVersion) ? APIS[manifest.apiVersion].models : {};
+    const Model = Object.hasOwn(models, manifest?.kind) ? models[manifest.kind] : undefined;
     if (!Model) {
       result.skipped.push(`${manifest?.apiVersion}/${ref(manifest)}`);
       continue;

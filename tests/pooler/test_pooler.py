@@ -218,11 +218,13 @@ def test_network_policy_admits_clients_and_scrapers_only(prod: Recording) -> Non
     assert scrapers["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
-def test_tls_database_requires_tls_to_the_server_and_offers_it_to_clients() -> None:
-    text = ini.pgbouncer_ini(ini.IniSettings(database="app", host="db", port=5432, pool=PoolSettings(), server_tls=True))
+def test_tls_database_requires_tls_on_both_sides_and_verifies_the_server() -> None:
+    text = ini.pgbouncer_ini(ini.IniSettings(database="app", host="db", port=5432, pool=PoolSettings(), tls=True))
     config = configparser.ConfigParser(interpolation=None)
     config.read_string(text)
-    assert config["pgbouncer"]["server_tls_sslmode"] == "require"
+    assert config["pgbouncer"]["client_tls_sslmode"] == "require"  # plaintext clients are refused
+    assert config["pgbouncer"]["server_tls_sslmode"] == "verify-full"
+    assert config["pgbouncer"]["server_tls_ca_file"] == f"{ini.TLS_DIR}/{ini.SERVER_CA_FILE}"
     assert config["pgbouncer"]["client_tls_cert_file"] == f"{ini.TLS_DIR}/tls.crt"
 
 
@@ -271,23 +273,26 @@ def test_scram_verifier_matches_rfc_7677_test_vector() -> None:
 
 
 
-def test_single_instance_tls_pooler_mounts_the_certificate_and_has_no_pdb() -> None:
+def test_single_instance_tls_pooler_mounts_its_certificate_and_has_no_pdb() -> None:
     from components.pooler import Pooler
     from tests.harness import run_program
     from tests.workload.test_workload import fake_database
 
     def program() -> None:
-        database = fake_database()
+        database = dataclasses.replace(fake_database(), ca_secret_name="db-tls")
         lookup = auth.LookupCredentials(role=LOOKUP_ROLE, secret_name=database.secret_name)
-        Pooler("pool", PoolerArgs(namespace="apps", database=database, lookup=lookup, tls_secret_name="db-tls",
+        Pooler("pool", PoolerArgs(namespace="apps", database=database, lookup=lookup, tls_secret_name="pool-tls",
                                   read_write=PoolSettings(instances=1), read_only=PoolSettings(instances=1)))
 
     recording = run_program(program)
     assert not recording.of_type("kubernetes:policy/v1:PodDisruptionBudget")
     assert not recording.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert not recording.of_type("kubernetes:cert-manager.io/v1:Certificate")  # no issuer: the Secret is yours
     pod = _deployment(recording, "pool-rw")["spec"]["template"]["spec"]
-    assert {"name": "tls", "secret": {"secretName": "db-tls", "defaultMode": 0o440}} in pod["volumes"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")["projected"]
+    assert [s["secret"]["name"] for s in tls["sources"]] == ["pool-tls", "db-tls"] and tls["defaultMode"] == 0o440
     mounts = {m["name"]: m["mountPath"] for m in _containers(_deployment(recording, "pool-rw"))["pgbouncer"]["volumeMounts"]}
     assert mounts["tls"] == ini.TLS_DIR
     text = recording.one(CONFIGMAP, "pool-config").manifest()["data"]["rw.ini"]
-    assert "server_tls_sslmode = require" in text and "host=tsdb-rw.apps.svc.cluster.local" in text
+    assert "server_tls_sslmode = verify-full" in text and "host=tsdb-rw.apps.svc.cluster.local" in text
+    assert sorted(r.manifest()["metadata"].get("name") for r in recording.of_type(SERVICE)) == ["pool-ro", "pool-rw"]

