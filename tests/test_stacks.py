@@ -187,13 +187,14 @@ def test_tls_secret_turns_on_server_tls_and_grafana_requires_it() -> None:
     config = copy.deepcopy(stack_file_config("prod"))
     config["timescale-k8s:timescaledb"]["tlsSecretName"] = "timescaledb-tls"
     config["timescale-k8s:monitoring"] = {"mode": "install"}
-    config.pop("timescale-k8s:pooler", None)  # TLS through the pooler is refused (no pooler certificate yet)
+    config["timescale-k8s:pooler"]["tlsSecretName"] = "pooler-tls"  # the pooler needs a certificate of its own
     recording = run_main("prod", config)
     statefulset = recording.one("kubernetes:apps/v1:StatefulSet").manifest()
     tls_volumes = [v for v in statefulset["spec"]["template"]["spec"]["volumes"] if (v.get("secret") or {}).get("secretName") == "timescaledb-tls"]
     assert len(tls_volumes) == 1
-    cert_manager_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "timescaledb-tls"}, "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
-    external = [cert_manager_secret, *external_objects(config)]
+    user_secrets = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
+                    for name in ("timescaledb-tls", "pooler-tls")]
+    external = [*user_secrets, *external_objects(config)]
     assert wiring_problems(recording.manifests(), external=external) == []
     assert any("timescaledb-tls" in p for p in wiring_problems(recording.manifests())), "a missing TLS Secret must be reported"
     patroni = json.loads(next(m for m in recording.manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {}))["data"]["patroni.yaml"])

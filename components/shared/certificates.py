@@ -1,8 +1,7 @@
 """cert-manager server certificates, one policy for every component that requests one.
 
 ECDSA P-256, a new key on every renewal, valid 90 days and renewed 30 days before expiry, for TLS servers
-only (``server auth``). The Pooler requests its certificate here; the TimescaleDB component's
-``_certificate`` carries the same policy inline and can call :func:`server_certificate_spec` instead.
+only (``server auth``). The TimescaleDB and Pooler components request their certificates here.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ from components.timescaledb import patroni_config as pc
 from components.timescaledb import parameters, pod, role_agent
 from components.timescaledb.exporter_queries import queries_file
 from components.shared import scram
+from components.shared.certificates import server_certificate_spec
 from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
 from components.shared.labels import recommended_labels, selector_labels
 from components.shared.network import ingress_policy, scraper_peer
@@ -812,16 +813,10 @@ class TimescaleDB(pulumi.ComponentResource):
             api_version="cert-manager.io/v1",
             kind="Certificate",
             metadata=self._metadata(),
-            spec={
-                "secretName": args.tls_secret_name,
-                "commonName": service_names(self._name)["primary"],
-                "dnsNames": dns_names,
-                "usages": ["server auth", "digital signature", "key encipherment"],
-                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "duration": "2160h",
-                "renewBefore": "720h",
-                "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": "cert-manager.io"},
-            },
+            spec=server_certificate_spec(
+                secret_name=args.tls_secret_name, common_name=service_names(self._name)["primary"],
+                dns_names=dns_names, issuer_name=issuer.name, issuer_kind=issuer.kind,
+            ),
             opts=self._opts(),
         )
 

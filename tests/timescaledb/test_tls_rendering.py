@@ -20,6 +20,7 @@ from tests.timescaledb.test_patroni_validate import kubelet_env, validate
 from tests.timescaledb.test_timescaledb import NS, PDB, STS, SVC, container, manifest, pod_spec, run
 
 TLS_SECRET = "db-tls"
+POOLER_TLS_SECRET = "pooler-tls"
 CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
 
 
@@ -126,16 +127,19 @@ def test_issuer_without_secret_is_refused() -> None:
 
 
 def test_a_tls_stack_renders_valid_wired_objects_and_verifying_clients() -> None:
+    """The prod stack with TLS everywhere (database and pooler from one issuer): schema-valid, wired, and every
+    client verifies whom it talks to."""
     config = copy.deepcopy(stack_file_config("prod"))
     config["timescale-k8s:timescaledb"].update({"tlsSecretName": TLS_SECRET, "tlsIssuer": {"name": "internal-ca"}})
-    config.pop("timescale-k8s:pooler", None)  # TLS through the pooler is refused (no pooler certificate yet)
+    config["timescale-k8s:pooler"]["tlsSecretName"] = POOLER_TLS_SECRET
     recording = run_main("prod", config)
     manifests = recording.manifests()
-    assert schema_problems([m for m in manifests if m["kind"] != "Certificate"]) == []
-    tls_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": TLS_SECRET, "namespace": "timescale"},
-                  "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}}
-    assert wiring_problems(manifests, external=[tls_secret, *external_objects(config)]) == []
-    # The tsflow apps verify the database; the reconciler verifies PostgreSQL and Patroni's HTTPS REST API.
+    assert len([m for m in manifests if m["kind"] == "Certificate"]) == 2, "the database's and the pooler's"
+    assert schema_problems(manifests) == []
+    tls_secrets = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "timescale"},
+                    "data": {"tls.crt": "", "tls.key": "", "ca.crt": ""}} for name in (TLS_SECRET, POOLER_TLS_SECRET)]
+    assert wiring_problems(manifests, external=[*tls_secrets, *external_objects(config)]) == []
+    # The reconciler verifies PostgreSQL and Patroni's HTTPS REST API.
     reconciler = next(m for m in manifests if m["kind"] == "Job" and "reconcile" in m["metadata"]["name"])
     desired = json.loads(next(e["value"] for e in reconciler["spec"]["template"]["spec"]["containers"][0]["env"]
                               if e["name"] == DESIRED_ENV))
@@ -146,9 +150,13 @@ def test_a_tls_stack_renders_valid_wired_objects_and_verifying_clients() -> None
         "ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}}, "serverName": "timescaledb-headless.timescale.svc"}
     agent = next(c for c in manifest_of(manifests, "StatefulSet")["spec"]["template"]["spec"]["containers"] if c["name"] == "backup-agent")
     assert agent["command"][-1].endswith(f"--patroni-url https://127.0.0.1:8008 --patroni-ca {pc.CA_FILE}")
-    apps = [m for m in manifests if m["kind"] in ("Deployment", "Job") and "reconcile" not in m["metadata"]["name"]]
-    assert len(apps) == 3
+    # The tsflow apps verify their server: the migration the database, the generator and consumer the pooler.
+    apps = [m for m in manifests if m["kind"] in ("Deployment", "Job")
+            and any(e["name"] == "PGSSLMODE" for e in m["spec"]["template"]["spec"]["containers"][0].get("env", []))]
+    hosts = set()
     for app in apps:
         env = {e["name"]: e.get("value") for e in app["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["PGSSLMODE"] == "verify-full" and env["PGSSLROOTCERT"] == "/etc/tsflow/db/ca.crt"
-        assert env["PGHOST"] == "timescaledb.timescale.svc.cluster.local"
+        assert env["PGSSLMODE"] == "verify-full" and env["PGSSLROOTCERT"].endswith("/ca.crt"), app["metadata"]["name"]
+        hosts.add(env["PGHOST"])
+    assert len(apps) == 3 and "timescaledb.timescale.svc.cluster.local" in hosts
+    assert any(host.startswith("pooler-") for host in hosts), hosts
