@@ -460,6 +460,10 @@ class TimescaleDB(pulumi.ComponentResource):
             verifier=SecretFile(secret_name=self.pooler_lookup.secret_name, key=pooler_auth.VERIFIER_KEY),
             database=args.database, excluded_roles=tuple(sorted(pc.RESERVED_ROLES)),
         ) if self.pooler_lookup else None
+        agent_tls = role_agent.ServerTls(
+            tls_secret=args.tls_secret_name,
+            restapi_password=SecretFile(secret_name=internal_secret.metadata.name, key=pod.RESTAPI_KEY),
+        ) if args.tls_secret_name else None
         config_text, script_text = self._patroni_files(scope)
         exporter_queries = queries_file()
         backup_files = self._backup_files()
@@ -473,7 +477,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 pod.EXPORTER_QUERIES_KEY: exporter_queries,
                 **backup_files,
                 **role_agent.config_map_data(
-                    role_agent.declaration(managed_roles, postgres_major=args.postgres_major, lookup=lookup)
+                    role_agent.declaration(managed_roles, postgres_major=args.postgres_major, lookup=lookup, tls=agent_tls)
                 ),
             },
             opts=self._opts(protected=True),
@@ -494,6 +498,7 @@ class TimescaleDB(pulumi.ComponentResource):
             ),
             managed_roles,
             lookup,
+            agent_tls,
             # What a running member reads at start (not the bootstrap section, which the reconciler applies
             # without rolling the pods), plus the exporter's queries and the backup agent's files; not the role
             # agent's program and declaration, which it re-reads in place.
@@ -748,7 +753,8 @@ class TimescaleDB(pulumi.ComponentResource):
 
     def _statefulset(
         self, scope: str, headless: k8s.core.v1.Service, refs: pod.PodRefs,
-        managed_roles: Sequence[role_agent.ManagedRole], lookup: role_agent.PoolerLookup | None, *, checksum: str
+        managed_roles: Sequence[role_agent.ManagedRole], lookup: role_agent.PoolerLookup | None,
+        agent_tls: role_agent.ServerTls | None, *, checksum: str
     ) -> k8s.apps.v1.StatefulSet:
         args = self._args
         separate_wal = args.storage.wal_size is not None
@@ -770,6 +776,7 @@ class TimescaleDB(pulumi.ComponentResource):
             refs=refs,
             managed_roles=tuple(managed_roles),
             pooler_lookup=lookup,
+            role_agent_tls=agent_tls,
             role_agent_resources=args.role_agent_resources,
             database=args.database,
             tls_secret=args.tls_secret_name,

@@ -134,6 +134,8 @@ class PodSpecInput:
     """Roles whose passwords the role agent keeps (their Secrets are mounted in its container only)."""
     pooler_lookup: role_agent.PoolerLookup | None = None
     """The pooler's lookup role, when the role agent keeps it (its verifier is mounted for the agent)."""
+    role_agent_tls: role_agent.ServerTls | None = None
+    """With TLS: what the role agent needs to keep a renewed certificate served."""
     role_agent_resources: Resources = role_agent.DEFAULT_RESOURCES
 
 
@@ -455,7 +457,8 @@ def _volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
             EXPORTER_SECRETS_VOLUME, [(refs.internal_secret, MONITOR_KEY, pc.password_file(pc.MONITOR_USER))]
         ),
         role_agent.program_volume(refs.config_map),
-        _secret_files_volume(role_agent.SECRETS_VOLUME, role_agent.secret_files(spec.managed_roles, spec.pooler_lookup)),
+        _secret_files_volume(role_agent.SECRETS_VOLUME, role_agent.secret_files(spec.managed_roles, spec.pooler_lookup,
+                                                                                spec.role_agent_tls)),
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi")),
         k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
         k8s.core.v1.VolumeArgs(

@@ -6,9 +6,10 @@ on the primary. What it gets, and nothing more:
 
 * its program (the ``tsreconcile`` package and ``components.shared.scram``) and its declaration, as keys of
   the Patroni ConfigMap, mounted as one directory;
-* the passwords of the roles it manages (application, reader, monitoring, replication) and, with a pooler,
-  the lookup role's SCRAM verifier, as files of their own projected volume (not the superuser's, rewind's
-  or the REST API's);
+* the passwords of the roles it manages (application, reader, monitoring, replication), with a pooler the
+  lookup role's SCRAM verifier, and with TLS the certificate (``tls.crt``, never the key) and the REST API
+  password (to ask its own Patroni to reload a renewed certificate), as files of their own projected
+  volume (not the superuser's or rewind's);
 * the socket directory and ``/tmp`` (its heartbeat), shared with the Patroni container.
 
 None of these files is in the pod checksum: the kubelet refreshes mounted ConfigMaps and Secrets in place,
@@ -26,7 +27,7 @@ import pulumi_kubernetes as k8s
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile import agent
 from components.pooler import auth as pooler_auth
-from components.reconciler.tsreconcile.desired import DatabaseDesired, LookupSpec, RoleSpec
+from components.reconciler.tsreconcile.desired import DatabaseDesired, LookupSpec, RoleSpec, TlsReload
 from components.shared.security import container_security_context
 from components.shared.types import Resources, SecretFile
 from components.timescaledb import patroni_config as pc
@@ -63,6 +64,18 @@ class PoolerLookup:
 
 
 LOOKUP_VERIFIER_FILE = f"{SECRETS_DIR}/{pooler_auth.VERIFIER_FILE}"
+CERTIFICATE_FILE = f"{SECRETS_DIR}/tls.crt"
+"""With TLS: the served certificate, compared with what PostgreSQL and the REST API present (never the key)."""
+RESTAPI_PASSWORD_FILE = f"{SECRETS_DIR}/restapi-password"
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """With server TLS: the Secret whose ``tls.crt`` the members serve, and the REST API user's password (the
+    agent asks its own Patroni to reload after a renewal)."""
+
+    tls_secret: str
+    restapi_password: SecretFile
 
 
 def lookup_spec(lookup: PoolerLookup) -> LookupSpec:
@@ -82,7 +95,8 @@ def password_path(role: str) -> str:
     return f"{SECRETS_DIR}/{role}"
 
 
-def declaration(roles: Sequence[ManagedRole], *, postgres_major: int, lookup: PoolerLookup | None = None) -> DatabaseDesired:
+def declaration(roles: Sequence[ManagedRole], *, postgres_major: int, lookup: PoolerLookup | None = None,
+                tls: ServerTls | None = None) -> DatabaseDesired:
     """What the agent keeps true on the primary (passwords as mounted file paths, never values)."""
     return DatabaseDesired(
         superuser=pc.SUPERUSER,
@@ -92,6 +106,8 @@ def declaration(roles: Sequence[ManagedRole], *, postgres_major: int, lookup: Po
         extensions=pc.EXTENSIONS,
         postgres_major=postgres_major,
         lookup=lookup_spec(lookup) if lookup is not None else None,
+        tls=TlsReload(cert_file=CERTIFICATE_FILE, restapi_user=pc.RESTAPI_USER, restapi_password_file=RESTAPI_PASSWORD_FILE,
+                      postgres_port=pc.POSTGRES_PORT, patroni_port=pc.PATRONI_PORT) if tls is not None else None,
     )
 
 
@@ -100,12 +116,16 @@ def config_map_data(desired: DatabaseDesired) -> dict[str, str]:
     return {**{f.key: f.text for f in rj.program_files()}, DECLARATION_KEY: desired.to_json()}
 
 
-def secret_files(roles: Sequence[ManagedRole], lookup: PoolerLookup | None = None) -> list[tuple[pulumi.Input[str], str, str]]:
-    """(Secret, key, file name) of each managed role's password (and the lookup role's verifier), for a
-    projected volume."""
+def secret_files(roles: Sequence[ManagedRole], lookup: PoolerLookup | None = None,
+                 tls: ServerTls | None = None) -> list[tuple[pulumi.Input[str], str, str]]:
+    """(Secret, key, file name) of each managed role's password (and the lookup role's verifier; with TLS, the
+    certificate and the REST API password), for a projected volume."""
     files = [(r.password.secret_name, r.password.key, r.role) for r in sorted(roles, key=lambda r: r.role)]
     if lookup is not None:
         files.append((lookup.verifier.secret_name, lookup.verifier.key, pooler_auth.VERIFIER_FILE))
+    if tls is not None:
+        files.append((tls.tls_secret, "tls.crt", CERTIFICATE_FILE.rsplit("/", 1)[1]))
+        files.append((tls.restapi_password.secret_name, tls.restapi_password.key, RESTAPI_PASSWORD_FILE.rsplit("/", 1)[1]))
     return files
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from components.timescaledb import TimescaleDBArgs, TlsIssuer, certificate_dns_names
-from components.reconciler.tsreconcile.desired import DESIRED_ENV
+from components.reconciler.tsreconcile.desired import DESIRED_ENV, DatabaseDesired
+from components.timescaledb import role_agent
 from components.timescaledb import patroni_config as pc
 from tests.checks import schema_problems, wiring_problems
 from tests.stacks import external_objects, run_main, stack_file_config
@@ -83,6 +84,20 @@ def test_patroni_serves_its_rest_api_over_https_at_the_member_names(tls) -> None
     plain = run()
     assert "certfile" not in patroni(plain)["restapi"] and "ctl" not in patroni(plain)
     assert "scheme" not in container(plain, "timescaledb")["livenessProbe"]["httpGet"]
+
+
+def test_the_role_agent_keeps_a_renewed_certificate_served_and_never_sees_the_key(tls) -> None:  # type: ignore[no-untyped-def]
+    config_map = next(m for m in tls.manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {}))
+    declared = DatabaseDesired.from_json(config_map["data"][role_agent.DECLARATION_KEY])
+    assert declared.tls is not None and declared.tls.cert_file == role_agent.CERTIFICATE_FILE
+    assert (declared.tls.postgres_port, declared.tls.patroni_port) == (pc.POSTGRES_PORT, pc.PATRONI_PORT)
+    (volume,) = [v for v in pod_spec(tls)["volumes"] if v["name"] == role_agent.SECRETS_VOLUME]
+    mounted = {(s["secret"]["name"], i["key"]) for s in volume["projected"]["sources"] for i in s["secret"]["items"]}
+    assert (TLS_SECRET, "tls.crt") in mounted and (TLS_SECRET, "tls.key") not in mounted
+    assert any(key == "restapi-password" for _, key in mounted)
+    assert DatabaseDesired.from_json(
+        next(m for m in run().manifests() if m["kind"] == "ConfigMap" and "patroni.yaml" in m.get("data", {}))["data"][role_agent.DECLARATION_KEY]
+    ).tls is None, "without TLS there is nothing to reload and no REST API password to mount"
 
 
 def test_the_exporter_verifies_its_member_and_never_sees_the_key(tls) -> None:  # type: ignore[no-untyped-def]

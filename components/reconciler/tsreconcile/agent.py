@@ -9,9 +9,11 @@ Every ``TSRECONCILE_AGENT_INTERVAL`` seconds (default 30) a round:
 
 1. re-reads the declaration (a mounted ConfigMap file) and the role passwords (mounted Secret files; the
    kubelet refreshes both in place, so a rotated password lands without restarting the pod);
-2. connects to its own member; a replica (``pg_is_in_recovery()``), including a standby cluster's leader,
-   does nothing: the primary's changes reach it by replication;
-3. on the primary, refuses a server of another major than declared, then makes every declared role's
+2. with TLS, on every member, makes PostgreSQL and the REST API serve the mounted certificate once it was
+   renewed (``certs``: a reload through the member's own Patroni);
+3. connects to its own member; a replica (``pg_is_in_recovery()``), including a standby cluster's leader,
+   does nothing more: the primary's changes reach it by replication;
+4. on the primary, refuses a server of another major than declared, then makes every declared role's
    SCRAM verifier accept its Secret's password, updates the listed extensions to the image's version and,
    with a pooler, keeps its lookup role and ``auth_query`` function (``sql.reconcile_roles`` /
    ``reconcile_extensions`` / ``reconcile_lookup``: nothing is sent when they already match).
@@ -34,7 +36,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
-from components.reconciler.tsreconcile import sql
+from components.reconciler.tsreconcile import certs, sql
 from components.reconciler.tsreconcile.desired import DatabaseDesired
 from components.reconciler.tsreconcile.report import Report
 
@@ -54,7 +56,10 @@ def socket_connector(desired: DatabaseDesired, *, connect: Callable[..., Any] = 
 
 
 def converge(desired: DatabaseDesired, connect: sql.Connect, report: Report) -> bool:
-    """One pass over the database half; False (and nothing done) when this member is not the primary."""
+    """One pass: on every member, a renewed certificate gets served; then the database half, on the primary
+    only (False, and nothing more done, on a replica)."""
+    if desired.tls is not None:
+        certs.reload_if_renewed(desired.tls, report)
     with closing(connect("postgres")) as connection:
         if sql.rows(connection, "SELECT pg_is_in_recovery()")[0][0]:
             report.info("this member is a replica: nothing to do")

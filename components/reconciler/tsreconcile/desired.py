@@ -112,6 +112,18 @@ class LookupSpec:
 
 
 @dataclass(frozen=True)
+class TlsReload:
+    """Where a member's certificate is mounted, and how the agent asks its own Patroni to reload (``certs``)."""
+
+    cert_file: str
+    restapi_user: str
+    restapi_password_file: str
+    host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    patroni_port: int = 8008
+
+
+@dataclass(frozen=True)
 class DatabaseDesired:
     """What the role agent keeps true on the primary: the database half."""
 
@@ -125,6 +137,8 @@ class DatabaseDesired:
     """The major version the running server must have; None skips the check."""
     lookup: Optional[LookupSpec] = None
     """The pooler's lookup role and function, when a pooler is declared."""
+    tls: Optional[TlsReload] = None
+    """With server TLS: keep PostgreSQL and the REST API serving the mounted (renewed) certificate."""
 
     def __post_init__(self) -> None:
         if self.lookup is not None:
@@ -146,4 +160,5 @@ class DatabaseDesired:
         lookup = raw.get("lookup")
         if lookup is not None:
             lookup = LookupSpec(**{**lookup, "statements": tuple(lookup["statements"])})
-        return cls(**{**raw, "roles": roles, "extensions": tuple(raw.get("extensions", ())), "lookup": lookup})
+        tls = TlsReload(**raw["tls"]) if raw.get("tls") is not None else None
+        return cls(**{**raw, "roles": roles, "extensions": tuple(raw.get("extensions", ())), "lookup": lookup, "tls": tls})

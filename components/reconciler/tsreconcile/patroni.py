@@ -31,12 +31,13 @@ SETTLE_SECONDS = 20.0
 class PatroniAPI:
     """A small client of Patroni's REST API; unsafe methods authenticate as the restapi user."""
 
-    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0, ca_file: Optional[str] = None) -> None:
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 10.0, ca_file: Optional[str] = None,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self.url = url.rstrip("/")
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.timeout = timeout
-        # HTTPS (TLS on): the member's certificate must chain to the CA and name the host asked for.
-        self._tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        # HTTPS (TLS on): by default the member's certificate must chain to the CA and name the host asked for.
+        self._tls = tls or (ssl.create_default_context(cafile=ca_file) if ca_file else None)
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, *, base: Optional[str] = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
