@@ -30,7 +30,7 @@ def lost_member_kills(cluster: PatroniCluster, kills: int, readiness_path: str, 
     rounds = []
     for number in range(1, kills + 1):
         result = fail_over(cluster, number, failover_bound=bound, readiness_paths=[readiness_path, OLD_READINESS_PATH],
-                           restart=True)
+                           restart=True, synchronous=bool(cluster.rendered.config["bootstrap"]["dcs"].get("synchronous_mode")))
         rejoin(cluster, [result], timeout=90)
         rounds.append(result)
     return summary(rounds, readiness_path)

@@ -28,6 +28,7 @@ from components.timescaledb import (
 from components.timescaledb.backup import BackupArgs
 from components.workload.memory import GeneratorLoad
 from stack.backup import parse_backup
+from components.timescaledb.patroni_config import SYNCHRONOUS_MODES
 from stack.ha import HA_KEYS, check_replication_capacity, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
 from stack.reader import ConfigError, ConfigSection, checked
@@ -207,6 +208,7 @@ def _database(
         backup=backup,
         pod_network_cidrs=pod_network_cidrs(section),
         patroni_timing=patroni_timing(section),
+        synchronous_mode=section.text("synchronousMode", "on", choices=SYNCHRONOUS_MODES),  # type: ignore[arg-type]
     )
     storage.done()
     section.done()
@@ -234,6 +236,7 @@ _DATABASE_KEYS = {
     "tls_secret_name": "tlsSecretName",
     "tls_issuer": "tlsIssuer",
     "postgres_major": "postgresMajor",
+    "synchronous_mode": "synchronousMode",
     **HA_KEYS,
 }
 

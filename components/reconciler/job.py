@@ -79,6 +79,7 @@ def desired_state(target: ReconcileTarget, *, patroni_url: str, timeout_seconds:
         ca_file=f"{CA_DIR}/{CA_KEY}" if tls else None,
         dcs_parameters=dict(sorted(target.dcs_parameters.items())),
         managed_dcs_parameters=tuple(sorted(target.managed_dcs_parameters)),
+        dcs_settings=dict(sorted(target.dcs_settings.items())),
         timeout_seconds=timeout_seconds,
     )
 

@@ -203,6 +203,8 @@ class ReconcileTarget:
     """PostgreSQL parameters Patroni reads only from its dynamic configuration."""
     managed_dcs_parameters: Sequence[str]
     """Every DCS-only parameter name: one set in the DCS but not declared is reset to its default."""
+    dcs_settings: Mapping[str, bool]
+    """Top-level keys of Patroni's dynamic configuration the declaration owns (``synchronous_mode``, ...)."""
     ready: pulumi.Resource
     """The resource whose readiness means the members run the declared image (the StatefulSet)."""
 

@@ -4,7 +4,7 @@ Shape (modelled on Timescale's timescaledb-single chart, with its known outages 
 
 * One StatefulSet of ``timescale/timescaledb-ha`` pods, each running Patroni. Any replica count forms
   one cluster: new pods (scale-up) find the initialized cluster in the DCS and ``pg_basebackup`` from
-  the primary by themselves. Replicas stream asynchronously with replication slots.
+  the primary by themselves. Replicas stream with replication slots, one of them synchronously (``synchronous_mode``).
 * Read-write routing is the leader lock itself. Patroni's Kubernetes DCS runs in Endpoints mode: the
   lock is the Endpoints object ``<name>``, and whoever takes or renews the lock writes its own pod IP
   into it in the same compare-and-swap request. The read-write Service is named ``<name>`` and has no
@@ -199,6 +199,9 @@ class TimescaleDBArgs:
     """Pod networks (IPv4 and/or IPv6 CIDRs) replication may come from (pg_hba); default the RFC 1918 ranges."""
     patroni_timing: pc.PatroniTiming = field(default_factory=pc.PatroniTiming)
     """Patroni ttl / loop_wait / retry_timeout; default 20 / 5 / 7 seconds (see ``PatroniTiming``)."""
+    synchronous_mode: Literal["off", "on", "strict"] = "on"
+    """Synchronous replication (``patroni_config.SYNCHRONOUS_MODES``): ``on`` (default) loses no acknowledged
+    commit to a failover while a standby streams; ``strict`` also stops writes while none does; ``off``."""
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret with ``tls.crt``, ``tls.key`` and ``ca.crt`` turning on server TLS: the
     network then takes TLS only and every client verifies the server (``verify-full``); the certificate must
@@ -339,6 +342,8 @@ def check_args(name: str, args: TimescaleDBArgs) -> None:
         raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
     check_pod_network_cidrs(args.pod_network_cidrs)
     pc.check_timing(args.patroni_timing, field_name="patroni_timing")
+    if args.synchronous_mode not in pc.SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous_mode ({args.synchronous_mode!r}) must be one of {', '.join(pc.SYNCHRONOUS_MODES)}")
     # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
     parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
                                  field_name="postgresql_parameters", overrides=overrides)
@@ -567,6 +572,7 @@ class TimescaleDB(pulumi.ComponentResource):
             ca_secret_name=args.tls_secret_name,
             dcs_parameters=pc.split_parameters(postgresql_parameters(args))[0],
             managed_dcs_parameters=sorted(pc.DCS_ONLY_PARAMETERS),
+            dcs_settings=pc.synchronous_dcs(args.synchronous_mode),
             ready=self.statefulset,
         )
         self.register_outputs({
@@ -677,6 +683,7 @@ class TimescaleDB(pulumi.ComponentResource):
                 separate_wal=args.storage.wal_size is not None,
                 tls=args.tls_secret_name is not None,
                 timing=args.patroni_timing,
+                synchronous_mode=args.synchronous_mode,
             )
         )
         script = pc.post_init_script(

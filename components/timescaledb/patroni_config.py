@@ -156,6 +156,20 @@ class PatroniTiming:
     """Seconds DCS and PostgreSQL calls are retried before giving up; default 7."""
 
 
+SYNCHRONOUS_MODES = ("off", "on", "strict")
+"""``on``: a commit is acknowledged once a synchronous standby has it (when one is streaming), and Patroni
+promotes only that standby, so no acknowledged commit is lost to a failover; with no standby streaming the
+primary keeps taking writes. ``strict``: writes wait while no synchronous standby streams. ``off``:
+asynchronous. A standby cluster ignores it until it is promoted (Patroni)."""
+
+
+def synchronous_dcs(mode: str) -> dict[str, bool]:
+    """Patroni's dynamic-configuration keys for a synchronous mode."""
+    if mode not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous_mode ({mode!r}) must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    return {"synchronous_mode": mode != "off", "synchronous_mode_strict": mode == "strict"}
+
+
 def check_timing(timing: PatroniTiming, *, field_name: str) -> PatroniTiming:
     """Reject values Patroni would silently change; errors name the field and the values."""
     for name, minimum in (("ttl", MIN_TTL), ("loop_wait", MIN_LOOP_WAIT), ("retry_timeout", MIN_RETRY_TIMEOUT)):
@@ -234,6 +248,8 @@ class PatroniSettings:
     """Server TLS is on: network rules are ``hostssl`` and members connect with ``verify-full``."""
     timing: PatroniTiming = PatroniTiming()
     """ttl, loop_wait, retry_timeout; default :class:`PatroniTiming`'s."""
+    synchronous_mode: str = "on"
+    """One of ``SYNCHRONOUS_MODES``; default ``on``."""
     maximum_lag_on_failover: int = MAXIMUM_LAG_BYTES
     """Bytes a replica may lag and still be promoted (32MiB)."""
 
@@ -307,6 +323,7 @@ def build_patroni_config(settings: PatroniSettings) -> dict[str, Any]:
                 "loop_wait": settings.timing.loop_wait,
                 "retry_timeout": settings.timing.retry_timeout,
                 "maximum_lag_on_failover": settings.maximum_lag_on_failover,
+                **synchronous_dcs(settings.synchronous_mode),
                 "postgresql": {
                     "use_pg_rewind": True,
                     "use_slots": True,

@@ -206,13 +206,18 @@ def present(cluster: PatroniCluster, member: Member, ids: Sequence[int]) -> set[
 
 
 def fail_over(cluster: PatroniCluster, round_no: int, *, failover_bound: float, readiness_paths: Sequence[str],
-              probe_timeout: float = 2.0, rows: int = 50, restart: bool = False) -> Round:
+              probe_timeout: float = 2.0, rows: int = 50, restart: bool = False, synchronous: bool = False) -> Round:
     """Kill the leader and measure its replacement (see the module docstring); raises past ``failover_bound``.
-    With ``restart`` the killed member is started again as soon as the new leader accepted a write."""
+    With ``restart`` the killed member is started again as soon as the new leader accepted a write; with
+    ``synchronous`` the kill waits until a survivor is the synchronous standby."""
     leader = cluster.wait_for_leader()
     survivors = [m for m in cluster.members if m is not leader and cluster.is_streaming_replica(m)]
     if not survivors:
         raise AssertionError(f"round {round_no}: no streaming replica to fail over to")
+    if synchronous:  # Patroni names a synchronous standby in its HA loop after a failover or a rejoin
+        wait_until(lambda: any(m.get("role") == "sync_standby" and m.get("name") in {s.name for s in survivors}
+                               for m in leader.get("/cluster")[1].get("members", [])),
+                   timeout=failover_bound, message=f"round {round_no}: no synchronous standby before the kill")
     base = round_no * 1_000_000
     replicated = list(range(base, base + rows))
     wait_replayed(cluster, survivors, commit_rows(cluster, leader, replicated))

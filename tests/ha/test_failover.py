@@ -76,6 +76,9 @@ def check_round(number: int, result: Round, rendered: RenderedDatabase, bound: f
     assert result.new_leader != result.killed
     assert result.leader_after <= bound, f"round {number}: new leader after {result.leader_after:.1f}s > {bound}s"
     assert result.missing_replicated == [], f"round {number}: committed, replicated rows lost"
+    if rendered.config["bootstrap"]["dcs"].get("synchronous_mode"):  # acknowledged means on the sync standby too
+        assert result.in_flight_acknowledged > 0, f"round {number}: the writer got nothing acknowledged to check"
+        assert result.missing_in_flight == [], f"round {number}: acknowledged commits lost: {result.missing_in_flight}"
     # The kubelet marks a pod NotReady after failureThreshold failed probes in a row, periodSeconds apart.
     not_ready_after = (rendered.readiness_failures - 1) * rendered.readiness_period
     for name in result.survivors:
@@ -109,9 +112,12 @@ def test_sigkilled_leader_is_replaced_without_losing_rows_and_rejoins_while_read
     # The dead leader's lock expires at most ttl after the kill; then one election (a loop at most).
     bound = dcs["ttl"] + dcs["loop_wait"]
 
+    synchronous = bool(dcs.get("synchronous_mode"))
+    assert synchronous, "prod renders synchronous replication: the in-flight check below must apply"
+
     def round_(number: int, *, restart: bool) -> Round:
         result = fail_over(cluster, number, failover_bound=bound, probe_timeout=2.0, restart=restart,
-                           readiness_paths=[rendered.readiness_path, OLD_READINESS_PATH])
+                           readiness_paths=[rendered.readiness_path, OLD_READINESS_PATH], synchronous=synchronous)
         check_round(number, result, rendered, bound)
         return result
 

@@ -105,6 +105,9 @@ def test_the_job_runs_after_the_database_and_declares_what_patroni_was_given(bas
     assert desired.settings_user == pc.MONITOR_USER, "pg_monitor reads every setting; never the superuser"
     assert f"/{desired.settings_database}?" in exporter_uri, "a database the monitoring role may connect to"
     assert (desired.sslmode, desired.ca_file) == ("disable", None), "prod renders no TLS Secret"
+    seeded = patroni["bootstrap"]["dcs"]
+    assert desired.dcs_settings == {"synchronous_mode": True, "synchronous_mode_strict": False}
+    assert {k: seeded[k] for k in desired.dcs_settings} == desired.dcs_settings, "the Job keeps what bootstrap seeded"
 
 
 def test_the_job_pod_is_locked_down_and_holds_no_superuser_or_application_password(baseline: Recording) -> None:

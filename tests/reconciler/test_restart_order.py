@@ -68,6 +68,45 @@ def test_replicas_restart_first_then_the_primary_switches_over() -> None:
     assert [c["kind"] for c in report.changes] == ["restart", "restart", "switchover"]
 
 
+def test_in_synchronous_mode_the_switchover_goes_to_the_synchronous_standby() -> None:
+    """Patroni refuses a switchover to any other candidate ('candidate name does not match with sync_standby'),
+    even one with less lag or an earlier name."""
+    api = ScriptedPatroni({
+        "db-0": {"role": "leader", "state": "running", "pending_restart": True},
+        "db-1": {"role": "replica", "state": "streaming", "pending_restart": True, "lag": 0},
+        "db-2": {"role": "sync_standby", "state": "streaming", "pending_restart": True, "lag": 5},
+    })
+    run(api)
+    assert api.calls[-1] == ("switchover", "db-0->db-2")
+
+
+class ScriptedConfig:
+    """Patroni's /config and PATCH /config, recording what was sent."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.current = config
+        self.patches: list[dict[str, Any]] = []
+
+    def config(self) -> dict[str, Any]:
+        return self.current
+
+    def patch_config(self, settings: dict[str, Any]) -> None:
+        self.patches.append(settings)
+        self.current = {**self.current, **settings}
+
+
+def test_dcs_settings_are_patched_only_where_they_differ() -> None:
+    api = ScriptedConfig({"ttl": 20, "synchronous_mode": False})
+    report = Report(io.StringIO())
+    declared = {"synchronous_mode": True, "synchronous_mode_strict": False}
+    patroni.apply_dcs_settings(api, declared, report)  # type: ignore[arg-type]
+    assert api.patches == [{"synchronous_mode": True}], "an absent key is Patroni's default, False"
+    assert [(c["target"], c["before"], c["after"]) for c in report.changes] == [("synchronous_mode", False, True)]
+    again = Report(io.StringIO())
+    patroni.apply_dcs_settings(api, declared, again)  # type: ignore[arg-type]
+    assert api.patches == [{"synchronous_mode": True}] and again.changes == []
+
+
 def test_a_member_that_is_not_ready_stops_the_run_before_anything_goes_down() -> None:
     api = ScriptedPatroni({
         "db-0": {"role": "leader", "state": "running", "pending_restart": True},

@@ -67,3 +67,11 @@ def test_bad_ha_config_fails_with_a_clear_error(raw: dict[str, Any], message: st
     with pytest.raises(ConfigError) as caught:
         parse_stack_config(raw)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_synchronous_mode_defaults_on_and_reaches_the_dcs_and_the_reconciler() -> None:
+    assert parse_stack_config(with_value("timescaledb.replicas", 3)).database.args.synchronous_mode == "on"
+    args = parse_stack_config(with_value("timescaledb.synchronousMode", "strict")).database.args
+    assert args.synchronous_mode == "strict"
+    with pytest.raises(ConfigError, match=r"timescale-k8s:timescaledb.synchronousMode \('quorum'\): must be one of off, on, strict"):
+        parse_stack_config(with_value("timescaledb.synchronousMode", "quorum"))

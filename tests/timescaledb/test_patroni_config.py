@@ -81,6 +81,21 @@ def test_timing_patroni_would_rewrite_is_rejected(timing: pc.PatroniTiming, mess
         pc.check_timing(timing, field_name="t")
 
 
+@pytest.mark.parametrize(("mode", "dcs"), [
+    ("on", {"synchronous_mode": True, "synchronous_mode_strict": False}),
+    ("strict", {"synchronous_mode": True, "synchronous_mode_strict": True}),
+    ("off", {"synchronous_mode": False, "synchronous_mode_strict": False}),
+])
+def test_synchronous_mode_is_seeded_in_the_dcs(mode: str, dcs: dict[str, bool]) -> None:
+    config = pc.build_patroni_config(settings(synchronous_mode=mode))
+    assert {k: config["bootstrap"]["dcs"][k] for k in dcs} == dcs
+
+
+def test_an_unknown_synchronous_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"synchronous_mode \('quorum'\) must be one of off, on, strict"):
+        pc.synchronous_dcs("quorum")
+
+
 def test_timing_at_patronis_limits_is_accepted() -> None:
     for timing in (pc.PatroniTiming(), pc.PatroniTiming(ttl=20, loop_wait=1, retry_timeout=9),
                    pc.PatroniTiming(ttl=30, loop_wait=10, retry_timeout=10)):

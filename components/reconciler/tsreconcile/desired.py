@@ -21,6 +21,8 @@ DESIRED_ENV = "TSRECONCILE_DESIRED"
 """Environment variable carrying the cluster declaration's JSON into the Job's container."""
 ROLE_OPTIONS = ("LOGIN", "LOGIN REPLICATION")
 """Attributes a missing role may be created with."""
+DCS_SETTINGS = ("synchronous_mode", "synchronous_mode_strict")
+"""Top-level keys of Patroni's dynamic configuration a declaration may own."""
 SSL_MODES = ("disable", "verify-full")
 """How the Job's settings connections meet TLS: off, or verified against the CA and the member's name."""
 
@@ -67,6 +69,8 @@ class Desired:
     managed_dcs_parameters: Tuple[str, ...] = ()
     """Every DCS-only parameter name the declaration owns: one found in the DCS but no longer declared
     (an override removed from the stack) is reset to PostgreSQL's default."""
+    dcs_settings: Dict[str, bool] = field(default_factory=dict)
+    """Top-level keys of Patroni's dynamic configuration (``synchronous_mode``, ``synchronous_mode_strict``)."""
     timeout_seconds: int = 600
     """Longest wait for one step (a member to apply settings, restart, or a switchover to finish)."""
 
@@ -84,6 +88,9 @@ class Desired:
         for name in self.managed_dcs_parameters:
             if not _PARAMETER.match(name):
                 raise ValueError(f"bad parameter name {name!r}")
+        for name, value in self.dcs_settings.items():
+            if name not in DCS_SETTINGS or not isinstance(value, bool):
+                raise ValueError(f"bad dynamic configuration setting {name!r} = {value!r}")
 
     def to_json(self) -> str:
         """Stable text: equal declarations give equal text, so equal Job names."""

@@ -23,6 +23,8 @@ from components.reconciler.tsreconcile.sql import ReconcileError
 
 HEALTHY_STATES = ("running", "streaming")
 LEADER_ROLES = ("leader", "master", "primary", "standby_leader")
+SYNC_ROLES = ("sync_standby", "quorum_standby")
+"""/cluster roles of synchronous standbys."""
 POLL_SECONDS = 1.0
 MAX_ROUNDS = 3
 SETTLE_SECONDS = 20.0
@@ -69,6 +71,9 @@ class PatroniAPI:
 
     def patch_parameters(self, parameters: Dict[str, Optional[str]]) -> None:
         self.request("PATCH", "/config", {"postgresql": {"parameters": parameters}})
+
+    def patch_config(self, settings: Dict[str, Any]) -> None:
+        self.request("PATCH", "/config", settings)
 
     def member_status(self, member: Dict[str, Any]) -> Dict[str, Any]:
         return self.request("GET", "/patroni", base=member_base(member))
@@ -160,6 +165,21 @@ def apply_dcs_parameters(
     return changes
 
 
+def apply_dcs_settings(api: PatroniAPI, settings: Dict[str, Any], report: Report) -> Dict[str, Any]:
+    """PATCH the top-level dynamic-configuration keys (``synchronous_mode``, ...) that differ; returns them.
+    Patroni applies them in its next HA loop on every member, without a restart."""
+    current = api.config()
+    changes = {name: value for name, value in sorted(settings.items()) if current.get(name, False) != value}
+    for name, value in sorted(settings.items()):
+        if name not in changes:
+            report.unchanged("setting", name, value=value)
+    if changes:
+        api.patch_config(changes)
+        for name, value in changes.items():
+            report.change("setting", name, before=current.get(name, False), after=value, via="Patroni dynamic configuration")
+    return changes
+
+
 MemberSettings = Callable[[Dict[str, Any], List[str]], Dict[str, Any]]
 """(member, names) -> name -> (setting, unit, vartype, pending_restart) read from that member's server."""
 
@@ -231,7 +251,9 @@ def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report, is_
         cluster = healthy_cluster(api, waiter, f"switching over from {leader['name']}")
         candidates = [m for m in cluster["members"] if m["name"] != leader["name"] and not is_pending(m)]
         if candidates:
-            candidate = min(candidates, key=lambda m: (m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
+            # In synchronous mode Patroni switches over only to the synchronous standby: it goes first.
+            candidate = min(candidates, key=lambda m: (m.get("role") not in SYNC_ROLES,
+                                                       m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
             api.switchover(leader["name"], candidate["name"])
             waiter.until(
                 lambda: leader_of(api.cluster())["name"] == candidate["name"] and not _unhealthy(api.cluster()),

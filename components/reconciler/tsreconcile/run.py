@@ -1,4 +1,4 @@
-"""One Job run, in order: a healthy cluster, DCS parameters, restarts, summary.
+"""One Job run, in order: a healthy cluster, DCS settings (synchronous mode) and parameters, restarts, summary.
 
 Role passwords and extension updates are not here: they need the superuser, who has no network login; the
 role agent beside every member does them over the pod's socket (``agent``)."""
@@ -15,6 +15,7 @@ from components.reconciler.tsreconcile.patroni import (
     PatroniAPI,
     Waiter,
     apply_dcs_parameters,
+    apply_dcs_settings,
     healthy_cluster,
     leader_of,
     pending_restart,
@@ -61,6 +62,8 @@ def reconcile(desired: Desired, report: Report, *, connector: Optional[Connector
         with member_connection(member) as connection:
             return sql.restart_pending(connection)
 
+    if desired.dcs_settings:
+        apply_dcs_settings(api, desired.dcs_settings, report)
     if desired.dcs_parameters or desired.managed_dcs_parameters:
         apply_dcs_parameters(api, desired.dcs_parameters, report, managed=desired.managed_dcs_parameters)
         wait_until_members_see(api, desired.dcs_parameters, member_settings, waiter)
