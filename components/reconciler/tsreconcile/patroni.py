@@ -144,6 +144,20 @@ def healthy_cluster(api: PatroniAPI, waiter: Waiter, why: str) -> Dict[str, Any]
         ) from None
 
 
+def _patch_differences(kind: str, declared: Dict[str, Any], changes: Dict[str, Any], before: Dict[str, Any],
+                       patch: Callable[[Dict[str, Any]], None], report: Report, *, default: Any = None) -> Dict[str, Any]:
+    """Report the declared values that already hold, PATCH ``changes`` and report each (None shows as the default)."""
+    for name, value in sorted(declared.items()):
+        if name not in changes:
+            report.unchanged(kind, name, value=value)
+    if changes:
+        patch(changes)
+        for name, value in changes.items():
+            report.change(kind, name, before=before.get(name, default), after=value if value is not None else "(default)",
+                          via="Patroni dynamic configuration")
+    return changes
+
+
 def apply_dcs_parameters(
     api: PatroniAPI, parameters: Dict[str, str], report: Report, *, managed: Iterable[str] = ()
 ) -> Dict[str, Optional[str]]:
@@ -154,30 +168,15 @@ def apply_dcs_parameters(
         name: value for name, value in sorted(parameters.items()) if not loosely_equal(value, current.get(name))
     }
     changes.update({name: None for name in sorted(managed) if name not in parameters and current.get(name) is not None})
-    for name, value in sorted(parameters.items()):
-        if name not in changes:
-            report.unchanged("parameter", name, value=value)
-    if changes:
-        api.patch_parameters(changes)
-        for name, value in changes.items():
-            report.change("parameter", name, before=current.get(name), after=value if value is not None else "(default)",
-                          via="Patroni dynamic configuration")
-    return changes
+    return _patch_differences("parameter", parameters, changes, current, api.patch_parameters, report)
 
 
 def apply_dcs_settings(api: PatroniAPI, settings: Dict[str, Any], report: Report) -> Dict[str, Any]:
-    """PATCH the top-level dynamic-configuration keys (``synchronous_mode``, ...) that differ; returns them.
-    Patroni applies them in its next HA loop on every member, without a restart."""
+    """PATCH the top-level dynamic-configuration keys (``synchronous_mode``, ...) that differ (an absent key is
+    Patroni's default, false); returns them. Patroni applies them in its next HA loop, without a restart."""
     current = api.config()
     changes = {name: value for name, value in sorted(settings.items()) if current.get(name, False) != value}
-    for name, value in sorted(settings.items()):
-        if name not in changes:
-            report.unchanged("setting", name, value=value)
-    if changes:
-        api.patch_config(changes)
-        for name, value in changes.items():
-            report.change("setting", name, before=current.get(name, False), after=value, via="Patroni dynamic configuration")
-    return changes
+    return _patch_differences("setting", settings, changes, current, api.patch_config, report, default=False)
 
 
 MemberSettings = Callable[[Dict[str, Any], List[str]], Dict[str, Any]]
