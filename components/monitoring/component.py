@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS
+
 LOOKUP_ROLE = "pgbouncer_auth"
 """The role PgBouncer logs in as to run ``auth_query`` (also the pooler's stats user for the exporter)."""
 LOOKUP_SCHEMA = "pgbouncer"
@@ -96,10 +98,6 @@ def _identifier(value: str, what: str) -> str:
     if not _IDENTIFIER.match(value):
         raise ValueError(f"{what} ({value!r}) must be a lower-case PostgreSQL identifier")
     return value
-
-
-LOOKUP_ROLE_OPTIONS = "LOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-"""Attributes of the lookup role: it may log in, nothing more."""
 
 
 def lookup_objects_sql(*, database: str, excluded_roles: Sequence[str], role: str = LOOKUP_ROLE) -> list[str]:

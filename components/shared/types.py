@@ -181,7 +181,7 @@ class ReconcileTarget:
     """The database component's name (its StatefulSet and Patroni scope); names the reconciler's objects."""
     namespace: pulumi.Input[str]
     image: str
-    """The database image: the reconciler runs on it (its Python, driver and extension versions)."""
+    """The database image: the reconciler Job runs on it (its Python and driver)."""
     run_as_user: int
     """The image's ``postgres`` uid (and gid)."""
     pod_labels: Mapping[str, str]

@@ -211,8 +211,8 @@ class TimescaleDBArgs:
     it) for :func:`certificate_dns_names`; default None (the Secret is made by someone else)."""
     pooler_lookup: bool = False
     """Create PgBouncer's auth_query lookup role and function at bootstrap and a Secret with the role's
-    credentials for a ``Pooler`` (``pooler_lookup`` output); default False. Like every bootstrap role it is
-    created when the cluster is initialised, not added to a running cluster later."""
+    credentials for a ``Pooler`` (``pooler_lookup`` output); default False. Created by the bootstrap on a new
+    cluster and by the role agent on a running one (turning it on later needs no SQL by hand)."""
     backup: br.BackupArgs | None = None
     """pgBackRest WAL archiving, scheduled backups, restore or standby (``components.timescaledb.backup``);
     default None: no archiving and no backups."""

@@ -26,8 +26,8 @@ Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRO
   Every other parameter lives in the local file, which wins over the DCS and is re-read on restart.
 * ``bootstrap.post_init`` runs once, on the new primary, right after initdb, with a superuser
   connection URL as ``$1`` and ``PGPASSFILE`` set. (``bootstrap.users`` was removed in Patroni 4.0.)
-  It sets passwords as SCRAM verifiers computed in the pod, never as cleartext SQL; later changes
-  (rotation, DCS parameters, extension updates) are the reconciler's (``components.reconciler``).
+  It sets passwords as SCRAM verifiers computed in the pod, never as cleartext SQL; later changes are the
+  role agent's (rotation, extension updates: ``role_agent``) and the reconciler Job's (DCS settings).
 
 The config is emitted as JSON, which is valid YAML, so the runtime needs no YAML library.
 """
@@ -384,7 +384,7 @@ def running_member_view(config_text: str) -> str:
 
 
 EXTENSIONS = ("timescaledb", "pg_stat_statements")
-"""Extensions created at bootstrap in the application database (and kept up to date by the reconciler)."""
+"""Extensions created at bootstrap in the application database (and kept up to date by the role agent)."""
 
 
 @dataclass(frozen=True, kw_only=True)

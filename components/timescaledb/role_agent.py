@@ -27,7 +27,7 @@ import pulumi_kubernetes as k8s
 from components.reconciler import job as rj
 from components.reconciler.tsreconcile import agent
 from components.pooler import auth as pooler_auth
-from components.reconciler.tsreconcile.desired import DatabaseDesired, LookupSpec, RoleSpec, TlsReload
+from components.reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS, DatabaseDesired, LookupSpec, RoleSpec, TlsReload
 from components.shared.security import container_security_context
 from components.shared.types import Resources, SecretFile
 from components.timescaledb import patroni_config as pc
@@ -64,9 +64,11 @@ class PoolerLookup:
 
 
 LOOKUP_VERIFIER_FILE = f"{SECRETS_DIR}/{pooler_auth.VERIFIER_FILE}"
-CERTIFICATE_FILE = f"{SECRETS_DIR}/tls.crt"
+CERTIFICATE_NAME = "tls.crt"
+CERTIFICATE_FILE = f"{SECRETS_DIR}/{CERTIFICATE_NAME}"
 """With TLS: the served certificate, compared with what PostgreSQL and the REST API present (never the key)."""
-RESTAPI_PASSWORD_FILE = f"{SECRETS_DIR}/restapi-password"
+RESTAPI_PASSWORD_NAME = "restapi-password"
+RESTAPI_PASSWORD_FILE = f"{SECRETS_DIR}/{RESTAPI_PASSWORD_NAME}"
 
 
 @dataclass(frozen=True)
@@ -78,16 +80,16 @@ class ServerTls:
     restapi_password: SecretFile
 
 
-def lookup_spec(lookup: PoolerLookup) -> LookupSpec:
-    """The declaration's half for the pooler: its role, verifier file and the statements of ``pooler.auth``."""
-    return LookupSpec(
-        role=pooler_auth.LOOKUP_ROLE,
-        verifier_file=LOOKUP_VERIFIER_FILE,
-        create_options=pooler_auth.LOOKUP_ROLE_OPTIONS,
+def lookup_specs(lookup: PoolerLookup) -> tuple[RoleSpec, LookupSpec]:
+    """The declaration's half for the pooler: its role (the verifier file) and the statements of ``pooler.auth``."""
+    role = RoleSpec(role=pooler_auth.LOOKUP_ROLE, password_file=LOOKUP_VERIFIER_FILE,
+                    create_options=LOOKUP_ROLE_OPTIONS, verifier_in_file=True)
+    function = LookupSpec(
         database=lookup.database,
         schema=pooler_auth.LOOKUP_SCHEMA,
         statements=tuple(pooler_auth.lookup_objects_sql(database=lookup.database, excluded_roles=lookup.excluded_roles)),
     )
+    return role, function
 
 
 def password_path(role: str) -> str:
@@ -98,14 +100,19 @@ def password_path(role: str) -> str:
 def declaration(roles: Sequence[ManagedRole], *, postgres_major: int, lookup: PoolerLookup | None = None,
                 tls: ServerTls | None = None) -> DatabaseDesired:
     """What the agent keeps true on the primary (passwords as mounted file paths, never values)."""
+    specs = [RoleSpec(role=r.role, password_file=password_path(r.role), create_options=r.create_options)
+             for r in sorted(roles, key=lambda r: r.role)]
+    function = None
+    if lookup is not None:
+        lookup_role, function = lookup_specs(lookup)
+        specs.append(lookup_role)
     return DatabaseDesired(
         superuser=pc.SUPERUSER,
         socket_dir=pc.SOCKET_DIR,
-        roles=tuple(RoleSpec(role=r.role, password_file=password_path(r.role), create_options=r.create_options)
-                    for r in sorted(roles, key=lambda r: r.role)),
+        roles=tuple(specs),
         extensions=pc.EXTENSIONS,
         postgres_major=postgres_major,
-        lookup=lookup_spec(lookup) if lookup is not None else None,
+        lookup=function,
         tls=TlsReload(cert_file=CERTIFICATE_FILE, restapi_user=pc.RESTAPI_USER, restapi_password_file=RESTAPI_PASSWORD_FILE,
                       postgres_port=pc.POSTGRES_PORT, patroni_port=pc.PATRONI_PORT) if tls is not None else None,
     )
@@ -124,8 +131,8 @@ def secret_files(roles: Sequence[ManagedRole], lookup: PoolerLookup | None = Non
     if lookup is not None:
         files.append((lookup.verifier.secret_name, lookup.verifier.key, pooler_auth.VERIFIER_FILE))
     if tls is not None:
-        files.append((tls.tls_secret, "tls.crt", CERTIFICATE_FILE.rsplit("/", 1)[1]))
-        files.append((tls.restapi_password.secret_name, tls.restapi_password.key, RESTAPI_PASSWORD_FILE.rsplit("/", 1)[1]))
+        files.append((tls.tls_secret, CERTIFICATE_NAME, CERTIFICATE_NAME))
+        files.append((tls.restapi_password.secret_name, tls.restapi_password.key, RESTAPI_PASSWORD_NAME))
     return files
 
 

@@ -122,19 +122,18 @@ def test_the_shipped_role_agent_rotates_a_password_over_the_socket_on_the_leader
     program = materialize(volume, cluster.rendered.files, cluster.root / "role-agent")
     rendered = DatabaseDesired.from_json((program / role_agent.DECLARATION_KEY).read_text())
     passwords = {**cluster.app_passwords, pc.REPLICATION_USER: cluster.passwords["PATRONI_REPLICATION_PASSWORD"],
-                 app_user: "RotatedAppPassw0rd"}
+                 app_user: "RotatedAppPassw0rd", LOOKUP_ROLE: stable_verifier("LookupPassw0rd")}
     old_app_password = cluster.app_passwords[app_user]
     secrets = cluster.root / "role-agent-secrets"
     secrets.mkdir()
     roles = [{**asdict(spec), "password_file": _write(secrets, spec.role, passwords[spec.role])} for spec in rendered.roles]
-    assert rendered.lookup is not None, "prod has a pooler: the agent keeps its lookup role"
-    lookup = {**asdict(rendered.lookup), "verifier_file": _write(secrets, "lookup", stable_verifier("LookupPassw0rd"))}
+    assert rendered.lookup is not None, "prod has a pooler: the agent keeps its lookup role and function"
     for path in [program, secrets, *program.rglob("*"), *secrets.iterdir()]:  # readable by the servers' OS user,
         path.chmod(0o755 if path.is_dir() else 0o644)                         # whatever this process's umask
 
     def agent_round(member: Member) -> subprocess.CompletedProcess[str]:
         declaration = cluster.root / f"role-agent-{member.name}.json"
-        declaration.write_text(json.dumps({**json.loads(rendered.to_json()), "roles": roles, "lookup": lookup,
+        declaration.write_text(json.dumps({**json.loads(rendered.to_json()), "roles": roles,
                                            "socket_dir": str(member.socket_dir), "postgres_major": None}))
         return cluster.run_python(["-m", AGENT_MODULE, "--once"], pythonpath=[program], env={
             agent.DECLARATION_ENV: str(declaration), agent.HEARTBEAT_ENV: str(member.root / "role-agent.alive")})

@@ -114,10 +114,10 @@ def test_an_image_older_than_the_data_is_refused(server: PgServer, monkeypatch: 
 def test_primary_and_major_version_checks(server: PgServer) -> None:
     with closing(superuser(server)("postgres")) as connection:
         major = sql.server_major(connection)
-        sql.check_primary(connection, major)
-        sql.check_primary(connection, None)
+        sql.check_major(connection, major)
+        sql.check_major(connection, None)
         with pytest.raises(sql.ReconcileError, match=rf"runs PostgreSQL {major} but {major - 1} is declared"):
-            sql.check_primary(connection, major - 1)
+            sql.check_major(connection, major - 1)
 
 
 VALUE_CASES = [

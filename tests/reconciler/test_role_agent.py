@@ -170,22 +170,23 @@ def test_the_shipped_agent_runs_from_its_configmap_files_alone_and_its_probe_see
     root = materialize(volume, data, tmp_path / "program")
     rendered = DatabaseDesired.from_json((root / role_agent.DECLARATION_KEY).read_text())
     assert rendered.superuser == pc.SUPERUSER and rendered.socket_dir == pc.SOCKET_DIR
-    assert {r.role for r in rendered.roles} == {"app", "reader", pc.MONITOR_USER, pc.REPLICATION_USER}
+    assert {r.role for r in rendered.roles} == {"app", "reader", pc.MONITOR_USER, pc.REPLICATION_USER, pooler_auth.LOOKUP_ROLE}
     assert all(r.password_file.startswith(role_agent.SECRETS_DIR + "/") for r in rendered.roles)
     # This server stands in for the pod: its socket, its superuser, password files in a temp dir.
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     roles = []
     for spec in rendered.roles:
-        (secrets / spec.role).write_text(f"{spec.role}-Passw0rd")
+        secret = pooler_auth.stable_verifier("lookup-Passw0rd") if spec.verifier_in_file else f"{spec.role}-Passw0rd"
+        (secrets / spec.role).write_text(secret)
         roles.append({**asdict(spec), "password_file": str(secrets / spec.role)})
-    assert rendered.lookup is not None and rendered.lookup.verifier_file == role_agent.LOOKUP_VERIFIER_FILE, "prod has a pooler"
-    (secrets / "lookup").write_text(pooler_auth.stable_verifier("lookup-Passw0rd"))
+    assert rendered.lookup is not None, "prod has a pooler"
+    lookup_role = next(spec for spec in rendered.roles if spec.role == pooler_auth.LOOKUP_ROLE)
+    assert lookup_role.verifier_in_file and lookup_role.password_file == role_agent.LOOKUP_VERIFIER_FILE
     with as_superuser(primary) as conn:
         conn.execute(f"CREATE DATABASE {rendered.lookup.database}")
     local = {**json.loads(rendered.to_json()), "superuser": primary.user, "socket_dir": str(primary.root),
-             "roles": roles, "postgres_major": None,
-             "lookup": {**asdict(rendered.lookup), "verifier_file": str(secrets / "lookup")}}
+             "roles": roles, "postgres_major": None}
     (root / role_agent.DECLARATION_KEY).write_text(json.dumps(local))
 
     moved = {rj.PROGRAM_DIR: str(root), "/tmp": str(tmp_path)}  # the pod's mount points -> here
@@ -225,10 +226,12 @@ def test_a_round_keeps_the_pooler_lookup_role_and_its_function_and_redoes_them_o
     verifier_file.write_text(pooler_auth.stable_verifier("LookupPassw0rd"))
 
     def with_lookup(excluded: tuple[str, ...]) -> None:
-        spec = asdict(role_agent.lookup_spec(role_agent.PoolerLookup(
-            verifier=SecretFile(secret_name="unused", key="unused"), database="app", excluded_roles=excluded)))
+        role, function = role_agent.lookup_specs(role_agent.PoolerLookup(
+            verifier=SecretFile(secret_name="unused", key="unused"), database="app", excluded_roles=excluded))
         declared = json.loads(declaration.read_text())
-        declaration.write_text(json.dumps({**declared, "lookup": {**spec, "verifier_file": str(verifier_file)}}))
+        roles = [r for r in declared["roles"] if r["role"] != role.role]
+        roles.append({**asdict(role), "password_file": str(verifier_file)})
+        declaration.write_text(json.dumps({**declared, "roles": roles, "lookup": asdict(function)}))
 
     with_lookup(("reader",))
     changes, error, out = round_on(primary, declaration)

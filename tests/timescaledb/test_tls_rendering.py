@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from components.timescaledb import TimescaleDBArgs, TlsIssuer, certificate_dns_names
+from components.timescaledb import TlsIssuer, certificate_dns_names
 from components.reconciler.tsreconcile.desired import DESIRED_ENV, DatabaseDesired
 from components.timescaledb import role_agent
 from components.timescaledb import patroni_config as pc
 from tests.checks import schema_problems, wiring_problems
 from tests.stacks import external_objects, run_main, stack_file_config
 from tests.timescaledb.test_patroni_validate import kubelet_env, validate
-from tests.timescaledb.test_timescaledb import NS, PDB, STS, SVC, container, manifest, pod_spec, run
+from tests.timescaledb.test_timescaledb import NS, PDB, STS, container, manifest, pod_spec, run
 
 TLS_SECRET = "db-tls"
 POOLER_TLS_SECRET = "pooler-tls"

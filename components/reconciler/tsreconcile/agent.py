@@ -64,7 +64,7 @@ def converge(desired: DatabaseDesired, connect: sql.Connect, report: Report) -> 
         if sql.rows(connection, "SELECT pg_is_in_recovery()")[0][0]:
             report.info("this member is a replica: nothing to do")
             return False
-        sql.check_primary(connection, desired.postgres_major)
+        sql.check_major(connection, desired.postgres_major)
         sql.reconcile_roles(connection, desired.roles, report)
     sql.reconcile_extensions(connect, desired.extensions, report)
     if desired.lookup is not None:

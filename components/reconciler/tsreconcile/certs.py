@@ -50,21 +50,23 @@ def file_certificate(path: str) -> bytes:
     return ssl.PEM_cert_to_DER_cert(text[: end + len("-----END CERTIFICATE-----")] + "\n")
 
 
+def _presented(raw: socket.socket) -> bytes:
+    """The certificate (DER) the server presents in a TLS handshake on ``raw``, unverified."""
+    with _reader().wrap_socket(raw) as tls:
+        return tls.getpeercert(binary_form=True) or b""
+
+
 def served_by_https(host: str, port: int) -> bytes:
     """The certificate a TLS server presents (DER), read from its handshake."""
     with socket.create_connection((host, port), timeout=TIMEOUT_SECONDS) as raw:
-        with _reader().wrap_socket(raw) as tls:
-            return tls.getpeercert(binary_form=True) or b""
+        return _presented(raw)
 
 
 def served_by_postgres(host: str, port: int) -> bytes:
     """The certificate PostgreSQL presents after an SSLRequest (DER); empty when it has TLS off."""
     with socket.create_connection((host, port), timeout=TIMEOUT_SECONDS) as raw:
         raw.sendall(SSL_REQUEST)
-        if raw.recv(1) != b"S":
-            return b""
-        with _reader().wrap_socket(raw) as tls:
-            return tls.getpeercert(binary_form=True) or b""
+        return _presented(raw) if raw.recv(1) == b"S" else b""
 
 
 def stale_servers(spec: TlsReload) -> List[str]:

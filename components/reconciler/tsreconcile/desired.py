@@ -19,7 +19,9 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARAMETER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 DESIRED_ENV = "TSRECONCILE_DESIRED"
 """Environment variable carrying the cluster declaration's JSON into the Job's container."""
-ROLE_OPTIONS = ("LOGIN", "LOGIN REPLICATION")
+LOOKUP_ROLE_OPTIONS = "LOGIN NOSUPERUSER NOINHERIT NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+"""The pooler's lookup role: it may log in, nothing more (``components.pooler.auth``)."""
+ROLE_OPTIONS = ("LOGIN", "LOGIN REPLICATION", LOOKUP_ROLE_OPTIONS)
 """Attributes a missing role may be created with."""
 DCS_SETTINGS = ("synchronous_mode", "synchronous_mode_strict")
 """Top-level keys of Patroni's dynamic configuration a declaration may own."""
@@ -45,6 +47,8 @@ class RoleSpec:
     password_file: str
     create_options: str = "LOGIN"
     """Attributes when the role is missing and must be created (one of ``ROLE_OPTIONS``)."""
+    verifier_in_file: bool = False
+    """The file holds a precomputed SCRAM verifier (set as it is, compared exactly), not a password."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,9 @@ class Desired:
 
 @dataclass(frozen=True)
 class LookupSpec:
-    """The pooler's lookup role and its ``auth_query`` function (``components.pooler.auth``)."""
+    """The pooler's ``auth_query`` function and grants (``components.pooler.auth``); its role is one of
+    ``DatabaseDesired.roles``."""
 
-    role: str
-    verifier_file: str
-    """Mounted file holding the role's SCRAM verifier (precomputed: no cleartext in the pod)."""
-    create_options: str
     database: str
     """Where the function lives (the application database)."""
     schema: str
@@ -143,13 +144,13 @@ class DatabaseDesired:
     postgres_major: Optional[int] = None
     """The major version the running server must have; None skips the check."""
     lookup: Optional[LookupSpec] = None
-    """The pooler's lookup role and function, when a pooler is declared."""
+    """The pooler's lookup function, when a pooler is declared."""
     tls: Optional[TlsReload] = None
     """With server TLS: keep PostgreSQL and the REST API serving the mounted (renewed) certificate."""
 
     def __post_init__(self) -> None:
         if self.lookup is not None:
-            _check_identifiers(self.lookup.role, self.lookup.schema)
+            _check_identifiers(self.lookup.schema)
         for spec in self.roles:
             if not _IDENTIFIER.match(spec.role) or spec.create_options not in ROLE_OPTIONS:
                 raise ValueError(f"bad role spec {spec.role!r} ({spec.create_options!r})")

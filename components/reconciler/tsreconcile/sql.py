@@ -65,10 +65,8 @@ def server_major(connection: Any) -> int:
     return int(rows(connection, "SHOW server_version_num")[0][0]) // 10000
 
 
-def check_primary(connection: Any, expected_major: Optional[int]) -> None:
-    """Refuse to work on a replica, or on a server of another major than declared."""
-    if rows(connection, "SELECT pg_is_in_recovery()")[0][0]:
-        raise ReconcileError("connected to a replica, not the primary; Patroni's leader changed mid-run, run again")
+def check_major(connection: Any, expected_major: Optional[int]) -> None:
+    """Refuse a server of another major than declared."""
     major = server_major(connection)
     if expected_major is not None and major != expected_major:
         raise ReconcileError(
@@ -76,41 +74,38 @@ def check_primary(connection: Any, expected_major: Optional[int]) -> None:
         )
 
 
+def _secret_verifier(spec: RoleSpec) -> Tuple[Callable[[], str], Callable[[str], bool]]:
+    """How to make the verifier to set for ``spec`` (computed only when needed), and whether a stored verifier
+    already accepts its Secret: a password is checked against the stored verifier (which has its own salt); a
+    precomputed verifier must be it."""
+    secret = read_password(spec.password_file)
+    if not spec.verifier_in_file:
+        return lambda: scram_verifier(secret), lambda stored: verifier_matches(stored, secret)
+    if not secret.startswith("SCRAM-SHA-256$"):
+        raise ReconcileError(f"{spec.password_file} holds no SCRAM verifier: refusing to set it as {spec.role}'s password")
+    return lambda: secret, lambda stored: stored == secret
+
+
 def reconcile_roles(connection: Any, roles: Iterable[RoleSpec], report: Report) -> None:
-    """Each role exists and its stored SCRAM verifier accepts the password in its Secret file."""
+    """Each role exists and its stored SCRAM verifier accepts the password (or is the verifier) in its Secret file."""
     for statement in QUIET_SESSION:
         rows(connection, statement)
     for spec in roles:
-        password = read_password(spec.password_file)
+        verifier, accepts = _secret_verifier(spec)
         found = rows(connection, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (spec.role,))
         if not found:
-            execute_formatted(connection, f"CREATE ROLE %I {spec.create_options} PASSWORD %L", spec.role, scram_verifier(password))
+            execute_formatted(connection, f"CREATE ROLE %I {spec.create_options} PASSWORD %L", spec.role, verifier())
             report.change("role", spec.role, action="created with a SCRAM verifier", options=spec.create_options)
-        elif verifier_matches(found[0][0], password):
+        elif accepts(found[0][0]):
             report.unchanged("role", spec.role, action="password already matches its Secret")
         else:
-            execute_formatted(connection, "ALTER ROLE %I PASSWORD %L", spec.role, scram_verifier(password))
+            execute_formatted(connection, "ALTER ROLE %I PASSWORD %L", spec.role, verifier())
             report.change("role", spec.role, action="password set from its Secret (SCRAM verifier)")
 
 
 def reconcile_lookup(connect: Connect, spec: LookupSpec, report: Report) -> None:
-    """The pooler's lookup role holds the verifier in its file, and its function and grants are the declared
-    ones: statements re-run (in one transaction) only when they differ from the marker left by the last run."""
-    verifier = read_password(spec.verifier_file)
-    if not verifier.startswith("SCRAM-SHA-256$"):
-        raise ReconcileError(f"{spec.verifier_file} holds no SCRAM verifier: refusing to set it as {spec.role}'s password")
-    with closing(connect("postgres")) as connection:
-        for statement in QUIET_SESSION:
-            rows(connection, statement)
-        found = rows(connection, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (spec.role,))
-        if not found:
-            execute_formatted(connection, f"CREATE ROLE %I {spec.create_options} PASSWORD %L", spec.role, verifier)
-            report.change("role", spec.role, action="pooler lookup role created with its SCRAM verifier")
-        elif found[0][0] != verifier:
-            execute_formatted(connection, "ALTER ROLE %I PASSWORD %L", spec.role, verifier)
-            report.change("role", spec.role, action="pooler lookup role's verifier set from its Secret")
-        else:
-            report.unchanged("role", spec.role, action="verifier already matches its Secret")
+    """The pooler's lookup function and grants are the declared ones: the statements re-run (in one
+    transaction) only when they differ from the marker left by the last run."""
     marker = "tsreconcile " + hashlib.sha256("\n".join(spec.statements).encode()).hexdigest()[:16]
     where = f"{spec.database}.{spec.schema}"
     with closing(connect(spec.database)) as connection:
