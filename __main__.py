@@ -15,10 +15,15 @@ from components.reconciler import Reconciler, ReconcilerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
 from stack import DATABASE_NAME, read_stack_config
+from stack.reader import ConfigError
 from stack.pooler import POOLER_NAME
 
-# 1. Config: typed and validated; a bad value stops here, before any resource exists.
-config = read_stack_config()
+# 1. Config: typed and validated; a bad value stops here, before any resource exists, as one message
+#    listing every problem (pulumi.RunError: Pulumi prints it without a traceback).
+try:
+    config = read_stack_config()
+except ConfigError as error:
+    raise pulumi.RunError(str(error)) from None
 
 # 2. Provider: kube context from config, or plain manifests rendered for GitOps.
 provider = k8s.Provider(

@@ -31,7 +31,7 @@ from stack.backup import parse_backup
 from components.timescaledb.patroni_config import SYNCHRONOUS_MODES
 from stack.ha import HA_KEYS, check_replication_capacity, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
-from stack.reader import ConfigError, ConfigSection, checked
+from stack.reader import ConfigError, ConfigSection, checked, config_spelling
 
 PROJECT = "timescale-k8s"
 DATABASE_NAME = "timescaledb"
@@ -209,12 +209,25 @@ def _database(
         pod_network_cidrs=pod_network_cidrs(section),
         patroni_timing=patroni_timing(section),
         synchronous_mode=section.text("synchronousMode", "on", choices=SYNCHRONOUS_MODES),  # type: ignore[arg-type]
+        allow_unsafe=section.optional(section.string_list, "allowUnsafe") or (),
     )
     storage.done()
     section.done()
-    checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    warnings = checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    for warning in warnings:
+        warn_once(config_spelling(warning, prefix=section.path, renames=_DATABASE_KEYS))
     check_replication_capacity(section, args, autoscaling)
     return DatabaseConfig(args=args, autoscaling=autoscaling)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """``pulumi.log.warn`` ``message`` (shown by ``pulumi preview`` and ``up``) unless this process already did."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        pulumi.log.warn(message)
 
 
 def _tls_issuer(block: ConfigSection) -> TlsIssuer:

@@ -183,18 +183,32 @@ def checked(check: Callable[[], T], *, prefix: str = "", renames: Mapping[str, s
     """Run a component-level check, re-raising its error as a ``ConfigError`` in config-key spelling.
 
     ``renames`` maps component field paths to config keys where they differ; ``prefix`` is the config
-    section the component's field names are relative to.
+    section the component's field names are relative to. A check reporting several problems at once
+    (an error with a ``problems`` tuple, like ``components.timescaledb.checks.Problems``) becomes one
+    ``ConfigError`` with every problem on its own line.
     """
     try:
         return check()
     except (QuantityError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
-        message = str(error)
-        for field_path, key in (renames or {}).items():
-            message = re.sub(rf"\b{re.escape(field_path)}\b", key, message)
-        message = _camel_outside_values(message)
-        raise ConfigError(f"{prefix}.{message}" if prefix else message) from error
+        problems = getattr(error, "problems", None) or (str(error),)
+        lines = [config_spelling(problem, prefix=prefix, renames=renames) for problem in problems]
+        raise ConfigError(_listed(lines)) from error
+
+
+def config_spelling(message: str, *, prefix: str = "", renames: Mapping[str, str] | None = None) -> str:
+    """A component's message about its fields, spelled with the config keys (``prefix`` + renames + camelCase)."""
+    for field_path, key in (renames or {}).items():
+        message = re.sub(rf"\b{re.escape(field_path)}\b", key, message)
+    message = _camel_outside_values(message)
+    return f"{prefix}.{message}" if prefix else message
+
+
+def _listed(lines: list[str]) -> str:
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} configuration problems:\n" + "\n".join(f"- {line}" for line in lines)
 
 
 _SNAKE_WORD = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.shared.images import check_pinned_image
@@ -166,8 +167,22 @@ def test_render_dir_switches_the_provider_to_manifest_rendering() -> None:
 def test_bad_config_fails_before_any_resource_is_registered() -> None:
     config = copy.deepcopy(stack_file_config("dev"))
     config["timescale-k8s:timescaledb"]["replicas"] = 0
-    with pytest.raises(ValueError, match=r"timescale-k8s:timescaledb.replicas \(0\)") as caught:
+    with pytest.raises(pulumi.RunError, match=r"timescale-k8s:timescaledb.replicas \(0\)") as caught:
         run_main("dev", config)
+    assert caught.value.registered_resources == []  # type: ignore[attr-defined]
+
+
+def test_every_problem_reaches_the_user_as_one_run_error() -> None:
+    """pulumi.RunError (printed without a traceback), listing all the problems of the database section."""
+    config = copy.deepcopy(stack_file_config("dev"))
+    config["timescale-k8s:timescaledb"]["parameters"] = {"max_conections": "500", "fsync": "off"}
+    config["timescale-k8s:timescaledb"]["appUser"] = "postgres"
+    with pytest.raises(pulumi.RunError) as caught:
+        run_main("dev", config)
+    message = str(caught.value)
+    assert message.startswith("3 configuration problems:"), message
+    assert "did you mean 'max_connections'" in message and "appUser ('postgres') is reserved" in message
+    assert "parameters['fsync'] ('off') voids durability" in message
     assert caught.value.registered_resources == []  # type: ignore[attr-defined]
 
 

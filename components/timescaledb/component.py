@@ -66,8 +66,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -82,10 +80,11 @@ from components.pooler.auth import LookupCredentials
 from components.timescaledb import backup as br
 from components.timescaledb import patroni_config as pc
 from components.timescaledb import parameters, pod, role_agent
+from components.timescaledb.checks import MAX_NAME_LENGTH, MAX_REPLICAS, check_args, check_pod_network_cidrs  # noqa: F401 (re-exported)
 from components.timescaledb.exporter_queries import queries_file
 from components.shared import scram
 from components.shared.certificates import server_certificate_spec
-from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
+from components.shared.images import image_version
 from components.shared.labels import recommended_labels, selector_labels
 from components.shared.network import ingress_policy, scraper_peer
 from components.timescaledb.tuning import TuneInput, tune
@@ -106,7 +105,6 @@ from components.shared.types import (
     SecretFile,
     registrable,
 )
-from components.shared.validate import check_range
 
 DEFAULT_IMAGE = (
     "timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e3440ab4c2aa585e743b1d8466cda9bbf18b6c598ec7806cf61e02fa5cd1d1a"
@@ -121,18 +119,8 @@ SCRAM_SOURCE = Path(scram.__file__).read_text(encoding="utf-8")
 DEFAULT_POD_NETWORK_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 APP_NAME = "timescaledb"
 COMPONENT = "database"
-MAX_NAME_LENGTH = 40
-"""Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
-``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
-MAX_REPLICAS = 9
-"""Most Patroni members: every one streams from the primary (a wal sender and a slot each)."""
 ENDPOINTS_OWNER_ANNOTATION = "timescale-k8s.io/endpoints-managed-by"
 """On Services without a selector: who writes their Endpoints (Patroni, for the leader and config keys)."""
-MIN_VOLUME_BYTES = 2**30
-MIN_MEMORY_BYTES = 256 * 2**20
-
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +190,8 @@ class TimescaleDBArgs:
     synchronous_mode: Literal["off", "on", "strict"] = "on"
     """Synchronous replication (``patroni_config.SYNCHRONOUS_MODES``): ``on`` (default) loses no acknowledged
     commit to a failover while a standby streams; ``strict`` also stops writes while none does; ``off``."""
+    allow_unsafe: Sequence[str] = ()
+    """Guarded parameters (``checks.GUARDED``) whose unsafe values are accepted anyway, with a warning; default none."""
     tls_secret_name: str | None = None
     """A ``kubernetes.io/tls`` Secret with ``tls.crt``, ``tls.key`` and ``ca.crt`` turning on server TLS: the
     network then takes TLS only and every client verifies the server (``verify-full``); the certificate must
@@ -277,108 +267,6 @@ def postgresql_parameters(args: TimescaleDBArgs) -> dict[str, str]:
     return {**pc.BASE_PARAMETERS, **tuned, **tls, **args.postgresql_parameters}
 
 
-def check_args(name: str, args: TimescaleDBArgs) -> None:
-    """Raise ``ValueError`` naming the field and value for anything a cluster would reject or mis-run."""
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name):
-        raise ValueError(
-            f"name ({name!r}) must be a lowercase RFC 1123 label starting with a letter, at most {MAX_NAME_LENGTH} characters"
-        )
-    if isinstance(args.namespace, str) and (len(args.namespace) > 63 or not _DNS_LABEL.match(args.namespace)):
-        raise ValueError(f"namespace ({args.namespace!r}) must be a lowercase RFC 1123 label")
-    if isinstance(args.replicas, bool) or not isinstance(args.replicas, int) or not 1 <= args.replicas <= MAX_REPLICAS:
-        raise ValueError(f"replicas ({args.replicas!r}) must be an integer from 1 to {MAX_REPLICAS}")
-    check_timescaledb_image(args.image, field="image")
-    check_range("postgres_major", args.postgres_major, 14, 99)
-    image_major = postgres_major_of(args.image)
-    if image_major is not None and image_major != args.postgres_major:
-        raise ValueError(
-            f"image ({args.image!r}) is PostgreSQL {image_major} but the cluster's data directory is PostgreSQL "
-            f"{args.postgres_major} (postgres_major): in-place major upgrades are not supported; keep a "
-            f"pg{args.postgres_major} image, or migrate to a new cluster (README: Upgrades)"
-        )
-    check_pinned_image(args.exporter_image, field="exporter_image")
-    args.resources.check("resources")
-    if args.resources.memory_bytes < MIN_MEMORY_BYTES:
-        memory = args.resources.memory_limit or args.resources.memory_request
-        raise ValueError(f"resources memory ({memory}) must be at least 256Mi to run PostgreSQL with TimescaleDB")
-    args.exporter_resources.check("exporter_resources")
-    args.role_agent_resources.check("role_agent_resources")
-    _check_storage(args.storage)
-    for field_name in ("database", "app_user", "reader_user"):
-        pc.check_identifier(getattr(args, field_name), field_name=field_name)
-    if args.app_user == args.reader_user:
-        raise ValueError(f"reader_user ({args.reader_user!r}) must differ from app_user ({args.app_user!r})")
-    for field_name in ("app_user", "reader_user"):
-        if args.pooler_lookup and getattr(args, field_name) == pooler_auth.LOOKUP_ROLE:
-            raise ValueError(f"{field_name} ({pooler_auth.LOOKUP_ROLE!r}) is the pooler's lookup role; pick another name")
-        if getattr(args, field_name) in pc.RESERVED_ROLES:
-            raise ValueError(
-                f"{field_name} ({getattr(args, field_name)!r}) is reserved for the cluster; "
-                f"avoid {sorted(pc.RESERVED_ROLES)}"
-            )
-    overrides = pc.check_parameters(args.postgresql_parameters, field_name="postgresql_parameters")
-    parameters.check_values(overrides, field_name="postgresql_parameters", tls=args.tls_secret_name is not None)
-    if args.anti_affinity not in ("preferred", "required"):
-        raise ValueError(f"anti_affinity ({args.anti_affinity!r}) must be 'preferred' or 'required'")
-    if args.monitoring_namespace is not None and not _DNS_LABEL.match(args.monitoring_namespace):
-        raise ValueError(f"monitoring_namespace ({args.monitoring_namespace!r}) must be a namespace name")
-    if isinstance(args.client_namespaces, str) or not all(
-        isinstance(ns, str) and _DNS_LABEL.match(ns) for ns in args.client_namespaces
-    ):
-        raise ValueError(f"client_namespaces ({args.client_namespaces!r}) must be a list of namespace names")
-    if args.tls_secret_name is not None and (
-        len(args.tls_secret_name) > 253 or not _DNS_SUBDOMAIN.match(args.tls_secret_name)
-    ):
-        raise ValueError(f"tls_secret_name ({args.tls_secret_name!r}) must be a Secret name")
-    if args.tls_issuer is not None:
-        if args.tls_secret_name is None:
-            raise ValueError(f"tls_issuer ({args.tls_issuer.name!r}) needs tls_secret_name: the Secret the Certificate writes")
-        if not _DNS_SUBDOMAIN.match(args.tls_issuer.name) or args.tls_issuer.kind not in ("Issuer", "ClusterIssuer"):
-            raise ValueError(
-                f"tls_issuer ({args.tls_issuer.name!r}, {args.tls_issuer.kind!r}) must name an Issuer or ClusterIssuer"
-            )
-    grace = args.termination_grace_seconds
-    if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
-        raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
-    check_pod_network_cidrs(args.pod_network_cidrs)
-    pc.check_timing(args.patroni_timing, field_name="patroni_timing")
-    if args.synchronous_mode not in pc.SYNCHRONOUS_MODES:
-        raise ValueError(f"synchronous_mode ({args.synchronous_mode!r}) must be one of {', '.join(pc.SYNCHRONOUS_MODES)}")
-    # Tuning limits (max_connections, memory) raise with field names; then the merged values must fit the pod.
-    parameters.check_fits_memory(postgresql_parameters(args), memory_bytes=args.resources.memory_bytes,
-                                 field_name="postgresql_parameters", overrides=overrides)
-    if args.backup is not None:
-        br.check_backup(args.backup)
-
-
-def check_pod_network_cidrs(cidrs: Sequence[str]) -> None:
-    """Non-empty, each a network address in CIDR form (IPv4 or IPv6), none admitting every address."""
-    if isinstance(cidrs, str) or not isinstance(cidrs, Sequence) or not cidrs:
-        raise ValueError(f"pod_network_cidrs ({cidrs!r}) must be a non-empty list of CIDRs")
-    for cidr in cidrs:
-        try:
-            network = ipaddress.ip_network(cidr) if isinstance(cidr, str) and "/" in cidr else None
-        except ValueError as error:
-            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): {error}") from None
-        if network is None:
-            raise ValueError(f"pod_network_cidrs has an invalid network ({cidr!r}): use CIDR notation, e.g. 10.244.0.0/16 or fd00:10:244::/56")
-        if network.prefixlen == 0:
-            raise ValueError(f"pod_network_cidrs has ({cidr!r}), which admits replication from every address; name the pod networks")
-    if len(set(cidrs)) != len(cidrs):
-        raise ValueError(f"pod_network_cidrs ({list(cidrs)!r}) lists a network twice")
-
-
-def _check_storage(storage: StorageArgs) -> None:
-    for field_name in ("data_size", "wal_size"):
-        value = getattr(storage, field_name)
-        if value is not None and byte_size(value, field=f"storage.{field_name}") < MIN_VOLUME_BYTES:
-            raise ValueError(f"storage.{field_name} ({value}) must be at least 1Gi")
-    if storage.storage_class is not None and (
-        len(storage.storage_class) > 253 or not _DNS_SUBDOMAIN.match(storage.storage_class)
-    ):
-        raise ValueError(f"storage.storage_class ({storage.storage_class!r}) must be a StorageClass name")
-
-
 class TimescaleDB(pulumi.ComponentResource):
     """A Patroni-managed TimescaleDB cluster with Services, credentials, metrics and network policy."""
 
@@ -405,7 +293,7 @@ class TimescaleDB(pulumi.ComponentResource):
     reconcile_target: ReconcileTarget
 
     def __init__(self, name: str, args: TimescaleDBArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        check_args(name, args)
+        check_args(name, args)  # every rule: checks.py
         super().__init__("timescale-k8s:index:TimescaleDB", name, None, opts)
         self._name = name
         self._args = args

@@ -9,7 +9,9 @@ type, base unit and range (``pg_settings``: ``vartype``, ``unit``, ``min_val``, 
 ``enumvals``; a test compares it with a real server). Values follow PostgreSQL's own syntax: integers
 and sizes/durations with an optional unit (``kB MB GB TB``, ``us ms s min h d``; a bare number is in the
 parameter's base unit), booleans ``on/off/true/false/yes/no/1/0``, enums case-insensitively. Parameters
-outside the table pass through unchecked (PostgreSQL and extensions define hundreds).
+outside the table are checked against the catalog read from real servers (:func:`check_catalog`,
+``components/timescaledb/catalog``): every name must exist for the image's major, every value must fit
+the catalogued type, unit, enum and range.
 
 Shared memory is estimated from a fit to ``postgres -C shared_memory_size`` of PostgreSQL 18 (see
 :func:`shared_memory_bytes`); it must leave room for the processes in the container's memory.
@@ -17,6 +19,7 @@ Shared memory is estimated from a fit to ``postgres -C shared_memory_size`` of P
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -168,9 +171,9 @@ def parse_value(name: str, value: str, spec: Spec) -> float | bool | str:
         raise ValueError(_number_hint(spec))
     number, unit = float(match.group("number")), match.group("unit")
     if spec.kind == "real":
-        if unit:
+        if unit and spec.unit is None:
             raise ValueError(_number_hint(spec))
-        return _in_range(number, spec, text)
+        return _in_range(_convert(number, unit, spec, text) if unit else number, spec, text)
     if unit:
         number = _convert(number, unit, spec, text)
     elif not number.is_integer():
@@ -204,6 +207,38 @@ def _in_range(number: float, spec: Spec, text: str) -> float:
 
 def _plain(bound: float | None) -> str:
     return f"{bound:g}" if bound is not None and not float(bound).is_integer() else str(int(bound or 0))
+
+
+_VARTYPES = {"bool": "bool", "integer": "int", "real": "real", "enum": "enum", "string": "string"}
+
+
+def catalog_spec(row: Mapping[str, object]) -> Spec:
+    """The :class:`Spec` of one catalog row (``pg_settings`` columns)."""
+    kind = _VARTYPES[str(row["vartype"])]
+    bound = (lambda key: float(str(row[key])) if row.get(key) is not None else None)
+    return Spec(kind, str(row["unit"]) if row.get("unit") else None, bound("min_val"), bound("max_val"),
+                tuple(row.get("enumvals") or ()))  # type: ignore[arg-type]
+
+
+def check_catalog(parameters: Mapping[str, str], known: Mapping[str, Mapping[str, object]], *, field_name: str) -> list[str]:
+    """Every problem of ``parameters`` against the catalog ``known``: unknown names (with the nearest known
+    name), read-only (``internal``) parameters, and values outside the type, unit, enum or range."""
+    problems = []
+    for name, value in parameters.items():
+        row = known.get(name)
+        if row is None:
+            near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.append(f"{field_name}[{name!r}] is not a parameter of this PostgreSQL or TimescaleDB{hint} "
+                            "PostgreSQL would refuse to start or ignore it")
+        elif row.get("context") == "internal":
+            problems.append(f"{field_name}[{name!r}] ({value!r}) is read-only (fixed when PostgreSQL was built); remove it")
+        elif row.get("vartype") != "string":
+            try:
+                parse_value(name, value, catalog_spec(row))
+            except ValueError as error:
+                problems.append(f"{field_name}[{name!r}] ({value!r}) {error}")
+    return problems
 
 
 def check_values(parameters: Mapping[str, str], *, field_name: str, tls: bool) -> dict[str, float | bool | str]:

@@ -61,7 +61,7 @@ def test_nonsense_fails_with_a_clear_error(raw: dict[str, Any], message: str) ->
 
 
 @pytest.mark.parametrize("parameters", [
-    {"work_mem": "64MB", "checkpoint_timeout": "15min", "jit": "off", "synchronous_commit": "local"},
+    {"work_mem": "64MB", "checkpoint_timeout": "15min", "jit": "off", "synchronous_commit": "remote_write"},
     {"shared_buffers": "512MB", "max_connections": 200, "random_page_cost": 1.5, "statement_timeout": 0},
     {"wal_level": "logical", "password_encryption": "SCRAM-SHA-256", "log_min_duration_statement": "-1"},
 ])

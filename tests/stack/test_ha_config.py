@@ -71,7 +71,7 @@ def test_bad_ha_config_fails_with_a_clear_error(raw: dict[str, Any], message: st
 
 def test_synchronous_mode_defaults_on_and_reaches_the_dcs_and_the_reconciler() -> None:
     assert parse_stack_config(with_value("timescaledb.replicas", 3)).database.args.synchronous_mode == "on"
-    args = parse_stack_config(with_value("timescaledb.synchronousMode", "strict")).database.args
+    args = parse_stack_config(with_value("timescaledb.synchronousMode", "strict", with_value("timescaledb.replicas", 2))).database.args
     assert args.synchronous_mode == "strict"
     with pytest.raises(ConfigError, match=r"timescale-k8s:timescaledb.synchronousMode \('quorum'\): must be one of off, on, strict"):
         parse_stack_config(with_value("timescaledb.synchronousMode", "quorum"))
