@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from tests.patroni_import import patroni_module
+from tests.waits import poll
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 """Debian's PostgreSQL 15 (pgBackRest 2.45 from the same release supports it)."""
@@ -88,17 +89,17 @@ class S3Server:
 
     def _wait(self, timeout: float = 60.0) -> None:
         context = ssl.create_default_context(cafile=str(self.ca))
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def answers() -> bool:
+            exited(self.proc, "the S3 server", self.log)
             try:
                 urllib.request.urlopen(f"https://{self.endpoint}/", context=context, timeout=2).close()
-                return
             except urllib.error.HTTPError:  # it answers (an unsigned request: 403)
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"S3 server did not start: {self.log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
+                pass
+            return True
+
+        poll(answers, deadline=timeout, interval=0.2, what="the S3 server to answer over TLS", retry_on=(OSError,),
+             state=lambda: log_tail(self.log), error=RuntimeError)
 
     def client(self):  # type: ignore[no-untyped-def]
         import boto3
@@ -108,6 +109,20 @@ class S3Server:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    """The end of a server log, for timeout messages."""
+    try:
+        return f"--- {path} ---\n" + path.read_text(errors="replace")[-chars:]
+    except OSError as error:
+        return f"--- {path}: {error} ---"
+
+
+def exited(proc: subprocess.Popen[bytes] | None, name: str, log: Path) -> None:
+    """Raise (stop waiting) if the process already exited: waiting longer cannot help."""
+    if proc is not None and proc.poll() is not None:
+        raise RuntimeError(f"{name} exited with {proc.returncode}\n{log_tail(log)}")
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -149,22 +164,21 @@ class Cluster:
             self.proc = subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(self.data)], stdout=log,
                                          stderr=subprocess.STDOUT, user=self.user, env={**os.environ, **self.env},
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with psycopg.connect(self.dsn, connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres did not start: {(self.root / 'server.log').read_text()[-3000:]}") from None
-                time.sleep(0.2)
+        proc = self.proc
+
+        def accepts() -> bool:
+            exited(proc, "postgres", self.root / "server.log")
+            with psycopg.connect(self.dsn, connect_timeout=2):
+                return True
+
+        poll(accepts, deadline=timeout, interval=0.1, what="postgres to accept connections",
+             retry_on=(psycopg.OperationalError,), state=lambda: log_tail(self.root / "server.log"), error=RuntimeError)
 
     def wait_promoted(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.query("SELECT pg_is_in_recovery()") != [(False,)]:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"never promoted: {(self.root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+        """Until recovery (restore_command, recovery target) ends in a promotion; the log on timeout."""
+        poll(lambda: self.query("SELECT pg_is_in_recovery()") == [(False,)], deadline=timeout, interval=0.1,
+             what="the restored cluster to promote", retry_on=(psycopg.OperationalError,),
+             state=lambda: log_tail(self.root / "server.log"), error=RuntimeError)
 
     @property
     def dsn(self) -> str:

@@ -45,7 +45,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -74,6 +73,7 @@ from tests.ha.machine import (
     vendor_distributions,
     wait_gone,
 )
+from tests.waits import poll
 
 __all__ = [
     "ClusterError", "Member", "PatroniCluster", "RenderedDatabase", "http_get", "missing_requirements",
@@ -91,6 +91,26 @@ T = TypeVar("T")
 
 class ClusterError(RuntimeError):
     """The cluster did not reach an expected state in time; the message carries the recent logs."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Patroni's HA timing (``ttl``, ``loop_wait``, ``retry_timeout``) and the waits derived from it."""
+
+    ttl: float
+    loop_wait: float
+    retry_timeout: float
+
+    @classmethod
+    def of(cls, dcs: Mapping[str, Any]) -> Timing:
+        return cls(float(dcs["ttl"]), float(dcs["loop_wait"]), float(dcs["retry_timeout"]))
+
+    def switchover_seconds(self, margin: float) -> float:
+        """Budget for one switchover: the leader acts in its next HA loop (``loop_wait``), Patroni's API polls
+        the outcome for up to ``2 * max(10, loop_wait)``, the demoted primary restarts as a replica and may
+        retry the DCS for ``retry_timeout``; a lost lock expires after ``ttl``; plus ``margin`` for PostgreSQL
+        restarts on a busy machine."""
+        return self.loop_wait + 2 * max(10.0, self.loop_wait) + self.retry_timeout + self.ttl + margin
 
 
 # -- rendered input --------------------------------------------------------------------------------
@@ -565,7 +585,27 @@ class PatroniCluster:
             raise ClusterError("post_init creates no database")
         return database.group(1), database.group(2)
 
+    # -- timing -------------------------------------------------------------------------------------
+
+    def timing(self) -> Timing:
+        """The Patroni timing the cluster runs with (its DCS config), else the rendered ``bootstrap.dcs``."""
+        return Timing.of({**self.rendered.config["bootstrap"]["dcs"], **self.dcs_settings()})
+
     # -- diagnostics ------------------------------------------------------------------------------
+
+    def diagnostics(self, tail: int = 3000) -> str:
+        """Patroni's member list (``GET /cluster``) and the tail of every member's and etcd's log."""
+        members = "\n".join(f"  {name}: role={m.get('role')} state={m.get('state')} timeline={m.get('timeline')} "
+                             f"lag={m.get('lag')}" for name, m in self.topology().items()) or "  (no member answers)"
+        return f"--- Patroni members ---\n{members}\n{self.logs(tail)}"
+
+    @contextmanager
+    def explained(self) -> Iterator[None]:
+        """Re-raise any failure inside the block with :meth:`diagnostics` appended (for CI logs)."""
+        try:
+            yield
+        except Exception as error:
+            raise ClusterError(f"{type(error).__name__}: {error}\n{self.diagnostics()}") from error
 
     def logs(self, tail: int = 3000) -> str:
         """The tail of every member's log and etcd's, for failure messages."""
@@ -611,12 +651,6 @@ def wait_until(
     message: str = "condition not reached",
     logs: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``check`` until it returns something truthy; raise :class:`ClusterError` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{message} within {timeout:.0f}s\n{logs() if logs else ''}")
-        time.sleep(interval)
+    """Poll ``check`` until it returns something truthy; raise :class:`ClusterError` after ``timeout``
+    (:func:`tests.waits.poll`, with ``logs()`` as the diagnostic state)."""
+    return poll(check, deadline=timeout, interval=interval, what=message, state=logs, error=ClusterError)

@@ -73,7 +73,9 @@ def test_the_job_applies_parameters_everywhere_as_the_monitoring_role_and_a_seco
         settings_database=database,
         dcs_parameters=declared,
         managed_dcs_parameters=tuple(sorted(pc.DCS_ONLY_PARAMETERS)),
-        timeout_seconds=120,
+        # Each step (a replica's restart, the switchover) gets what Patroni's timing needs, plus a minute
+        # for PostgreSQL restarts on a busy machine; a timeout shows the member list and every member's log.
+        timeout_seconds=int(cluster.timing().switchover_seconds(margin=60)),
     )
     # Patroni's API refuses changes without the restapi credentials, so the reconciler's must be real ...
     unauthenticated = urllib.request.Request(f"{first_leader.api_url}/config", method="PATCH", data=b"{}")
@@ -86,7 +88,8 @@ def test_the_job_applies_parameters_everywhere_as_the_monitoring_role_and_a_seco
 
     stream = io.StringIO()
     first = Report(stream)
-    reconcile(desired, first)
+    with cluster.explained():
+        reconcile(desired, first)
     first.summary()
     changes = [(c["kind"], c["target"]) for c in first.changes]
     replicas = {m.name for m in cluster.members} - {first_leader.name}
@@ -106,7 +109,8 @@ def test_the_job_applies_parameters_everywhere_as_the_monitoring_role_and_a_seco
 
     stream = io.StringIO()
     second = Report(stream)
-    reconcile(desired, second)
+    with cluster.explained():
+        reconcile(desired, second)
     summary = second.summary()
     assert second.changes == [], stream.getvalue()
     assert summary.startswith("no changes")

@@ -17,9 +17,13 @@ from components.reconciler.tsreconcile.sql import ReconcileError
 class ScriptedPatroni:
     """Just enough of Patroni's REST API: /cluster, /patroni per member, restart, switchover."""
 
-    def __init__(self, members: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, members: dict[str, dict[str, Any]], config: dict[str, Any] | None = None) -> None:
         self.members = members
         self.calls: list[tuple[str, str]] = []
+        self.current_config = config or {}
+
+    def config(self) -> dict[str, Any]:
+        return self.current_config
 
     def _entry(self, name: str) -> dict[str, Any]:
         member = self.members[name]
@@ -36,7 +40,7 @@ class ScriptedPatroni:
         state = self.members[member["name"]]
         state.update(postmaster_start_time=state.get("postmaster_start_time", 0) + 1, pending_restart=False)
 
-    def switchover(self, leader: str, candidate: str) -> None:
+    def switchover(self, leader: str, candidate: str, *, loop_wait: float = 10.0) -> None:
         self.calls.append(("switchover", f"{leader}->{candidate}"))
         self.members[leader].update(role="replica", state="streaming", pending_restart=False)
         self.members[candidate].update(role="leader", state="running")
@@ -78,6 +82,56 @@ def test_in_synchronous_mode_the_switchover_goes_to_the_synchronous_standby() ->
     })
     run(api)
     assert api.calls[-1] == ("switchover", "db-0->db-2")
+
+
+class Refusing(ScriptedPatroni):
+    """Patroni right after the replicas' restarts: it refuses the first switchovers (412, the candidate is not
+    the synchronous standby yet), and names db-2 synchronous standby only after a few polls."""
+
+    def __init__(self, members: dict[str, dict[str, Any]], *, refusals: int, config: dict[str, Any]) -> None:
+        super().__init__(members, config)
+        self.refusals = refusals
+        self.polls = 0
+
+    def cluster(self) -> dict[str, Any]:
+        self.polls += 1
+        if self.polls == 4 and "db-2" in self.members:
+            self.members["db-2"]["role"] = "sync_standby"
+        return super().cluster()
+
+    def switchover(self, leader: str, candidate: str, *, loop_wait: float = 10.0) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            self.calls.append(("refused", f"{leader}->{candidate}"))
+            raise ReconcileError("Patroni POST /switchover answered 412: candidate name does not match with sync_standby")
+        super().switchover(leader, candidate, loop_wait=loop_wait)
+
+
+def test_a_refused_switchover_is_retried_until_patroni_accepts_it() -> None:
+    def members(sync: str | None = None) -> dict[str, dict[str, Any]]:
+        return {"db-0": {"role": "leader", "state": "running", "pending_restart": True},
+                **{name: {"role": "sync_standby" if name == sync else "replica", "state": "streaming", "lag": 0}
+                   for name in ("db-1", "db-2")}}
+
+    api = Refusing(members(), refusals=0, config={"synchronous_mode": True, "loop_wait": 10})
+    report = run(api)
+    # In synchronous mode nothing is asked of Patroni before it names a synchronous standby.
+    assert api.calls == [("switchover", "db-0->db-2")] and api.polls >= 4
+    assert report.changes[-1]["kind"] == "switchover" and report.changes[-1]["to"] == "db-2"
+
+    api = Refusing(members(sync="db-1"), refusals=2, config={"loop_wait": 10})
+    report = run(api)
+    assert api.calls == [("refused", "db-0->db-1"), ("refused", "db-0->db-1"), ("switchover", "db-0->db-1")]
+    assert report.changes[-1]["to"] == "db-1"
+
+
+def test_a_switchover_that_never_happens_times_out_with_the_last_refusal() -> None:
+    api = Refusing({
+        "db-0": {"role": "leader", "state": "running", "pending_restart": True},
+        "db-1": {"role": "sync_standby", "state": "streaming", "lag": 0},
+    }, refusals=1 << 30, config={})
+    with pytest.raises(ReconcileError, match=r"timed out after 30s waiting for the switchover from db-0.*answered 412"):
+        run(api)
 
 
 class ScriptedConfig:

@@ -5,6 +5,10 @@ other members are running; then a switchover from the primary to a healthy repli
 needs a restart (the demoted primary restarts as a replica, which applies its pending settings); a
 final restart only if it still reports one. A single-member cluster has no one to switch to: its
 primary is restarted in place (writes pause for that restart) and the report says so.
+
+Patroni may legitimately refuse a switchover for a while (the synchronous standby is not named yet after
+the replicas' restarts, a member is still starting, the previous attempt's outcome is unknown): the
+switchover is retried, with a candidate chosen afresh, until the step's timeout.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class PatroniAPI:
         # HTTPS (TLS on): by default the member's certificate must chain to the CA and name the host asked for.
         self._tls = tls or (ssl.create_default_context(cafile=ca_file) if ca_file else None)
 
-    def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, *, base: Optional[str] = None) -> Any:
+    def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, *, base: Optional[str] = None,
+                timeout: Optional[float] = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         url = f"{(base or self.url).rstrip('/')}{path}"
         if self._tls is not None and not url.startswith("https://"):
@@ -51,7 +56,7 @@ class PatroniAPI:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as response:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout, context=self._tls) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace").strip()
@@ -81,8 +86,16 @@ class PatroniAPI:
     def restart(self, member: Dict[str, Any]) -> None:
         self.request("POST", "/restart", {}, base=member_base(member))
 
-    def switchover(self, leader: str, candidate: str) -> None:
-        self.request("POST", "/switchover", {"leader": leader, "candidate": candidate})
+    def switchover(self, leader: str, candidate: str, *, loop_wait: float = 10.0) -> None:
+        """POST /switchover; Patroni answers once the new leader holds the lock, after up to
+        ``2 * max(10, loop_wait)`` seconds of polling, so the request waits that long plus this client's timeout."""
+        self.request("POST", "/switchover", {"leader": leader, "candidate": candidate},
+                     timeout=switchover_answer_seconds(loop_wait) + self.timeout)
+
+
+def switchover_answer_seconds(loop_wait: float) -> float:
+    """How long Patroni's POST /switchover may poll for the outcome before answering (its api.py)."""
+    return 2 * max(10.0, float(loop_wait))
 
 
 def member_base(member: Dict[str, Any]) -> str:
@@ -233,6 +246,43 @@ def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, rep
         pass
 
 
+def choose_candidate(cluster: Dict[str, Any], leader: str, is_pending: Pending) -> Optional[Dict[str, Any]]:
+    """The replica to switch over to: healthy, no pending restart; a synchronous standby when there is one
+    (in synchronous mode Patroni switches over only to it), then the least lag, then the name."""
+    candidates = [m for m in cluster.get("members", []) if m["name"] != leader and m.get("state") in HEALTHY_STATES
+                  and not is_pending(m)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: (m.get("role") not in SYNC_ROLES,
+                                          m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
+
+
+def switch_over(api: PatroniAPI, leader: str, waiter: Waiter, is_pending: Pending) -> str:
+    """Move the leader lock away from ``leader``; returns the new leader. Each poll reads /cluster afresh:
+    done once another member leads and every member runs; otherwise, while ``leader`` still leads, (re)ask
+    for a switchover to the best candidate. A refusal (412: the candidate is not the synchronous standby
+    yet; 503: the switchover failed or its outcome is unknown) is retried at the next poll; in synchronous
+    mode no request is sent until Patroni names a synchronous standby."""
+    config = api.config()
+    loop_wait = float(config.get("loop_wait") or 10)
+    synchronous = bool(config.get("synchronous_mode"))
+
+    def switched() -> Optional[str]:
+        cluster = api.cluster()
+        current = leader_of(cluster)["name"]
+        if current != leader:
+            return None if _unhealthy(cluster) else current
+        candidate = choose_candidate(cluster, leader, is_pending)
+        if candidate is None:
+            raise ReconcileError(f"no healthy replica without a pending restart yet: {cluster.get('members')}")
+        if synchronous and candidate.get("role") not in SYNC_ROLES:
+            raise ReconcileError(f"no synchronous standby named yet: {cluster.get('members')}")
+        api.switchover(leader, candidate["name"], loop_wait=loop_wait)
+        return None
+
+    return waiter.until(switched, f"the switchover from {leader} to another member")
+
+
 def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report, is_pending: Pending) -> None:
     """Apply restart-only settings: replicas first, then a switchover, never two members down at once."""
     for _ in range(MAX_ROUNDS):
@@ -250,15 +300,8 @@ def restart_pending_members(api: PatroniAPI, waiter: Waiter, report: Report, is_
         cluster = healthy_cluster(api, waiter, f"switching over from {leader['name']}")
         candidates = [m for m in cluster["members"] if m["name"] != leader["name"] and not is_pending(m)]
         if candidates:
-            # In synchronous mode Patroni switches over only to the synchronous standby: it goes first.
-            candidate = min(candidates, key=lambda m: (m.get("role") not in SYNC_ROLES,
-                                                       m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62, m["name"]))
-            api.switchover(leader["name"], candidate["name"])
-            waiter.until(
-                lambda: leader_of(api.cluster())["name"] == candidate["name"] and not _unhealthy(api.cluster()),
-                f"the switchover from {leader['name']} to {candidate['name']}",
-            )
-            report.change("switchover", leader["name"], to=candidate["name"], reason="pending_restart on the primary")
+            new_leader = switch_over(api, leader["name"], waiter, is_pending)
+            report.change("switchover", leader["name"], to=new_leader, reason="pending_restart on the primary")
         elif len(cluster["members"]) == 1:
             _restart_member(api, leader, waiter, report, role="primary (single member: writes paused during the restart)",
                             is_pending=is_pending)
