@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.reconciler.tsreconcile.desired import Desired
-from components.shared.types import ReconcileTarget, SecretFile
+from .tsreconcile.desired import Desired
+from ..shared.types import ReconcileTarget, SecretFile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM_DIR = "/opt/tsreconcile"

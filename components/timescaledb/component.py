@@ -77,26 +77,26 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pooler import auth as pooler_auth
-from components.pooler.auth import LookupCredentials
-from components.timescaledb import backup as br
-from components.timescaledb import patroni_config as pc
-from components.timescaledb import parameters, pod, role_agent
-from components.timescaledb.exporter_queries import queries_file
-from components.shared import scram
-from components.shared.certificates import server_certificate_spec
-from components.shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import ingress_policy, scraper_peer
-from components.timescaledb.tuning import TuneInput, tune
-from components.shared.quantity import byte_size
-from components.timescaledb.credentials import (
+from ..pooler import auth as pooler_auth
+from ..pooler.auth import LookupCredentials
+from . import backup as br
+from . import patroni_config as pc
+from . import parameters, pod, role_agent
+from .exporter_queries import queries_file
+from ..shared import scram
+from ..shared.certificates import server_certificate_spec
+from ..shared.images import check_pinned_image, check_timescaledb_image, image_version, postgres_major_of
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.network import ingress_policy, scraper_peer
+from .tuning import TuneInput, tune
+from ..shared.quantity import byte_size
+from .credentials import (
     RolePassword,
     connection_data,
     opaque_secret,
     role_password,
 )
-from components.shared.types import (
+from ..shared.types import (
     ConnectionSecretKeys,
     DatabaseConnection,
     ReconcileTarget,
@@ -106,7 +106,7 @@ from components.shared.types import (
     SecretFile,
     registrable,
 )
-from components.shared.validate import check_range
+from ..shared.validate import check_range
 
 DEFAULT_IMAGE = (
     "timescale/timescaledb-ha:pg17.11-ts2.30.1@sha256:3e3440ab4c2aa585e743b1d8466cda9bbf18b6c598ec7806cf61e02fa5cd1d1a"
