@@ -167,8 +167,12 @@ def test_constructing_through_the_provider_composes_database_and_pooler() -> Non
             "resources": {"cpuRequest": "1", "memoryRequest": "2Gi"},
         }, None)
         states["database"] = database.state
+        connection = database.state["appConnection"]
         pooler = provider.construct("orders-pool", token(HOSTED[4][0]), {
-            "namespace": "orders", "database": database.state["appConnection"], "lookup": database.state["poolerLookup"],
+            # Another component's output object, a plain field of it (labels) arriving as an Output. (Pulumi's
+            # own input mapping needs integers plain, and an object given as one Output is read as empty.)
+            "namespace": "orders", "lookup": database.state["poolerLookup"], "database": {
+                **connection, "clientLabels": pulumi.Output.from_input(connection["clientLabels"])},
         }, None)
         states["pooler"] = pooler.state
 
@@ -183,6 +187,8 @@ def test_constructing_through_the_provider_composes_database_and_pooler() -> Non
     assert recording.one("kubernetes:apps/v1:Deployment", "orders-pool-rw")
     assert {"readWriteHost", "secretName", "clientLabels"} <= set(states["database"]["appConnection"])
     assert set(states["pooler"]["connection"]) >= {"readWriteHost", "readOnlyHost"}
+    pooler_pods = recording.one("kubernetes:apps/v1:Deployment", "orders-pool-rw").inputs["spec"]["template"]["metadata"]
+    assert {"timescale-k8s.io/orders-db-client": "true"}.items() <= pooler_pods["labels"].items(), "PgBouncer may reach the database"
 
 
 def test_a_missing_required_input_names_it() -> None:
