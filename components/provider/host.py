@@ -10,11 +10,14 @@ holds a resource, which cannot cross the provider boundary.
 This module deliberately has no ``from __future__ import annotations`` (the inference reads annotations).
 """
 
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
+from pulumi.provider.experimental.analyzer import PropertyDefinition, PropertyType
+from pulumi.provider.experimental.component import ComponentProvider
 
 from ..autoscaler import Autoscaler, AutoscalerArgs
 from ..monitoring import Monitoring, MonitoringArgs
@@ -22,7 +25,7 @@ from ..pooler import Pooler, PoolerArgs
 from ..reconciler import Reconciler, ReconcilerArgs
 from ..timescaledb import TimescaleDB, TimescaleDBArgs
 from ..workload import Workload, WorkloadArgs
-from .schema import Deriver, exposed, from_schema, to_schema
+from .schema import Deriver, exposed, from_schema, resolved, to_schema
 
 PACKAGE = "timescale-k8s"
 """The provider's package name: the first part of every type token (``timescale-k8s:index:TimescaleDB``)."""
@@ -84,10 +87,38 @@ def provider_components() -> list[type]:
     return [hosted_component(library, args_type, deriver) for library, args_type in HOSTED]
 
 
-def serve() -> None:
-    """Run the provider (the plugin's entry point); the engine passes its address on the command line."""
-    from pulumi.provider.experimental import component_provider_host
+class Provider(ComponentProvider):
+    """Pulumi's component provider (schema inferred from the hosted classes), plus one step: an input that
+    arrives as a single Output although its schema type is structured (an object, a list or map, an enum, an
+    integer: what another component's output object is sent as) is unwrapped before Pulumi maps it, which
+    would otherwise read it as empty ("Missing required input") or fail to convert it. Strings and booleans
+    stay Outputs: the components take them as ``pulumi.Input``."""
 
+    def map_input_properties(self, inputs: Any, properties: dict[str, PropertyDefinition], mapping: dict[str, str],
+                             component_name: str, property_path: str) -> Any:
+        if isinstance(inputs, pulumi.Output):
+            inputs = resolved(inputs, property_path or component_name)
+        if isinstance(inputs, dict):
+            inputs = {key: resolved(value, f"{property_path}.{key}".lstrip("."))
+                      if isinstance(value, pulumi.Output) and key in properties and _structured(properties[key]) else value
+                      for key, value in inputs.items()}
+        return super().map_input_properties(inputs, properties, mapping, component_name, property_path)
+
+
+def _structured(prop: PropertyDefinition) -> bool:
+    return prop.ref is not None or prop.type in (PropertyType.OBJECT, PropertyType.ARRAY, PropertyType.INTEGER)
+
+
+def provider() -> Provider:
+    """The provider with every hosted component, its schema inferred."""
     from .. import __version__
 
-    component_provider_host(provider_components(), name=PACKAGE, version=__version__)
+    return Provider(provider_components(), PACKAGE, version=__version__)
+
+
+def serve() -> None:
+    """Run the provider (the plugin's entry point), as ``component_provider_host`` does with Pulumi's own
+    provider class; the engine passes its address on the command line."""
+    from pulumi.provider import main
+
+    main(provider(), sys.argv[1:])

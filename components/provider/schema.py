@@ -152,7 +152,7 @@ class Deriver:
 def from_schema(cls: type, value: Mapping[str, Any], path: str = "args") -> Any:
     """Build dataclass ``cls`` from the provider's dict (snake_case keys); absent keys keep their defaults."""
     if isinstance(value, pulumi.Output):
-        value = _resolved(value, path)
+        value = resolved(value, path)
     fields: dict[str, Any] = {}
     for name, hint in exposed(cls).items():
         if value.get(name) is not None:
@@ -160,7 +160,7 @@ def from_schema(cls: type, value: Mapping[str, Any], path: str = "args") -> Any:
     return cls(**fields)
 
 
-def _resolved(value: "pulumi.Output[Any]", path: str) -> Any:
+def resolved(value: "pulumi.Output[Any]", path: str) -> Any:
     """The plain value of a field that arrived as an Output (a field of another component's output object).
 
     Its data is already there when the provider constructs (the engine sent it), so this only unwraps it; the
@@ -177,7 +177,7 @@ def _resolved(value: "pulumi.Output[Any]", path: str) -> Any:
 
 def _convert_in(hint: Any, value: Any, path: str) -> Any:
     if isinstance(value, pulumi.Output) and not (_is_input(hint) or get_origin(hint) is pulumi.Output):
-        value = _resolved(value, path)  # a plain field given as another component's output
+        value = resolved(value, path)  # a plain field given as another component's output
     if isinstance(value, enum.Enum):
         return value.value
     base = _optional_base(hint)

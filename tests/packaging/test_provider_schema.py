@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 import pulumi
 import pytest
-from pulumi.provider.experimental.component import ComponentProvider
 
 from components import __version__
-from components.provider import EXCLUDED, HOSTED, PACKAGE, UnsupportedField, provider_components
+from components.provider import EXCLUDED, HOSTED, PACKAGE, UnsupportedField, provider
 from components.provider.host import hosted_component
 from components.provider.schema import Deriver, hints
 from components.workload import Workload, WorkloadArgs
@@ -25,9 +24,9 @@ TYPES = f"#/types/{PACKAGE}:index:"
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    provider = ComponentProvider(provider_components(), PACKAGE, version=__version__)
-    assert provider.schema
-    return json.loads(provider.schema)
+    served = provider()
+    assert served.schema
+    return json.loads(served.schema)
 
 
 def token(cls: type) -> str:
@@ -158,21 +157,21 @@ def test_a_set_of_integers_is_not_silently_turned_into_something_else() -> None:
 
 
 def test_constructing_through_the_provider_composes_database_and_pooler() -> None:
-    provider = ComponentProvider(provider_components(), PACKAGE, version=__version__)
+    served = provider()
     states: dict[str, Any] = {}
 
     def program() -> None:
-        database = provider.construct("orders-db", token(HOSTED[0][0]), {
+        database = served.construct("orders-db", token(HOSTED[0][0]), {
             "namespace": "orders", "replicas": 2, "antiAffinity": "required", "poolerLookup": True,
             "resources": {"cpuRequest": "1", "memoryRequest": "2Gi"},
         }, None)
         states["database"] = database.state
-        connection = database.state["appConnection"]
-        pooler = provider.construct("orders-pool", token(HOSTED[4][0]), {
-            # Another component's output object, a plain field of it (labels) arriving as an Output. (Pulumi's
-            # own input mapping needs integers plain, and an object given as one Output is read as empty.)
-            "namespace": "orders", "lookup": database.state["poolerLookup"], "database": {
-                **connection, "clientLabels": pulumi.Output.from_input(connection["clientLabels"])},
+        connection, lookup = database.state["appConnection"], database.state["poolerLookup"]
+        pooler = served.construct("orders-pool", token(HOSTED[4][0]), {
+            # Other components' output objects as the engine sends them: one Output around the whole object,
+            # or an object whose fields (labels here) are Outputs.
+            "namespace": "orders", "database": pulumi.Output.from_input(connection),
+            "lookup": {**lookup, "secretName": pulumi.Output.from_input(lookup["secretName"])},
         }, None)
         states["pooler"] = pooler.state
 
@@ -192,6 +191,6 @@ def test_constructing_through_the_provider_composes_database_and_pooler() -> Non
 
 
 def test_a_missing_required_input_names_it() -> None:
-    provider = ComponentProvider(provider_components(), PACKAGE, version=__version__)
+    served = provider()
     with pytest.raises(Exception, match="namespace"):
-        provider.construct("orders-db", token(HOSTED[0][0]), {}, None)
+        served.construct("orders-db", token(HOSTED[0][0]), {}, None)

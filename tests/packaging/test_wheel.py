@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import components
+from tests.test_readme import readme_example
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "orders-db"
@@ -124,3 +125,15 @@ def test_the_example_renders_from_the_installed_package(fresh_python: Path) -> N
     shipped = set(program["inputs"]["data"])
     assert "components.reconciler.tsreconcile.run.py" in shipped and "components.shared.scram.py" in shipped, shipped
     assert rendered["outputs"]["writeHost"].endswith(".orders.svc.cluster.local"), rendered["outputs"]
+
+
+def test_the_readme_example_runs_as_written_on_the_installed_package(fresh_python: Path, tmp_path: Path) -> None:
+    program = tmp_path / "readme-example"
+    program.mkdir()
+    (program / "__main__.py").write_text(readme_example())
+    output = run([str(fresh_python), str(Path(__file__).with_name("render_example.py")), str(REPO / "tests" / "harness.py"),
+                  str(program)], cwd=program, timeout=RUN_TIMEOUT, env=clean_env())
+    rendered: dict[str, Any] = json.loads(output.splitlines()[-1])
+    statefulsets = [r for r in rendered["resources"] if r["type"] == "kubernetes:apps/v1:StatefulSet"]
+    assert [s["inputs"]["spec"]["replicas"] for s in statefulsets] == [3], statefulsets
+    assert "primaryHost" in rendered["outputs"]
