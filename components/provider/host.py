@@ -52,8 +52,7 @@ AFTER_BUILD: dict[type, Callable[[pulumi.ComponentResource, str, Any], None]] = 
 def hosted_component(library: type[pulumi.ComponentResource], args_type: type, deriver: Deriver) -> type:
     """The provider-facing class for ``library``: same name and type token, schema-typed args and outputs."""
     args_twin = deriver.twin(args_type)
-    outputs = {name: (hint, deriver.annotation(hint, f"{library.__name__}.{name}"))
-               for name, hint in exposed(library).items()}
+    outputs = {name: deriver.annotation(hint, f"{library.__name__}.{name}") for name, hint in exposed(library).items()}
     token = f"{PACKAGE}:index:{library.__name__}"
 
     def __init__(self: pulumi.ComponentResource, name: str, args: Any,
@@ -72,7 +71,7 @@ def hosted_component(library: type[pulumi.ComponentResource], args_type: type, d
 
     def body(namespace: dict[str, Any]) -> None:
         namespace["__init__"] = __init__
-        namespace["__annotations__"] = {field: annotation for field, (_, annotation) in outputs.items()}
+        namespace["__annotations__"] = dict(outputs)
         # The library class's module and name: the inference reads output docstrings from its source.
         namespace["__module__"], namespace["__qualname__"] = library.__module__, library.__qualname__
         namespace["__doc__"] = library.__doc__

@@ -194,3 +194,16 @@ def test_a_missing_required_input_names_it() -> None:
     served = provider()
     with pytest.raises(Exception, match="namespace"):
         served.construct("orders-db", token(HOSTED[0][0]), {}, None)
+
+
+def test_a_structured_input_not_known_yet_names_it() -> None:
+    served = provider()
+    unknown: pulumi.Output[Any] = pulumi.Output.from_input(None)  # what an unknown value resolves to here
+
+    def program() -> None:
+        served.construct("orders-pool", token(HOSTED[4][0]), {
+            "namespace": "orders", "database": unknown, "lookup": {"role": "pgbouncer_lookup", "secretName": "s"},
+        }, None)
+
+    with pytest.raises(ValueError, match=r"database is not known yet"):
+        run_program(program)
