@@ -21,10 +21,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.labels import recommended_labels
-from components.shared.quantity import QuantityError, parse_quantity
-from components.shared.types import ScaleTarget
-from components.shared.validate import check_range
+from .shared.labels import recommended_labels
+from .shared.quantity import QuantityError, parse_quantity
+from .shared.types import ScaleTarget
+from .shared.validate import check_range
 
 MAX_STABILIZATION_WINDOW_SECONDS = 3600
 """API limit of ``behavior.*.stabilizationWindowSeconds``."""

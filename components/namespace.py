@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.labels import recommended_labels
+from .shared.labels import recommended_labels
 
 POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",

@@ -15,8 +15,14 @@ def readme_example() -> str:
     return match.group(1)
 
 
+def as_repository_imports(example: str) -> str:
+    """The example imports the installed package (``timescale_k8s``): here it is the checkout's ``components``
+    (tests/packaging/test_wheel.py runs it as written against the installed wheel)."""
+    return example.replace("timescale_k8s", "components")
+
+
 def test_readme_component_example_registers_a_database() -> None:
-    recording = run_program(lambda: exec(readme_example(), {}), stack="readme", config={})
+    recording = run_program(lambda: exec(as_repository_imports(readme_example()), {}), stack="readme", config={})
     statefulset = recording.one("kubernetes:apps/v1:StatefulSet").manifest()
     assert statefulset["spec"]["replicas"] == 3
     assert recording.one("timescale-k8s:index:TimescaleDB", "orders-db").protect is False

@@ -50,20 +50,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.monitoring.dashboards import DashboardIds, build_dashboards
-from components.monitoring.pooler_rules import POOLER_JOB
-from components.shared.labels import recommended_labels
-from components.monitoring.rules import AlertThresholds, RuleScope, rule_groups
-from components.monitoring.rules_backup import backup_rule_groups
-from components.monitoring.settings import (
+from .dashboards import DashboardIds, build_dashboards
+from .pooler_rules import POOLER_JOB
+from ..shared.labels import recommended_labels
+from .rules import AlertThresholds, RuleScope, rule_groups
+from .rules_backup import backup_rule_groups
+from .settings import (
     INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, KUBE_PROMETHEUS_STACK_REPO, ExistingSettings, InstallSettings,
     check_dns_label, check_labels,
 )
-from components.monitoring.stack_install import (
+from .stack_install import (
     GRAFANA_ADMIN_PASSWORD_KEY, GRAFANA_ADMIN_USER_KEY, GRAFANA_FOLDER_ANNOTATION, READER_PASSWORD_ENV,
     env_reference, kube_prometheus_stack_values, postgres_datasource_file,
 )
-from components.shared.types import ConnectionSecretKeys, DatabaseConnection, ScrapeTarget
+from ..shared.types import ConnectionSecretKeys, DatabaseConnection, ScrapeTarget
 
 __all__ = ["AlertThresholds", "ExistingSettings", "InstallSettings", "Monitoring", "MonitoringArgs"]
 

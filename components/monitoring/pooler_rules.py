@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from components.pooler import SCRAPE_JOB
+from ..pooler import SCRAPE_JOB
 
 POOLER_JOB = SCRAPE_JOB
 SATURATION_RATIO = "timescale_k8s:pgbouncer_server_connections:usage_ratio"

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from components.monitoring.pooler_rules import POOLER_JOB, pooler_rule_group
-from components.shared.names import DNS_LABEL
+from .pooler_rules import POOLER_JOB, pooler_rule_group
+from ..shared.names import DNS_LABEL
 
 RULE_PREFIX = "timescale_k8s"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.monitoring.rules import RULE_PREFIX, Alert, RuleScope, _num
+from .rules import RULE_PREFIX, Alert, RuleScope, _num
 
 GRACE_SECONDS = 3600
 """Slack on top of the schedule's longest gap: a backup takes time, and the agent checks once a minute."""

@@ -6,9 +6,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from components.shared.names import DNS_LABEL, DNS_SUBDOMAIN
-from components.shared.quantity import byte_size
-from components.shared.types import Resources
+from ..shared.names import DNS_LABEL, DNS_SUBDOMAIN
+from ..shared.quantity import byte_size
+from ..shared.types import Resources
 
 KUBE_PROMETHEUS_STACK_VERSION = "79.10.0"
 """kube-prometheus-stack release of 2025-11-25 (prometheus-community/helm-charts tag kube-prometheus-stack-79.10.0)."""

@@ -11,10 +11,10 @@ from typing import Any
 import pulumi
 import yaml
 
-from components.monitoring.dashboards.common import POSTGRES_DS_TYPE
-from components.monitoring.settings import INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, InstallSettings
-from components.shared.quantity import byte_size
-from components.shared.types import ConnectionSecretKeys, Resources
+from .dashboards.common import POSTGRES_DS_TYPE
+from .settings import INSTALL_DASHBOARD_LABEL, INSTALL_DATASOURCE_LABEL, InstallSettings
+from ..shared.quantity import byte_size
+from ..shared.types import ConnectionSecretKeys, Resources
 
 GRAFANA_ADMIN_USER_KEY = "admin-user"
 GRAFANA_ADMIN_PASSWORD_KEY = "admin-password"

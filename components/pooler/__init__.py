@@ -1,7 +1,7 @@
 """The Pooler component: PgBouncer in front of the primary and the replicas, auth_query through a lookup role."""
 
-from components.pooler.auth import LOOKUP_ROLE, LookupCredentials
-from components.pooler.component import (
+from .auth import LOOKUP_ROLE, LookupCredentials
+from .component import (
     DEFAULT_EXPORTER_IMAGE,
     DEFAULT_IMAGE,
     DEFAULT_RESOURCES,
@@ -10,7 +10,7 @@ from components.pooler.component import (
     PoolerArgs,
     check_args,
 )
-from components.pooler.pgbouncer_ini import POOL_MODES, PoolSettings
+from .pgbouncer_ini import POOL_MODES, PoolSettings
 
 __all__ = [
     "DEFAULT_EXPORTER_IMAGE",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS
+from ..reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS
 
 LOOKUP_ROLE = "pgbouncer_auth"
 """The role PgBouncer logs in as to run ``auth_query`` (also the pooler's stats user for the exporter)."""

@@ -55,20 +55,20 @@ from typing import TYPE_CHECKING, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
-from components.pooler import pgbouncer_ini as ini
-from components.pooler import tls as pooler_tls
-from components.pooler.auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
-from components.shared.images import check_pinned_image
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import ingress_policy, scraper_peer
-from components.shared.pod_spec import check_dns_label, image_version, merge_pod_labels
-from components.shared.security import container_security_context, pod_security_context
-from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
-from components.shared.validate import check_range
+from ..autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
+from . import pgbouncer_ini as ini
+from . import tls as pooler_tls
+from .auth import PASSWORD_KEY, USERLIST_KEY, LookupCredentials
+from ..shared.images import check_pinned_image
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.network import ingress_policy, scraper_peer
+from ..shared.pod_spec import check_dns_label, image_version, merge_pod_labels
+from ..shared.security import container_security_context, pod_security_context
+from ..shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from ..shared.validate import check_range
 
 if TYPE_CHECKING:  # a runtime import would be circular (the database component imports components.pooler)
-    from components.timescaledb import TlsIssuer
+    from ..timescaledb import TlsIssuer
 
 # PgBouncer 1.25.2 on Debian trixie, one build. CloudNativePG re-pushes the tag ``1.25.2`` with every base
 # image update and also tags each build ``<version>-<YYYYMMDDhhmm>-<distro>`` (cloudnative-pg/pgbouncer-containers

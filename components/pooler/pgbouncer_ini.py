@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from components.pooler.auth import AUTH_QUERY, LOOKUP_ROLE
-from components.shared.validate import check_range
+from .auth import AUTH_QUERY, LOOKUP_ROLE
+from ..shared.validate import check_range
 
 PoolMode = Literal["transaction", "session"]
 POOL_MODES: tuple[PoolMode, ...] = ("transaction", "session")

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pooler import pgbouncer_ini as ini
-from components.shared.certificates import server_certificate_spec
-from components.shared.names import DNS_SUBDOMAIN
+from . import pgbouncer_ini as ini
+from ..shared.certificates import server_certificate_spec
+from ..shared.names import DNS_SUBDOMAIN
 
 if TYPE_CHECKING:  # a runtime import would be circular (the database component imports components.pooler)
-    from components.timescaledb import TlsIssuer
+    from ..timescaledb import TlsIssuer
 
 PATHS = ("rw", "ro")
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.reconciler import job as rj
-from components.reconciler.tsreconcile.desired import DESIRED_ENV
-from components.shared.images import check_timescaledb_image, image_version
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import dns_egress, ingress_policy, tcp_ports
-from components.shared.pod_spec import disruptions_ignored
-from components.shared.security import container_security_context, pod_security_context
-from components.shared.types import ReconcileTarget, Resources
-from components.shared.validate import check_range
+from . import job as rj
+from .tsreconcile.desired import DESIRED_ENV
+from ..shared.images import check_timescaledb_image, image_version
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.network import dns_egress, ingress_policy, tcp_ports
+from ..shared.pod_spec import disruptions_ignored
+from ..shared.security import container_security_context, pod_security_context
+from ..shared.types import ReconcileTarget, Resources
+from ..shared.validate import check_range
 
 APP_NAME = "timescaledb"
 COMPONENT = "reconciler"

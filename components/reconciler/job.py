@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.reconciler.tsreconcile.desired import Desired
-from components.shared.types import ReconcileTarget, SecretFile
+from .tsreconcile.desired import Desired
+from ..shared.types import ReconcileTarget, SecretFile
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""The component package's directory (``components/`` here, ``timescale_k8s/`` when installed)."""
+SHIPPED_PACKAGE = "components"
+"""The package name the program has in the pod, whatever the name it is installed under here."""
 PROGRAM_DIR = "/opt/tsreconcile"
 """Where the program's files are mounted; it is the container's PYTHONPATH."""
 SECRETS_DIR = "/etc/tsreconcile/secrets"
-MODULE = "components.reconciler.tsreconcile"
+MODULE = f"{SHIPPED_PACKAGE}.reconciler.tsreconcile"
 AGENT_MODULE = f"{MODULE}.agent"
 """The role agent's entry point (a sidecar of the member pods, see ``components.timescaledb.role_agent``)."""
 REVISION_LENGTH = 10
@@ -40,15 +43,15 @@ class ProgramFile:
 def program_files() -> list[ProgramFile]:
     """The tsreconcile package and the one shared module it imports (``components.shared.scram``).
 
-    They keep their repository paths, so the same imports work in the tests and in the pod, where
-    ``components`` and ``components/shared`` are namespace packages (no ``__init__`` is shipped: the
-    repository's pull in Pulumi).
+    They keep their repository paths (below ``components/`` even when this package is installed as
+    ``timescale_k8s``, so the Job's revision does not depend on how it is installed), and their imports are
+    relative, so the same code runs in the tests and in the pod, where ``components`` and
+    ``components/shared`` are namespace packages (no ``__init__`` is shipped: the repository's pull in Pulumi).
     """
-    sources = [REPO_ROOT / "components" / "shared" / "scram.py",
-               *sorted((REPO_ROOT / "components" / "reconciler" / "tsreconcile").glob("*.py"))]
+    sources = [PACKAGE_ROOT / "shared" / "scram.py", *sorted((PACKAGE_ROOT / "reconciler" / "tsreconcile").glob("*.py"))]
     files = []
     for source in sources:
-        relative = source.relative_to(REPO_ROOT).as_posix()
+        relative = f"{SHIPPED_PACKAGE}/{source.relative_to(PACKAGE_ROOT).as_posix()}"
         files.append(ProgramFile(key=relative.replace("/", "."), path=relative, text=source.read_text(encoding="utf-8")))
     return files
 

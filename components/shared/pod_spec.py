@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.images import check_pinned_image, image_version  # noqa: F401 - image_version re-exported
-from components.shared.security import container_security_context, pod_security_context
-from components.shared.types import ConnectionSecretKeys, DatabaseConnection, Resources
+from .images import check_pinned_image, image_version  # noqa: F401 - image_version re-exported
+from .security import container_security_context, pod_security_context
+from .types import ConnectionSecretKeys, DatabaseConnection, Resources
 
 APP_USER = 10001
 """UID (and GID) of the image's USER; the pod runs as it, never as root."""

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.quantity import byte_size, cpu_cores
+from .quantity import byte_size, cpu_cores
 
 
 class ConnectionSecretKeys:

@@ -1,6 +1,6 @@
 """The TimescaleDB component: a Patroni-managed HA StatefulSet, its pod, credentials, Patroni config and tuning."""
 
-from components.timescaledb.component import (
+from .component import (
     TlsIssuer,
     certificate_dns_names,
     DEFAULT_EXPORTER_IMAGE,
@@ -12,7 +12,7 @@ from components.timescaledb.component import (
     TimescaleDBArgs,
     check_args,
 )
-from components.timescaledb.patroni_config import PatroniTiming
+from .patroni_config import PatroniTiming
 
 __all__ = [
     "DEFAULT_EXPORTER_IMAGE", "DEFAULT_IMAGE", "DEFAULT_POD_NETWORK_CIDRS", "DEFAULT_POSTGRES_MAJOR", "PatroniTiming",

@@ -52,10 +52,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.shared.names import DNS_SUBDOMAIN
-from components.shared.types import Resources
-from components.timescaledb import patroni_config as pc
-from components.timescaledb.backup_agent import CronError, max_interval_seconds, parse_cron
+from ..shared.names import DNS_SUBDOMAIN
+from ..shared.types import Resources
+from . import patroni_config as pc
+from .backup_agent import CronError, max_interval_seconds, parse_cron
 
 CONFIG_DIR = "/etc/pgbackrest"
 CONFIG_FILE = "pgbackrest.conf"

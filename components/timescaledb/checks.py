@@ -22,17 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.pooler import auth as pooler_auth
-from components.shared.images import check_pinned_image, check_timescaledb_image, postgres_major_of
-from components.shared.quantity import byte_size
-from components.shared.validate import check_range
-from components.timescaledb import backup as br
-from components.timescaledb import catalog
-from components.timescaledb import parameters
-from components.timescaledb import patroni_config as pc
+from ..pooler import auth as pooler_auth
+from ..shared.images import check_pinned_image, check_timescaledb_image, postgres_major_of
+from ..shared.quantity import byte_size
+from ..shared.validate import check_range
+from . import backup as br
+from . import catalog
+from . import parameters
+from . import patroni_config as pc
 
 if TYPE_CHECKING:
-    from components.timescaledb.component import StorageArgs, TimescaleDBArgs
+    from .component import StorageArgs, TimescaleDBArgs
 
 MAX_NAME_LENGTH = 40
 """Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
@@ -292,7 +292,7 @@ def _guarantees(args: TimescaleDBArgs, overrides: Mapping[str, str], warnings: l
 
 def _coherence(args: TimescaleDBArgs, overrides: Mapping[str, str], known: Mapping[str, Mapping[str, object]]) -> list[str]:
     """Rules across parameters and fields, on the merged parameters (defaults from the catalog)."""
-    from components.timescaledb.component import postgresql_parameters  # the merge lives with the component
+    from .component import postgresql_parameters  # the merge lives with the component
 
     merged = postgresql_parameters(args)
     problems: list[str] = []

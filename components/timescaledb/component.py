@@ -75,27 +75,27 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pooler import auth as pooler_auth
-from components.pooler.auth import LookupCredentials
-from components.timescaledb import backup as br
-from components.timescaledb import patroni_config as pc
-from components.timescaledb import parameters, pod, role_agent
-from components.timescaledb.checks import MAX_NAME_LENGTH, MAX_REPLICAS, check_args, check_pod_network_cidrs  # noqa: F401 (re-exported)
-from components.timescaledb.exporter_queries import queries_file
-from components.shared import scram
-from components.shared.certificates import server_certificate_spec
-from components.shared.images import image_version
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.network import ingress_policy, scraper_peer
-from components.timescaledb.tuning import TuneInput, tune
-from components.shared.quantity import byte_size
-from components.timescaledb.credentials import (
+from ..pooler import auth as pooler_auth
+from ..pooler.auth import LookupCredentials
+from . import backup as br
+from . import patroni_config as pc
+from . import parameters, pod, role_agent
+from .checks import MAX_NAME_LENGTH, MAX_REPLICAS, check_args, check_pod_network_cidrs  # noqa: F401 (re-exported)
+from .exporter_queries import queries_file
+from ..shared import scram
+from ..shared.certificates import server_certificate_spec
+from ..shared.images import image_version
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.network import ingress_policy, scraper_peer
+from .tuning import TuneInput, tune
+from ..shared.quantity import byte_size
+from .credentials import (
     RolePassword,
     connection_data,
     opaque_secret,
     role_password,
 )
-from components.shared.types import (
+from ..shared.types import (
     ConnectionSecretKeys,
     DatabaseConnection,
     ReconcileTarget,

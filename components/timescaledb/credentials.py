@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.shared.types import ConnectionSecretKeys
+from ..shared.types import ConnectionSecretKeys
 
 PASSWORD_LENGTH = 32
 

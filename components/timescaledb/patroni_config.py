@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.pooler import auth as pooler_auth
+from ..pooler import auth as pooler_auth
 
 POSTGRES_PORT = 5432
 PATRONI_PORT = 8008

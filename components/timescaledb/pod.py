@@ -38,13 +38,13 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pooler import auth as pooler_auth
-from components.timescaledb import backup as br
-from components.timescaledb import patroni_config as pc
-from components.timescaledb import role_agent
-from components.timescaledb.exporter_queries import QUERIES_FILE
-from components.shared.security import container_security_context, pod_security_context
-from components.shared.types import ConnectionSecretKeys, Resources
+from ..pooler import auth as pooler_auth
+from . import backup as br
+from . import patroni_config as pc
+from . import role_agent
+from .exporter_queries import QUERIES_FILE
+from ..shared.security import container_security_context, pod_security_context
+from ..shared.types import ConnectionSecretKeys, Resources
 
 POSTGRES_UID = 1000
 """uid and gid of ``postgres`` in the timescaledb-ha image."""

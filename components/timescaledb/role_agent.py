@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.reconciler import job as rj
-from components.reconciler.tsreconcile import agent
-from components.pooler import auth as pooler_auth
-from components.reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS, DatabaseDesired, LookupSpec, RoleSpec, TlsReload
-from components.shared.security import container_security_context
-from components.shared.types import Resources, SecretFile
-from components.timescaledb import patroni_config as pc
+from ..reconciler import job as rj
+from ..reconciler.tsreconcile import agent
+from ..pooler import auth as pooler_auth
+from ..reconciler.tsreconcile.desired import LOOKUP_ROLE_OPTIONS, DatabaseDesired, LookupSpec, RoleSpec, TlsReload
+from ..shared.security import container_security_context
+from ..shared.types import Resources, SecretFile
+from . import patroni_config as pc
 
 CONTAINER = "role-agent"
 PROGRAM_VOLUME = "role-agent-program"

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.images import check_digest_pinned_image
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.pod_spec import (
+from ..shared.images import check_digest_pinned_image
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.pod_spec import (
     app_container,
     app_env,
     app_pod_template,
@@ -31,9 +31,9 @@ from components.shared.pod_spec import (
     image_version,
     merge_pod_labels,
 )
-from components.shared.types import DatabaseConnection, Resources
-from components.shared.validate import check_range
-from components.workload.network import app_network_policy
+from ..shared.types import DatabaseConnection, Resources
+from ..shared.validate import check_range
+from .network import app_network_policy
 
 AWAIT_MARGIN_SECONDS = 120
 """How much longer than ``active_deadline_seconds`` Pulumi waits (image pull, scheduling)."""

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.shared.network import dns_egress, scraper_peer, tcp_ports
-from components.shared.types import DatabaseConnection
+from ..shared.network import dns_egress, scraper_peer, tcp_ports
+from ..shared.types import DatabaseConnection
 
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
-from components.shared.images import check_digest_pinned_image
-from components.shared.labels import recommended_labels, selector_labels
-from components.shared.pod_spec import (
+from ..autoscaler import Autoscaler, AutoscalerArgs, AutoscalingSpec
+from ..shared.images import check_digest_pinned_image
+from ..shared.labels import recommended_labels, selector_labels
+from ..shared.pod_spec import (
     app_container,
     app_env,
     app_pod_template,
@@ -20,9 +20,9 @@ from components.shared.pod_spec import (
     image_version,
     merge_pod_labels,
 )
-from components.shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
-from components.shared.validate import check_range
-from components.workload.network import app_network_policy
+from ..shared.types import DatabaseConnection, Resources, ScaleTarget, ScrapeTarget, registrable
+from ..shared.validate import check_range
+from .network import app_network_policy
 
 METRICS_PORT_NAME = "metrics"
 METRICS_PORT_ENV = "TSFLOW_METRICS_PORT"

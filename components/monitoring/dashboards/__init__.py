@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.monitoring.dashboards import ingest_pipeline, pooler, timescaledb_overview, timeseries_analysis
-from components.monitoring.dashboards.common import DashboardIds, targets
+from . import ingest_pipeline, pooler, timescaledb_overview, timeseries_analysis
+from .common import DashboardIds, targets
 
 __all__ = ["DashboardIds", "build_dashboards", "prometheus_expressions", "sql_queries"]
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
-from components.monitoring.dashboards.common import (
+from .common import (
     NAMESPACE, RATE, DashboardIds, prom, prometheus_dashboard, stat_panel, timeseries_panel, to_json,
 )
-from components.monitoring.pooler_rules import POOLER_JOB, SATURATION_RATIO
+from ..pooler_rules import POOLER_JOB, SATURATION_RATIO
 
 SLUG = "pooler"
 N = f'{NAMESPACE}, job="{POOLER_JOB}"'

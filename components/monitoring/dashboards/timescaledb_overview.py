@@ -7,10 +7,10 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
-from components.monitoring.dashboards.common import (
+from .common import (
     NAMESPACE, RATE, DashboardIds, prom, prometheus_dashboard, stat_panel, timeseries_panel, to_json,
 )
-from components.monitoring.rules import REPLICATION_LAG_BYTES
+from ..rules import REPLICATION_LAG_BYTES
 
 SLUG = "tsdb-overview"
 N = NAMESPACE  # short alias: it appears in nearly every f-string below

@@ -14,7 +14,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import dashboard as model
 
-from components.monitoring.dashboards.common import (
+from .common import (
     POSTGRES_DS_TYPE, DashboardIds, SqlQuery, dashboard, stat_panel, table_panel, timeseries_panel, to_json,
 )
 

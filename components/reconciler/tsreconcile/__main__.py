@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import sys
 
-from components.reconciler.tsreconcile.desired import DESIRED_ENV, Desired
-from components.reconciler.tsreconcile.report import Report
-from components.reconciler.tsreconcile.run import reconcile
-from components.reconciler.tsreconcile.sql import ReconcileError
+from .desired import DESIRED_ENV, Desired
+from .report import Report
+from .run import reconcile
+from .sql import ReconcileError
 
 TERMINATION_LOG = "/dev/termination-log"
 

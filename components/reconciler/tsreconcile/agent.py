@@ -36,9 +36,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
-from components.reconciler.tsreconcile import certs, sql
-from components.reconciler.tsreconcile.desired import DatabaseDesired
-from components.reconciler.tsreconcile.report import Report
+from . import certs, sql
+from .desired import DatabaseDesired
+from .report import Report
 
 DECLARATION_ENV = "TSRECONCILE_AGENT_DECLARATION"
 """Path of the declaration's JSON file (:class:`DatabaseDesired`)."""

@@ -23,10 +23,10 @@ import ssl
 import struct
 from typing import Callable, List
 
-from components.reconciler.tsreconcile.desired import TlsReload
-from components.reconciler.tsreconcile.patroni import PatroniAPI
-from components.reconciler.tsreconcile.report import Report
-from components.shared.scram import read_password
+from .desired import TlsReload
+from .patroni import PatroniAPI
+from .report import Report
+from ...shared.scram import read_password
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 """PostgreSQL's SSLRequest message: the server answers ``S`` and starts the TLS handshake."""

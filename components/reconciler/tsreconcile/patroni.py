@@ -21,9 +21,9 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from components.reconciler.tsreconcile.pgvalues import loosely_equal, value_matches
-from components.reconciler.tsreconcile.report import Report
-from components.reconciler.tsreconcile.sql import ReconcileError
+from .pgvalues import loosely_equal, value_matches
+from .report import Report
+from .sql import ReconcileError
 
 HEALTHY_STATES = ("running", "streaming")
 LEADER_ROLES = ("leader", "master", "primary", "standby_leader")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any, Callable, Dict, List, Optional
 
-from components.shared.scram import read_password
-from components.reconciler.tsreconcile import sql
-from components.reconciler.tsreconcile.desired import Desired
-from components.reconciler.tsreconcile.patroni import (
+from ...shared.scram import read_password
+from . import sql
+from .desired import Desired
+from .patroni import (
     PatroniAPI,
     Waiter,
     apply_dcs_parameters,
@@ -22,7 +22,7 @@ from components.reconciler.tsreconcile.patroni import (
     restart_pending_members,
     wait_until_members_see,
 )
-from components.reconciler.tsreconcile.report import Report
+from .report import Report
 
 Connector = Callable[[str, int], Any]
 """(host, port) -> autocommit connection to that member as the settings (``pg_monitor``) role."""

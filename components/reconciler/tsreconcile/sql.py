@@ -14,9 +14,9 @@ import re
 from contextlib import closing
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from components.shared.scram import read_password, scram_verifier, verifier_matches
-from components.reconciler.tsreconcile.desired import LookupSpec, RoleSpec
-from components.reconciler.tsreconcile.report import Report
+from ...shared.scram import read_password, scram_verifier, verifier_matches
+from .desired import LookupSpec, RoleSpec
+from .report import Report
 
 Connect = Callable[[str], Any]
 """Opens an autocommit connection to the named database as the superuser."""
