@@ -20,6 +20,7 @@ class ScriptedPatroni:
     def __init__(self, members: dict[str, dict[str, Any]], config: dict[str, Any] | None = None) -> None:
         self.members = members
         self.calls: list[tuple[str, str]] = []
+        self.restart_timeouts: list[float] = []
         self.current_config = config or {}
 
     def config(self) -> dict[str, Any]:
@@ -35,8 +36,9 @@ class ScriptedPatroni:
     def member_status(self, member: dict[str, Any]) -> dict[str, Any]:
         return self._entry(member["name"])
 
-    def restart(self, member: dict[str, Any]) -> None:
+    def restart(self, member: dict[str, Any], *, timeout: float) -> None:
         self.calls.append(("restart", member["name"]))
+        self.restart_timeouts.append(timeout)
         state = self.members[member["name"]]
         state.update(postmaster_start_time=state.get("postmaster_start_time", 0) + 1, pending_restart=False)
 
@@ -70,6 +72,18 @@ def test_replicas_restart_first_then_the_primary_switches_over() -> None:
     report = run(api)
     assert api.calls == [("restart", "db-1"), ("restart", "db-2"), ("switchover", "db-0->db-1")]
     assert [c["kind"] for c in report.changes] == ["restart", "restart", "switchover"]
+    assert api.restart_timeouts == [30, 30]  # each restart may take the whole step (the waiter's timeout)
+
+
+def test_a_restart_request_waits_as_long_as_patroni_may_take() -> None:
+    # Patroni's POST /restart answers only once PostgreSQL is up again (or its "timeout" passes): on a busy
+    # machine that is well beyond the client's usual 10 s, which must not turn a slow restart into a failure.
+    api = patroni.PatroniAPI("http://db-0:8008", "restapi", "secret", timeout=10)
+    sent: list[tuple[str, str, Any, str | None, float | None]] = []
+    api.request = lambda method, path, body=None, *, base=None, timeout=None: sent.append(  # type: ignore[method-assign]
+        (method, path, body, base, timeout))
+    api.restart({"name": "db-1", "api_url": "http://db-1:8008/patroni"}, timeout=180)
+    assert sent == [("POST", "/restart", {"timeout": 180}, "http://db-1:8008", 190)]
 
 
 def test_in_synchronous_mode_the_switchover_goes_to_the_synchronous_standby() -> None:
@@ -190,7 +204,7 @@ def test_nothing_pending_is_reported_as_unchanged() -> None:
 
 def test_only_a_healthy_replica_without_pending_restart_may_take_over() -> None:
     class Stuck(ScriptedPatroni):
-        def restart(self, member: dict[str, Any]) -> None:  # the restart happens, the flag stays (a lowered value)
+        def restart(self, member: dict[str, Any], *, timeout: float) -> None:  # the restart happens, the flag stays (a lowered value)
             self.calls.append(("restart", member["name"]))
             self.members[member["name"]]["postmaster_start_time"] = 99
 

@@ -83,8 +83,11 @@ class PatroniAPI:
     def member_status(self, member: Dict[str, Any]) -> Dict[str, Any]:
         return self.request("GET", "/patroni", base=member_base(member))
 
-    def restart(self, member: Dict[str, Any]) -> None:
-        self.request("POST", "/restart", {}, base=member_base(member))
+    def restart(self, member: Dict[str, Any], *, timeout: float) -> None:
+        """POST /restart; Patroni answers once PostgreSQL accepts connections again or ``timeout`` seconds
+        pass (its restart is synchronous), so the request waits that long plus this client's timeout."""
+        self.request("POST", "/restart", {"timeout": int(timeout)}, base=member_base(member),
+                     timeout=timeout + self.timeout)
 
     def switchover(self, leader: str, candidate: str, *, loop_wait: float = 10.0) -> None:
         """POST /switchover; Patroni answers once the new leader holds the lock, after up to
@@ -227,7 +230,7 @@ def pending_restart(api: PatroniAPI, settings_pending: Callable[[Dict[str, Any]]
 def _restart_member(api: PatroniAPI, member: Dict[str, Any], waiter: Waiter, report: Report, *, role: str,
                     is_pending: Pending) -> None:
     started = api.member_status(member).get("postmaster_start_time")
-    api.restart(member)
+    api.restart(member, timeout=waiter.timeout)
 
     def restarted() -> bool:
         status = api.member_status(member)
