@@ -31,7 +31,7 @@ from stack.backup import parse_backup
 from components.timescaledb.patroni_config import SYNCHRONOUS_MODES
 from stack.ha import HA_KEYS, check_replication_capacity, patroni_timing, pod_network_cidrs
 from stack.pooler import PoolerConfig, parse_pooler
-from stack.reader import ConfigError, ConfigSection, checked, config_spelling
+from stack.reader import ConfigError, ConfigSection, ProblemCollector, checked, config_spelling
 
 PROJECT = "timescale-k8s"
 DATABASE_NAME = "timescaledb"
@@ -126,30 +126,38 @@ def read_stack_config(project: str = PROJECT) -> StackConfig:
 
 
 def parse_stack_config(raw: Mapping[str, Any], *, project: str = PROJECT) -> StackConfig:
-    """Parse the project's config (top-level key → decoded value) into a :class:`StackConfig`."""
+    """Parse the project's config (top-level key → decoded value) into a :class:`StackConfig`.
+
+    Each section is read even when another has failed (with the defaults standing in for what a failed
+    section would have told it), so one :class:`ConfigError` lists every problem of the stack at once.
+    A section that needs another's result (the pooler needs the database) waits for that one to be right.
+    """
     root = ConfigSection(raw, f"{project}:")
-    cluster = _cluster(root.section("cluster"))
-    monitoring = _monitoring(root.section("monitoring"), render_dir=cluster.render_dir)
-    pooled = root.section("pooler").boolean("enabled", False)  # the database bootstrap creates the lookup role
-    database = _database(
-        root.section("timescaledb"), namespace=cluster.namespace, scraper_namespace=monitoring.prometheus_namespace,
-        grafana_namespace=monitoring.grafana_namespace, pooler_lookup=pooled,
-        backup=parse_backup(root.optional(root.section, "backup"), default_stanza=DATABASE_NAME),
-    )
-    stack = StackConfig(
-        cluster=cluster,
-        database=database,
-        workloads=_workloads(root.section("workloads")),
-        monitoring=monitoring,
-        pooler=parse_pooler(root.section("pooler"), database=database.args, autoscaling=_autoscaling),
-    )
-    root.done()
-    if monitoring.install is not None and monitoring.install.monitoring_namespace == cluster.namespace:
-        raise ConfigError(
+    problems = ProblemCollector()
+    cluster = problems.attempt(lambda: _cluster(root.section("cluster")))
+    monitoring = problems.attempt(
+        lambda: _monitoring(root.section("monitoring"), render_dir=cluster.render_dir if cluster else None))
+    pooled = problems.attempt(lambda: root.section("pooler").boolean("enabled", False))  # the bootstrap creates the lookup role
+    backup = problems.attempt(lambda: parse_backup(root.optional(root.section, "backup"), default_stanza=DATABASE_NAME))
+    database = problems.attempt(lambda: _database(
+        root.section("timescaledb"), namespace=(cluster or ClusterConfig()).namespace,
+        scraper_namespace=monitoring.prometheus_namespace if monitoring else None,
+        grafana_namespace=monitoring.grafana_namespace if monitoring else None,
+        pooler_lookup=bool(pooled), backup=backup,
+    ))
+    workloads = problems.attempt(lambda: _workloads(root.section("workloads")))
+    pooler = None
+    if database is not None:
+        pooler = problems.attempt(lambda: parse_pooler(root.section("pooler"), database=database.args, autoscaling=_autoscaling))
+    problems.attempt(root.done)
+    if cluster and monitoring and monitoring.install is not None and monitoring.install.monitoring_namespace == cluster.namespace:
+        problems.add(
             f"{project}:monitoring.install.namespace ({cluster.namespace!r}): must differ from cluster.namespace; "
             "the chart needs a privileged namespace of its own (node-exporter) and both would create the Namespace"
         )
-    return stack
+    problems.raise_any()
+    assert cluster is not None and monitoring is not None and database is not None  # else raise_any raised
+    return StackConfig(cluster=cluster, database=database, workloads=workloads, monitoring=monitoring, pooler=pooler)
 
 
 def _cluster(section: ConfigSection) -> ClusterConfig:

@@ -51,14 +51,17 @@ def check_replication_capacity(section: ConfigSection, args: TimescaleDBArgs, au
         members, key, fewest = args.replicas, section.key_path("replicas"), 1
     effective = postgresql_parameters(args)
     capacity = parameters.replication_capacity(effective)
+    problems = []
     for name, needed in parameters.replication_needs(members).items():
         have = int(parameters.parse_value(name, effective[name], parameters.SPECS[name]))
         if have >= needed:
             continue
         origin = "" if name in args.postgresql_parameters else ", the default"
         lower = f" or lower {key} to {capacity}" if capacity >= fewest else ""
-        raise ConfigError(
+        problems.append(
             f"{key} ({members}): {members} members need {section.key_path('parameters')}['{name}'] >= {needed} "
             f"(one per streaming replica, {members - 1}, + {parameters.REPLICATION_HEADROOM[name]} for a pg_basebackup "
             f"cloning a member), but it is {effective[name]}{origin}: raise it to {needed}{lower}"
         )
+    if problems:
+        raise ConfigError.listing(problems)

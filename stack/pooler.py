@@ -1,8 +1,8 @@
 """The ``pooler:`` section: PgBouncer in front of the database (off unless ``enabled``).
 
 Checked here, before any resource exists: each path's pool settings, that the server connections
-all pooler pods may open fit the database's ``max_connections`` (with room for Patroni, the exporter,
-the migration Job and an operator's superuser session), and TLS: with ``timescaledb.tlsSecretName`` the
+all pooler pods may open fit the database's ``max_connections`` (less the superuser-reserved slots,
+with room for Patroni, the exporter, the migration Job and an operator's session), and TLS: with ``timescaledb.tlsSecretName`` the
 pooler needs a certificate of its own, ``pooler.tlsSecretName`` (a Secret you make, or with
 ``timescaledb.tlsIssuer`` the one the pooler's cert-manager Certificate writes, from the same issuer).
 """
@@ -18,6 +18,7 @@ from components.pooler import DEFAULT_EXPORTER_IMAGE, DEFAULT_IMAGE, DEFAULT_RES
 from components.pooler.tls import certificate_dns_names, check_tls
 from components.shared.types import Resources
 from components.timescaledb import TimescaleDBArgs, TlsIssuer
+from components.timescaledb.checks import reserved_connections
 from components.timescaledb.component import postgresql_parameters
 from stack.reader import ConfigError, ConfigSection, checked
 
@@ -25,12 +26,12 @@ POOLER_NAME = "pooler"
 """The Pooler component's name (its objects, and with TLS its fixed Service names ``pooler-rw``/``pooler-ro``)."""
 
 DIRECT_CONNECTIONS = 10
-"""Server connections kept free of pooler traffic: Patroni, postgres_exporter, the migration Job, Grafana's
-reader and a superuser session."""
+"""Server connections kept free of pooler traffic besides the superuser-reserved slots: Patroni,
+postgres_exporter, the migration Job, Grafana's reader and an operator's session."""
 
-DEFAULT_POOL_SIZES = {"readWrite": 5, "readOnly": 2}
+DEFAULT_POOL_SIZES = {"readWrite": 4, "readOnly": 2}
 """Server connections per pooler pod by default: two pods of each fit the default 1Gi database
-(max_connections 25); bigger databases configure more."""
+(max_connections 25, minus 3 superuser-reserved and 10 direct: 12); bigger databases configure more."""
 
 AutoscalingParser = Callable[..., AutoscalingSpec | None]
 
@@ -125,7 +126,8 @@ def _pool(block: ConfigSection, *, instances: int, default_size: int) -> PoolSet
 def _check_connection_budget(section: ConfigSection, config: PoolerConfig, database: TimescaleDBArgs) -> None:
     """Every pooler pod at its pool size must fit ``max_connections`` on one server, or PostgreSQL refuses logins."""
     max_connections = int(postgresql_parameters(database)["max_connections"])
-    budget = max_connections - DIRECT_CONNECTIONS
+    reserved = reserved_connections(database)
+    budget = max_connections - reserved - DIRECT_CONNECTIONS
     scale = (lambda instances: max(instances, config.autoscaling.max_replicas)) if config.autoscaling else (lambda i: i)
     read_write = scale(config.read_write.instances) * config.read_write.pool_size
     read_only = scale(config.read_only.instances) * config.read_only.pool_size
@@ -136,6 +138,7 @@ def _check_connection_budget(section: ConfigSection, config: PoolerConfig, datab
             raise ConfigError(
                 f"{section.path}: the {what} pools may open {used} server connections "
                 f"(pods x poolSize, at the autoscaler's maximum), but the database allows {budget} "
-                f"(max_connections {max_connections} minus {DIRECT_CONNECTIONS} for direct clients); "
+                f"(max_connections {max_connections} minus {reserved} reserved for superusers and "
+                f"{DIRECT_CONNECTIONS} for direct clients); "
                 "lower poolSize or instances, or raise timescaledb.resources / parameters.max_connections"
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from components.shared.images import check_digest_pinned_image, check_pinned_image
@@ -23,7 +23,46 @@ _MISSING = object()
 
 
 class ConfigError(ValueError):
-    """A stack config value is missing, malformed, or inconsistent with another value."""
+    """A stack config value is missing, malformed, or inconsistent with another value.
+
+    ``problems`` holds each problem on its own; ``str()`` is the one message shown to the user (a single
+    problem as is, several under a count).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = (message,)
+
+    @classmethod
+    def listing(cls, problems: Sequence[str]) -> ConfigError:
+        """One error for ``problems`` (in order, each once)."""
+        unique = tuple(dict.fromkeys(problems))
+        error = cls(_listed(unique))
+        error.problems = unique
+        return error
+
+
+class ProblemCollector:
+    """Runs independent parts of a config read and gathers every ``ConfigError``, so all are reported at once."""
+
+    def __init__(self) -> None:
+        self._problems: list[str] = []
+
+    def attempt(self, read: Callable[[], T]) -> T | None:
+        """``read()``, or None (its problems kept) when it raises ``ConfigError``."""
+        try:
+            return read()
+        except ConfigError as error:
+            self._problems.extend(error.problems)
+            return None
+
+    def add(self, problem: str) -> None:
+        self._problems.append(problem)
+
+    def raise_any(self) -> None:
+        """Raise one ``ConfigError`` listing every problem gathered, if there is one."""
+        if self._problems:
+            raise ConfigError.listing(self._problems)
 
 
 class ConfigSection:
@@ -194,7 +233,7 @@ def checked(check: Callable[[], T], *, prefix: str = "", renames: Mapping[str, s
             raise
         problems = getattr(error, "problems", None) or (str(error),)
         lines = [config_spelling(problem, prefix=prefix, renames=renames) for problem in problems]
-        raise ConfigError(_listed(lines)) from error
+        raise ConfigError.listing(lines) from error
 
 
 def config_spelling(message: str, *, prefix: str = "", renames: Mapping[str, str] | None = None) -> str:
@@ -205,7 +244,7 @@ def config_spelling(message: str, *, prefix: str = "", renames: Mapping[str, str
     return f"{prefix}.{message}" if prefix else message
 
 
-def _listed(lines: list[str]) -> str:
+def _listed(lines: Sequence[str]) -> str:
     if len(lines) == 1:
         return lines[0]
     return f"{len(lines)} configuration problems:\n" + "\n".join(f"- {line}" for line in lines)

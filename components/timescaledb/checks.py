@@ -315,7 +315,7 @@ def _coherence(args: TimescaleDBArgs, overrides: Mapping[str, str], known: Mappi
             f"workers + parallel workers{' + logical replication workers' if 'max_logical_replication_workers' in overrides else ''}"
             f" + {BUILTIN_WORKER_MARGIN}): otherwise TimescaleDB's jobs (compression, retention, continuous aggregate refresh) stop being scheduled"
         )
-    reserved = number("superuser_reserved_connections") + (number("reserved_connections") if "reserved_connections" in known else 0)
+    reserved = reserved_connections(args)
     if reserved >= number("max_connections"):
         problems.append(
             f"{blame('superuser_reserved_connections', 'max_connections')}: the reserved connections ({reserved}) must be "
@@ -327,11 +327,34 @@ def _coherence(args: TimescaleDBArgs, overrides: Mapping[str, str], known: Mappi
     return problems
 
 
+def reserved_connections(args: TimescaleDBArgs) -> int:
+    """Connection slots kept for superusers (``superuser_reserved_connections``, plus ``reserved_connections``
+    where the major has it): the application's and the pooler's roles can never use them."""
+    from .component import postgresql_parameters  # the merge lives with the component
+
+    merged = postgresql_parameters(args)
+    known = catalog.catalog(args.postgres_major)
+    total = 0
+    for name in ("superuser_reserved_connections", "reserved_connections"):
+        entry = known.parameters.get(name) if known is not None else None
+        if entry is not None:
+            value = merged.get(name, str(entry["boot_val"]))
+            total += int(parameters.parse_value(name, value, parameters.catalog_spec(entry)))
+    return total
+
+
 def _unprotected(args: TimescaleDBArgs, warnings: list[str]) -> list[str]:
-    """Warnings (never errors) for a protected cluster that lacks TLS or backups."""
+    """Warnings (never errors) for a cluster whose data matters that lacks protection, TLS or backups.
+
+    A protected cluster is one whose data matters; so is one with backups. The backup section is the
+    stack's top-level ``backup``, not a field of the database section, hence its spelled-out key."""
     if args.protect:
         if args.tls_secret_name is None:
             warnings.append("tls_secret_name is not set on a protected cluster: clients and replicas talk in clear text")
         if args.backup is None:
-            warnings.append("backup is not set on a protected cluster: no WAL archive and no backups, nothing to restore")
+            warnings.append("protect is true but the stack has no backup section (timescale-k8s:backup): "
+                            "no WAL archive and no backups, nothing to restore")
+    elif args.backup is not None:
+        warnings.append("protect is false on a cluster with backups: a `pulumi destroy` or a replacement deletes its "
+                        "data volumes and their claims; set it to true where the data matters")
     return []

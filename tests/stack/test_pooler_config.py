@@ -27,7 +27,7 @@ def test_enabled_defaults_turn_on_the_lookup_role() -> None:
     stack = parse({"enabled": True})
     assert stack.database.args.pooler_lookup is True
     assert stack.pooler is not None
-    assert stack.pooler.read_write == PoolSettings(instances=2, pool_size=5, mode="transaction")
+    assert stack.pooler.read_write == PoolSettings(instances=2, pool_size=4, mode="transaction")
     assert stack.pooler.read_only == PoolSettings(instances=2, pool_size=2, mode="transaction")
     assert stack.pooler.autoscaling is None
 

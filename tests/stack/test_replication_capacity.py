@@ -79,6 +79,14 @@ BAD = [
 def test_too_many_members_for_the_replication_settings_are_refused(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_stack_config(raw)
-    text = str(caught.value)
-    assert text.startswith(message), text
-    assert text.count(DB) >= 2  # both keys: the member count and the parameter
+    problems = caught.value.problems
+    assert any(problem.startswith(message) for problem in problems), problems
+    assert all(problem.count(DB) >= 2 for problem in problems)  # both keys: the member count and the parameter
+
+
+def test_both_shortfalls_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(database(replicas=3, autoscaling={"maxReplicas": 12}))
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 configuration problems:", lines
+    assert [line.split("['")[1].split("']")[0] for line in lines[1:]] == ["max_wal_senders", "max_replication_slots"]

@@ -83,6 +83,11 @@ BAD: list[tuple[str, str, dict[str, Any], str]] = [
      "logical replication workers"),
     ("coherence", "reserved connections take every connection", params(superuser_reserved_connections="90", max_connections="90"),
      "the reserved connections (90) must be fewer than 'max_connections' (90)"),
+    ("coherence", "pooler pools reach into the superuser-reserved slots", params(superuser_reserved_connections="11"),
+     "timescale-k8s:pooler: the read-write (plus read-only with one member) pools may open 80 server connections (pods x "
+     "poolSize, at the autoscaler's maximum), but the database allows 79 (max_connections 100 minus 11 reserved for superusers"),
+    ("coherence", "pooler pools above a lowered max_connections", params(max_connections="80"),
+     "but the database allows 67 (max_connections 80 minus 3 reserved for superusers and 10 for direct clients)"),
     ("coherence", "shared memory larger than the pod", params(shared_buffers="7GB"), "of shared memory"),
     ("coherence", "TLS floor below 1.2", params(ssl_min_protocol_version="TLSv1"), "is below the TLS floor"),
     ("reserved names", "application database named postgres", prod_with("timescaledb.database", "postgres"),
@@ -142,7 +147,15 @@ def test_a_protected_stack_without_tls_or_backups_warns() -> None:
         parse_stack_config(config)
     messages = [call.args[0] for call in warn.call_args_list]
     assert any(m.startswith("timescale-k8s:timescaledb.tlsSecretName is not set on a protected cluster") for m in messages), messages
-    assert any(m.startswith("timescale-k8s:timescaledb.backup is not set on a protected cluster") for m in messages), messages
+    assert any(m.startswith("timescale-k8s:timescaledb.protect is true but the stack has no backup section "
+                            "(timescale-k8s:backup)") for m in messages), messages
+
+
+def test_a_backed_up_stack_without_protection_warns() -> None:
+    with mock.patch("stack.config.pulumi.log.warn") as warn, mock.patch("stack.config._WARNED", set()):
+        parse_stack_config(prod_with("timescaledb.protect", False))
+    messages = [call.args[0] for call in warn.call_args_list]
+    assert any(m.startswith("timescale-k8s:timescaledb.protect is false on a cluster with backups") for m in messages), messages
 
 
 def test_the_stack_files_pass_and_a_bridged_major_warns() -> None:
