@@ -62,6 +62,13 @@ class AlertThresholds:
     rollup_lag_grace_minutes: float = 60.0
     """Minutes a continuous aggregate's watermark may trail beyond what its refresh policy allows
     (end_offset + bucket width + schedule interval) before alerting; default 60."""
+    standby_replay_stall_minutes: float = 15.0
+    """Minutes a standby cluster's leader may replay nothing (no WAL position change, or replay paused)
+    before alerting; default 15. A time-series primary writes WAL all the time, so silence means the feed
+    from the primary's archive or stream stopped."""
+    standby_behind_seconds: float = 600.0
+    """Age of the newest transaction a standby cluster's leader has replayed that alerts (the data a
+    promotion would lose, when the primary writes continuously); default 600."""
 
     def check(self, field: str = "alert_thresholds") -> AlertThresholds:
         """Raise ``ValueError`` naming ``field.<name>`` if a threshold is not a number in its range."""
@@ -89,6 +96,8 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     "job_missed_runs": (0, 1000),
     "compression_backlog_minutes": (0, 10080),
     "rollup_lag_grace_minutes": (0, 10080),
+    "standby_replay_stall_minutes": (0, 1440),
+    "standby_behind_seconds": (0, 86400),
 }
 """Exclusive lower and inclusive upper bound of each threshold."""
 
@@ -222,13 +231,36 @@ def alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
             " (pg_up == 0).",
         ),
         Alert(
+            # The lock holder is the primary, or in a standby cluster (DR) its standby leader.
             "TimescaleDBNoPrimary",
-            f"(sum by (namespace, scope) (patroni_primary{{{ns}}}) < 1)"
+            f'(sum by (namespace, scope) ({{__name__=~"patroni_primary|patroni_standby_leader", {ns}}}) < 1)'
             f" or (max by (namespace, scope) (patroni_cluster_unlocked{{{ns}}}) == 1)",
             "1m", "critical",
             "Patroni cluster {{ $labels.namespace }}/{{ $labels.scope }} has no primary",
             "No member of Patroni cluster {{ $labels.scope }} in namespace {{ $labels.namespace }} holds the"
-            " leader lock; writes are failing.",
+            " leader lock (neither a primary nor, in a standby cluster, a standby leader); writes are failing.",
+        ),
+        Alert(
+            "TimescaleDBStandbyNotReplaying",
+            f"(patroni_standby_leader{{{ns}}} == 1) and on (namespace, pod) ("
+            f"(changes(patroni_xlog_replayed_location{{{ns}}}[{_minutes(t.standby_replay_stall_minutes)}]) == 0)"
+            f" or (patroni_xlog_paused{{{ns}}} == 1))",
+            "5m", "critical",
+            "Standby cluster {{ $labels.namespace }}/{{ $labels.scope }} stopped replaying",
+            "The standby leader {{ $labels.namespace }}/{{ $labels.pod }} has replayed no WAL for "
+            f"{_num(t.standby_replay_stall_minutes)} minutes, or its replay is paused: the disaster-recovery copy "
+            "falls further behind the primary with every commit. Check its restore_command (pgBackRest archive-get) "
+            "or its replication connection.",
+        ),
+        Alert(
+            "TimescaleDBStandbyBehind",
+            f"(time() - patroni_xlog_replayed_timestamp{{{ns}}}) > {_num(t.standby_behind_seconds)}"
+            f" and on (namespace, pod) patroni_standby_leader{{{ns}}} == 1",
+            "5m", "warning",
+            "Standby cluster {{ $labels.namespace }}/{{ $labels.scope }} is {{ $value | humanizeDuration }} behind",
+            "The newest transaction the standby leader {{ $labels.namespace }}/{{ $labels.pod }} has replayed"
+            " committed {{ $value | humanizeDuration }} ago (threshold "
+            f"{_num(t.standby_behind_seconds)}s): a promotion now would lose what the primary committed since.",
         ),
         Alert(
             "TimescaleDBMultiplePrimaries",

@@ -91,7 +91,8 @@ CATALOG: tuple[Metric, ...] = (
         Source.PATRONI, Kind.GAUGE,
         "patroni_primary", "patroni_replica", "patroni_postgres_running", "patroni_cluster_unlocked",
         "patroni_postgres_streaming", "patroni_xlog_replayed_timestamp", "patroni_dcs_last_seen",
-        "patroni_pending_restart", "patroni_is_paused", "patroni_sync_standby",
+        "patroni_pending_restart", "patroni_is_paused", "patroni_sync_standby", "patroni_standby_leader",
+        "patroni_xlog_paused",
     ),
     *_family(
         Source.PATRONI, Kind.COUNTER,

@@ -181,6 +181,8 @@ def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path, unit_tests: Pa
     ({"job_missed_runs": 4}, "TimescaleDBJobNotSucceeding"),
     ({"compression_backlog_minutes": 90}, "TimescaleDBCompressionBacklog"),
     ({"rollup_lag_grace_minutes": 120}, "TimescaleDBRollupLagging"),
+    ({"standby_replay_stall_minutes": 30}, "TimescaleDBStandbyNotReplaying"),
+    ({"standby_behind_seconds": 1200}, "TimescaleDBStandbyBehind"),
 ])
 def test_promtool_unit_tests_detect_a_broken_rule(rules_dir: Path, loosened: dict, alert: str) -> None:
     """The unit tests can fail: loosen one threshold and they must notice."""
