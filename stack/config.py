@@ -212,6 +212,7 @@ def _database(
         tls_secret_name=section.optional(section.text, "tlsSecretName"),
         tls_issuer=section.optional(lambda key: _tls_issuer(section.section(key)), "tlsIssuer"),
         autoscaled=autoscaling is not None,
+        max_replicas=autoscaling.max_replicas if autoscaling is not None else None,
         pooler_lookup=pooler_lookup,
         backup=backup,
         pod_network_cidrs=pod_network_cidrs(section),

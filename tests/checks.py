@@ -295,12 +295,14 @@ def _patroni_settings(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str
 
 def _patroni_endpoints(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:
     """In Endpoints mode Patroni writes ``<scope>`` (the leader's address, ``kubernetes.ports``) and keeps
-    its config in ``<scope>-config`` (no addresses)."""
+    its config, synchronous-standby and failover records in ``<scope>-config``, ``-sync`` and ``-failover``
+    (no addresses; patroni/dcs/kubernetes.py config_path, sync_path, failover_path)."""
     settings = _patroni_settings(pod_spec, index, ns)
     if settings is None or not settings.get("use_endpoints") or not settings.get("scope"):
         return {}
     ports = frozenset(p.get("name") for p in settings.get("ports") or [{}])
-    return {settings["scope"]: ports, f"{settings['scope']}-config": frozenset()}
+    scope = settings["scope"]
+    return {scope: ports, **{f"{scope}-{key}": frozenset() for key in ("config", "sync", "failover")}}
 
 
 def _patroni_role_labels(pod_spec: Mapping[str, Any], index: Mapping[tuple[str, str, str], Manifest], ns: str) -> dict[str, frozenset[str]]:

@@ -19,6 +19,7 @@ from components.shared.labels import (
     PART_OF_LABEL,
 )
 from tests.checks import schema_problems, selects, wiring_problems
+from tests.convergence import dropped_fields
 from tests.harness import Recording, RecordedResource, walk_strings
 from tests.stacks import STACKS, external_objects, run_main, run_stack, stack_file_config
 
@@ -58,6 +59,11 @@ def test_every_stack_renders_enough_objects(recording: Recording, stack: str) ->
 
 def test_manifests_pass_the_strict_kubernetes_schema(recording: Recording) -> None:
     assert schema_problems(recording.manifests()) == []
+
+
+def test_a_server_side_apply_keeps_every_rendered_field(recording: Recording) -> None:
+    # A field the server drops (an empty list or map) is a diff on every `pulumi up`: the stack never converges.
+    assert dropped_fields(recording.manifests()) == []
 
 
 def test_cross_object_wiring_resolves(recording: Recording, stack: str) -> None:

@@ -275,6 +275,7 @@ class Pooler(pulumi.ComponentResource):
             read_write_host=self._fqdn(self.services["rw"]),
             read_only_host=self._fqdn(self.services["ro"]),
             server_pod_labels=self.pod_labels,
+            server_namespace=args.namespace,
             server_port=ini.LISTEN_PORT,
             ca_secret_name=args.tls_secret_name,  # clients verify PgBouncer, whose certificate is the pooler's
         )

@@ -9,13 +9,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""The label the API server puts on every namespace, holding its name."""
+
+
+def namespace_peer(namespace: pulumi.Input[str]) -> k8s.meta.v1.LabelSelectorArgs:
+    """A namespace selector matching exactly one namespace, by name."""
+    return k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_NAME_LABEL: namespace})
+
+
 def scraper_peer(monitoring_namespace: str | None) -> k8s.networking.v1.NetworkPolicyPeerArgs:
     """Every pod of the monitoring namespace, or (None) every pod of the policy's own namespace."""
     if monitoring_namespace is None:
         return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
-    return k8s.networking.v1.NetworkPolicyPeerArgs(
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": monitoring_namespace})
-    )
+    return k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=namespace_peer(monitoring_namespace))
 
 
 def tcp_ports(*numbers: int) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
@@ -30,9 +37,7 @@ DNS_NAMESPACE = "kube-system"
 def dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
     """Egress to the cluster DNS: port 53, UDP and TCP, in ``kube-system``."""
     return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": DNS_NAMESPACE})
-        )],
+        to=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=namespace_peer(DNS_NAMESPACE))],
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=protocol) for protocol in ("UDP", "TCP")],
     )
 

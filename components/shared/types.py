@@ -98,6 +98,9 @@ class DatabaseConnection:
     server_pod_labels: Mapping[str, str] = field(default_factory=dict)
     """Labels of the pods behind the Services (the database's, or a pooler's), for clients' egress policies;
     default none (any pod on ``server_port``)."""
+    server_namespace: pulumi.Input[str] | None = None
+    """Namespace of those pods, the only one clients' egress policies admit them in; default None: the
+    client's own namespace."""
     server_port: int | None = None
     """Port of those pods behind the Services' ``port`` (egress policies see pod ports); default None: ``port``."""
     ca_secret_name: pulumi.Input[str] | None = None

@@ -38,6 +38,8 @@ MAX_NAME_LENGTH = 40
 """Longest component name: it is the StatefulSet/Patroni scope name (pods, ``<name>-leader`` ConfigMaps,
 ``data-<name>-<n>`` PVCs and the client label key must stay within Kubernetes' 63-character limits)."""
 MAX_REPLICAS = 9
+MAX_AUTOSCALED_MEMBERS = 100
+"""Ceiling of ``max_replicas``: an HPA may grow a cluster past the declared members, never this far."""
 """Most Patroni members: every one streams from the primary (a wal sender and a slot each)."""
 MIN_VOLUME_BYTES = 2**30
 MIN_MEMORY_BYTES = 256 * 2**20
@@ -112,7 +114,7 @@ def check_args(name: str, args: TimescaleDBArgs) -> list[str]:
     problems: list[str] = []
     warnings: list[str] = []
     for rule in (lambda: _check_name(name), lambda: _check_images(args), lambda: _check_resources(args),
-                 lambda: _check_storage(args.storage), lambda: _check_roles(args),
+                 lambda: _check_storage(args.storage), lambda: _check_members(args), lambda: _check_roles(args),
                  lambda: _check_network(args), lambda: _check_tls(args), lambda: _check_timing(args),
                  lambda: br.check_backup(args.backup) if args.backup is not None else None):
         _collect(rule, problems)
@@ -187,6 +189,21 @@ def _check_resources(args: TimescaleDBArgs) -> None:
     grace = args.termination_grace_seconds
     if isinstance(grace, bool) or not isinstance(grace, int) or not 10 <= grace <= 3600:
         raise ValueError(f"termination_grace_seconds ({grace!r}) must be an integer between 10 and 3600")
+
+
+def _check_members(args: TimescaleDBArgs) -> None:
+    """max_replicas names every pod Patroni's Role may patch: a member beyond it could not publish itself."""
+    most = args.max_replicas
+    if most is None:
+        if args.autoscaled:
+            raise ValueError(
+                "max_replicas is required with autoscaled: set it to the HPA's maxReplicas, so Patroni's Role "
+                "may patch every member the autoscaler can start (a member it cannot patch is invisible to Patroni)"
+            )
+        return
+    floor = args.replicas if isinstance(args.replicas, int) and not isinstance(args.replicas, bool) else 1
+    if isinstance(most, bool) or not isinstance(most, int) or not floor <= most <= MAX_AUTOSCALED_MEMBERS:
+        raise ValueError(f"max_replicas ({most!r}) must be an integer from replicas ({floor}) to {MAX_AUTOSCALED_MEMBERS}")
 
 
 def _check_storage(storage: StorageArgs) -> None:

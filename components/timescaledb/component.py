@@ -86,7 +86,7 @@ from ..shared import scram
 from ..shared.certificates import server_certificate_spec
 from ..shared.images import image_version
 from ..shared.labels import recommended_labels, selector_labels
-from ..shared.network import ingress_policy, scraper_peer
+from ..shared.network import ingress_policy, namespace_peer, scraper_peer
 from .tuning import TuneInput, tune
 from ..shared.quantity import byte_size
 from .credentials import (
@@ -172,7 +172,10 @@ class TimescaleDBArgs:
     anti_affinity: Literal["preferred", "required"] = "preferred"
     """Spread members over nodes as a preference or a hard rule; default ``preferred``."""
     autoscaled: bool = False
-    """An HPA owns the replica count (``ignore_changes=["spec.replicas"]``); default False."""
+    """An HPA owns the replica count (``ignore_changes=["spec.replicas"]``); default False. Needs ``max_replicas``."""
+    max_replicas: int | None = None
+    """Most members the cluster can grow to (the HPA's ``maxReplicas`` when autoscaled; at least ``replicas``):
+    Patroni's Role may patch exactly these pods. Default None: ``replicas``; required when ``autoscaled``."""
     protect: bool = False
     """protect + retain_on_delete on StatefulSet, Secrets, ConfigMap and passwords; default False."""
     monitoring_namespace: str | None = None
@@ -306,7 +309,8 @@ class TimescaleDB(pulumi.ComponentResource):
 
         headless = self._service("headless", headless=True, selector=self.pod_labels)
         primary = self._leader_service(scope)
-        self._config_service(scope)
+        for suffix in pc.KEEPER_SUFFIXES:
+            self._keeper_service(scope, suffix)
         read_only_selector = (
             {**self.pod_labels, pc.ROLE_LABEL: pc.FOLLOWER_LABEL_VALUE} if args.replicas > 1 else self.pod_labels
         )
@@ -375,7 +379,7 @@ class TimescaleDB(pulumi.ComponentResource):
             },
             opts=self._opts(protected=True),
         )
-        service_account = self._rbac()
+        service_account = self._rbac(scope)
 
         self.statefulset = self._statefulset(
             scope,
@@ -411,6 +415,7 @@ class TimescaleDB(pulumi.ComponentResource):
             database=args.database,
             client_labels=self.client_labels,
             server_pod_labels=self.pod_labels,
+            server_namespace=args.namespace,
             ca_secret_name=args.tls_secret_name,
         )
         self.app_connection = connection(user=args.app_user, secret_name=app_secret.metadata.name)
@@ -531,11 +536,11 @@ class TimescaleDB(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
-    def _config_service(self, scope: str) -> k8s.core.v1.Service:
-        """Keeps Patroni's ``<scope>-config`` Endpoints from being garbage-collected; routes nothing."""
+    def _keeper_service(self, scope: str, suffix: str) -> k8s.core.v1.Service:
+        """Keeps Patroni's ``<scope><suffix>`` Endpoints from being garbage-collected; routes nothing."""
         return k8s.core.v1.Service(
-            f"{self._name}-patroni-config",
-            metadata=self._patroni_owned_metadata(scope + pc.CONFIG_SUFFIX),
+            f"{self._name}-patroni{suffix}",
+            metadata=self._patroni_owned_metadata(scope + suffix),
             spec=k8s.core.v1.ServiceSpecArgs(cluster_ip="None"),
             opts=self._opts(),
         )
@@ -611,25 +616,29 @@ class TimescaleDB(pulumi.ComponentResource):
             br.AGENT_KEY: br.agent_source(),
         }
 
-    def _rbac(self) -> k8s.core.v1.ServiceAccount:
+    def _rbac(self, scope: str) -> k8s.core.v1.ServiceAccount:
         """Exactly what Patroni's Kubernetes DCS does in Endpoints mode (patroni/dcs/kubernetes.py): list,
-        watch, get, create and patch its Endpoints (leader, config, failover, sync), list/watch/get pods and
-        patch its own pod's labels. No ConfigMaps (unused in this mode), no Services (see the docstring),
-        no delete (only ``patronictl remove`` deletes, and it runs with an operator's credentials)."""
+        watch, get and create Endpoints and patch only its own (leader, config, sync, failover); list, watch
+        and get pods and patch only the members' (its own pod's labels and annotations), every member up to
+        ``max_replicas``. No ConfigMaps (unused in this mode), no Services (the component creates the
+        keepers), no delete (only ``patronictl remove`` deletes, and it runs with an operator's credentials).
+        Kubernetes cannot restrict list, watch or create by name, so those stay namespace-wide and read-only."""
         account = k8s.core.v1.ServiceAccount(
             f"{self._name}-patroni",
             metadata=self._metadata(),
             automount_service_account_token=False,
             opts=self._opts(),
         )
+        members = [f"{scope}-{ordinal}" for ordinal in range(self._args.max_replicas or self._args.replicas)]
+        rule = k8s.rbac.v1.PolicyRuleArgs
         role = k8s.rbac.v1.Role(
             f"{self._name}-patroni",
             metadata=self._metadata(),
             rules=[
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["endpoints"], verbs=["get", "list", "watch", "create", "patch"]
-                ),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch", "patch"]),
+                rule(api_groups=[""], resources=["endpoints"], verbs=["get", "list", "watch", "create"]),
+                rule(api_groups=[""], resources=["endpoints"], verbs=["patch"], resource_names=pc.endpoints_names(scope)),
+                rule(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch"]),
+                rule(api_groups=[""], resources=["pods"], verbs=["patch"], resource_names=members),
             ],
             opts=self._opts(),
         )
@@ -747,7 +756,7 @@ class TimescaleDB(pulumi.ComponentResource):
         client_namespaces += [ns for ns in args.client_namespaces if ns not in client_namespaces]
         clients += [
             k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}),
+                namespace_selector=namespace_peer(ns),
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(self.client_labels)),
             )
             for ns in client_namespaces

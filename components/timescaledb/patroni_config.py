@@ -9,8 +9,8 @@ Facts this relies on (Patroni 4.x, ``patroni/dcs/kubernetes.py`` and docs/ENVIRO
   its own pod IP and ``kubernetes.ports`` into that object's subsets in the same request (an empty subset
   when it releases the lock). A Service named ``<scope>`` without a selector therefore routes exactly to
   the lock holder: the read-write path is the lock. Dynamic config lives in ``<scope>-config``, which
-  needs a Service of that name so the endpoints controller never garbage-collects it; failover/sync keys
-  are ``<scope>-failover``/``<scope>-sync``. Patroni lists pods by ``labels`` plus
+  needs a Service of that name so the endpoints controller never garbage-collects it, as do the failover and
+  sync keys ``<scope>-failover``/``<scope>-sync`` (:data:`KEEPER_SUFFIXES`). Patroni lists pods by ``labels`` plus
   ``scope_label=<scope>`` and PATCHes its own pod's ``role_label`` (informational here: no Service
   routes writes by it); Patroni 4.0 changed the leader value from ``master`` to ``primary``, so both
   values are set explicitly.
@@ -63,6 +63,16 @@ LEADER_PORT_NAME = "postgresql"
 """Name of the port Patroni writes into the leader Endpoints; the read-write Service's port has this name."""
 CONFIG_SUFFIX = "-config"
 """Patroni's dynamic-config Endpoints is ``<scope>-config``; a Service of that name keeps it alive."""
+KEEPER_SUFFIXES = (CONFIG_SUFFIX, "-sync", "-failover")
+"""Every Endpoints Patroni keeps besides the leader lock ``<scope>``: dynamic config, the synchronous standby
+record and the failover/switchover request. kube-controller-manager's endpoints controller deletes Endpoints
+that no Service owns whenever it starts; the synchronous-standby record lost that way lets a failover pick an
+asynchronous replica, so each has a selector-less Service of its name."""
+
+
+def endpoints_names(scope: str) -> list[str]:
+    """The names of every Endpoints Patroni writes in Endpoints mode: the leader lock and its keepers."""
+    return [scope, *(scope + suffix for suffix in KEEPER_SUFFIXES)]
 
 DATA_MOUNT = "/home/postgres/pgdata"
 DATA_DIR = f"{DATA_MOUNT}/data"

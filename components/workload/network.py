@@ -1,5 +1,5 @@
 """NetworkPolicy of the tsflow pods: ingress only to the metrics port from the scraping namespace, egress
-only to the database pods' PostgreSQL port and to DNS.
+only to the database pods' PostgreSQL port (in the database's namespace) and to DNS.
 
 Egress is by pod, not by Service: a Service's virtual IP is translated to pod IPs before policies apply,
 so "the database Services" are their pods (``DatabaseConnection.server_pod_labels``). DNS is admitted on
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ..shared.network import dns_egress, scraper_peer, tcp_ports
+from ..shared.network import dns_egress, namespace_peer, scraper_peer, tcp_ports
 from ..shared.types import DatabaseConnection
 
 
@@ -37,8 +37,8 @@ def app_network_policy(
         ingress.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=[scrapers], ports=tcp_ports(metrics_port)))
     database_pods = k8s.networking.v1.NetworkPolicyPeerArgs(
         pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(database.server_pod_labels)),
-        # The database may live in another namespace than the app: admit its pods in any namespace.
-        namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
+        # Only the server's own namespace (a peer without one is the policy's namespace), never every namespace.
+        namespace_selector=namespace_peer(database.server_namespace) if database.server_namespace is not None else None,
     )
     egress = [
         k8s.networking.v1.NetworkPolicyEgressRuleArgs(
@@ -52,7 +52,7 @@ def app_network_policy(
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pod_selector)),
             policy_types=["Ingress", "Egress"],
-            ingress=ingress,
+            ingress=ingress or None,  # the server drops an empty list (a diff on every apply); none is deny-all
             egress=egress,
         ),
         opts=opts,

@@ -96,7 +96,7 @@ def test_every_child_exists_and_is_parented_to_the_component(cluster: tuple[int,
     counts: dict[str, int] = {}
     for child in children:
         counts[child.type] = counts.get(child.type, 0) + 1
-    assert counts[STS] == 1 and counts[SVC] == 4 and counts[SECRET] == 4 and counts[PASSWORD] == 7
+    assert counts[STS] == 1 and counts[SVC] == 6 and counts[SECRET] == 4 and counts[PASSWORD] == 7
     assert counts[CONFIG_MAP] == 1 and counts[ROLE] == 1 and counts[NETPOL] == 1
     assert counts["kubernetes:core/v1:ServiceAccount"] == 1
     assert counts["kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"] == 1
@@ -125,8 +125,11 @@ def test_primary_service_is_the_leader_lock_not_a_label(cluster: tuple[int, Reco
     assert "selector" not in primary["spec"]
     assert [p["name"] for p in primary["spec"]["ports"]] == [p["name"] for p in config["kubernetes"]["ports"]]
     assert primary["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
-    keeper = manifest(recording, SVC, "patroni-config")
-    assert keeper["metadata"]["name"] == "tsdb-config" and keeper["spec"] == {"clusterIP": "None"}
+    # Every other Endpoints Patroni keeps has a selector-less Service of its name, or kube-controller-manager's
+    # endpoints controller deletes it when it starts (the sync record lost: a failover may pick an async replica).
+    for suffix in ("config", "sync", "failover"):
+        keeper = manifest(recording, SVC, f"patroni-{suffix}")
+        assert keeper["metadata"]["name"] == f"tsdb-{suffix}" and keeper["spec"] == {"clusterIP": "None"}
 
 
 def test_a_service_without_a_selector_needs_patroni_to_write_its_endpoints(cluster: tuple[int, Recording]) -> None:
@@ -232,14 +235,18 @@ def test_patroni_labels_select_the_member_pods(cluster: tuple[int, Recording]) -
 
 
 def test_rbac_grants_exactly_what_the_endpoints_dcs_needs(cluster: tuple[int, Recording]) -> None:
-    _, recording = cluster
-    rules = {tuple(r["resources"]): sorted(r["verbs"]) for r in manifest(recording, ROLE)["rules"]}
-    # Endpoints mode: no ConfigMaps, no Services (the component creates <scope>-config), no delete.
+    replicas, recording = cluster
+    rules = {(tuple(r["resources"]), tuple(sorted(r["verbs"]))): r.get("resourceNames")
+             for r in manifest(recording, ROLE)["rules"]}
+    # Endpoints mode: no ConfigMaps, no Services (the component creates the keepers), no delete; writes only
+    # to Patroni's own Endpoints and to the member pods (patroni/dcs/kubernetes.py patches self._name).
     assert rules == {
-        ("endpoints",): sorted(["get", "list", "watch", "create", "patch"]),
-        ("pods",): sorted(["get", "list", "watch", "patch"]),
+        (("endpoints",), ("create", "get", "list", "watch")): None,
+        (("endpoints",), ("patch",)): ["tsdb", "tsdb-config", "tsdb-sync", "tsdb-failover"],
+        (("pods",), ("get", "list", "watch")): None,
+        (("pods",), ("patch",)): [f"tsdb-{ordinal}" for ordinal in range(replicas)],
     }
-    assert all("*" not in verbs for verbs in rules.values())
+    assert all("*" not in verbs for _, verbs in rules)
     account = manifest(recording, "kubernetes:core/v1:ServiceAccount")
     assert account["automountServiceAccountToken"] is False
     spec = pod_spec(recording)
@@ -361,9 +368,25 @@ def test_statefulset_keeps_pvcs_and_a_fixed_name() -> None:
     assert [c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]] == ["data"]
 
 
+def test_patroni_may_patch_every_member_the_autoscaler_can_start() -> None:
+    role = manifest(run(autoscaled=True, max_replicas=5, replicas=2), ROLE)
+    patchable = next(r["resourceNames"] for r in role["rules"] if r["resources"] == ["pods"] and r["verbs"] == ["patch"])
+    assert patchable == [f"tsdb-{ordinal}" for ordinal in range(5)]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"autoscaled": True}, r"max_replicas is required with autoscaled: set it to the HPA's maxReplicas"),
+    ({"replicas": 3, "max_replicas": 2}, r"max_replicas \(2\) must be an integer from replicas \(3\) to"),
+    ({"max_replicas": True}, r"max_replicas \(True\) must be an integer"),
+])
+def test_member_bound_is_checked(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(**overrides)
+
+
 @pytest.mark.parametrize("autoscaled", [True, False])
 def test_autoscaled_replica_count_is_left_to_the_hpa(autoscaled: bool) -> None:
-    sts = run(autoscaled=autoscaled, replicas=2).one(STS)
+    sts = run(autoscaled=autoscaled, max_replicas=4 if autoscaled else None, replicas=2).one(STS)
     assert sts.ignore_changes == (["spec.replicas"] if autoscaled else [])
     assert sts.inputs["spec"]["replicas"] == 2
 
@@ -553,9 +576,9 @@ def test_two_instances_do_not_collide() -> None:
 
     recording = run_program(program)
     keys = [(r.type, r.name) for r in recording.resources]
-    assert len(keys) == 44 and len(keys) == len(set(keys))  # 22 objects per one-member cluster
+    assert len(keys) == 48 and len(keys) == len(set(keys))  # 24 objects per one-member cluster
     services = [r.manifest()["metadata"]["name"] for r in recording.of_type(SVC)]
-    assert len(services) == len(set(services)) == 8
-    assert {"alpha", "alpha-config", "beta", "beta-config"} <= set(services)
+    assert len(services) == len(set(services)) == 12
+    assert {f"{n}{k}" for n in ("alpha", "beta") for k in ("", "-config", "-sync", "-failover")} <= set(services)
     labels = [r.manifest()["spec"]["template"]["metadata"]["labels"] for r in recording.of_type(STS)]
     assert labels[0]["cluster-name"] != labels[1]["cluster-name"]

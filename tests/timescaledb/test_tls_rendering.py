@@ -41,7 +41,7 @@ def tls() -> Any:
 
 def test_services_have_the_names_the_certificate_holds(tls) -> None:  # type: ignore[no-untyped-def]
     names = {m["metadata"]["name"] for m in tls.manifests() if m["kind"] == "Service"}
-    assert names == {"tsdb", "tsdb-config", "tsdb-replicas", "tsdb-headless"}
+    assert names == {"tsdb", "tsdb-config", "tsdb-sync", "tsdb-failover", "tsdb-replicas", "tsdb-headless"}
     assert manifest(tls, STS)["spec"]["serviceName"] == "tsdb-headless"
     dns = certificate_dns_names("tsdb", NS)
     assert "tsdb.data.svc.cluster.local" in dns and "*.tsdb-headless.data.svc.cluster.local" in dns
@@ -133,7 +133,7 @@ def test_no_secret_reaches_any_container_through_the_environment(tls) -> None:  
 
 def test_an_autoscaled_cluster_keeps_its_disruption_budget() -> None:
     assert not run(replicas=1).of_type(PDB)
-    assert run(replicas=1, autoscaled=True).of_type(PDB)
+    assert run(replicas=1, autoscaled=True, max_replicas=3).of_type(PDB)
 
 
 def test_issuer_without_secret_is_refused() -> None:

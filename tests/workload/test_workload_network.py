@@ -39,15 +39,25 @@ def test_generator_admits_only_scrapes_from_monitoring_and_reaches_only_postgres
         "ports": [{"port": 8000, "protocol": "TCP"}],
     }]
     database, dns = spec["egress"]
-    assert database["to"][0]["podSelector"] == {"matchLabels": DB_PODS}
+    # Without a server namespace the peer is the policy's own namespace: never database pods in any namespace.
+    assert database["to"] == [{"podSelector": {"matchLabels": DB_PODS}}]
     assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
     assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
 
 
+def test_a_database_in_another_namespace_is_reached_there_only() -> None:
+    spec = policy_for(render(server_namespace="data"), "Deployment")
+    assert spec["egress"][0]["to"] == [{
+        "podSelector": {"matchLabels": DB_PODS},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "data"}},
+    }]
+
+
 def test_the_migration_job_takes_no_ingress_at_all() -> None:
     spec = policy_for(render(), "Job")
-    assert spec["ingress"] == [] and "Ingress" in spec["policyTypes"]
+    # No ingress rule at all (not an empty list, which the server drops: a diff on every apply) is deny-all.
+    assert "ingress" not in spec and "Ingress" in spec["policyTypes"]
     assert len(spec["egress"]) == 2
 
 
