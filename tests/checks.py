@@ -114,6 +114,11 @@ def _owner_problems(manifest: Manifest, index: Mapping[tuple[str, str, str], Man
         if not selector or not selects(selector, pod_set.labels):
             problems.append(f"{_ref(manifest)}: selector {selector} does not match its pod template labels {dict(pod_set.labels)}")
     problems += [f"{_ref(manifest)}: {p}" for p in _patroni_problems(pod_set, index)]
+    problems += [
+        f"{_ref(manifest)}: Patroni keeps Endpoints {name!r}, which no Service of that name owns "
+        "(kube-controller-manager's endpoints controller deletes it when it starts)"
+        for name in sorted(pod_set.managed_endpoints) if not _find(index, "Service", pod_set.namespace, name)
+    ]
     if manifest["kind"] == "StatefulSet":
         service = manifest["spec"].get("serviceName")
         if service and not _find(index, "Service", pod_set.namespace, service):

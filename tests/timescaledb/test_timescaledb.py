@@ -132,6 +132,15 @@ def test_primary_service_is_the_leader_lock_not_a_label(cluster: tuple[int, Reco
         assert keeper["metadata"]["name"] == f"tsdb-{suffix}" and keeper["spec"] == {"clusterIP": "None"}
 
 
+def test_every_endpoints_patroni_keeps_needs_a_service_of_its_name(cluster: tuple[int, Recording]) -> None:
+    _, recording = cluster
+    manifests = recording.manifests()
+    for name in ("tsdb-sync", "tsdb-failover", "tsdb-config"):
+        without = [m for m in manifests if not (m["kind"] == "Service" and m["metadata"]["name"] == name)]
+        problems = wiring_problems(as_labelled_by_patroni(without))
+        assert any(f"Patroni keeps Endpoints {name!r}, which no Service of that name owns" in p for p in problems), problems
+
+
 def test_a_service_without_a_selector_needs_patroni_to_write_its_endpoints(cluster: tuple[int, Recording]) -> None:
     _, recording = cluster
     manifests = recording.manifests()

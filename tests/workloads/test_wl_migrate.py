@@ -93,3 +93,39 @@ def test_plain_rollups_refresh(migrated_dsn: str) -> None:
         rows = [conn.execute(f"SELECT avg_value, min_value, max_value, samples FROM {rollup}").fetchall()
                 for rollup in ("metrics_1m", "metrics_1h", "metrics_1d")]
     assert rows == [[(2.0, 1.0, 3.0, 2)]] * 3
+
+
+def test_a_migration_the_server_cuts_off_reports_the_servers_own_message(dsn: str) -> None:
+    """The server ends `tsflow migrate`'s session inside its locked section (as a FATAL at CREATE EXTENSION of a
+    TimescaleDB that is not preloaded does): the one-line error is the server's, not "the connection is closed"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.waits import poll
+
+    migrate_db(dsn)
+    # The watcher is a second session: inside the blocker's transaction pg_stat_activity is one frozen snapshot.
+    with psycopg.connect(dsn, autocommit=True) as blocker, psycopg.connect(dsn, autocommit=True) as watcher, \
+            ThreadPoolExecutor(1) as pool:
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")  # migrate reads it under its lock
+        running = pool.submit(run_tsflow, ["migrate", "--dsn", dsn, "--startup-timeout", "5"], 60)
+
+        def waiting_migrate() -> int | None:
+            row = watcher.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'tsflow-migrate'"
+                                  " AND wait_event_type = 'Lock'").fetchone()
+            return row[0] if row else None
+
+        def activity() -> str:
+            rows = watcher.execute("SELECT pid, application_name, state, wait_event_type, left(query, 60)"
+                                   " FROM pg_stat_activity WHERE datname = current_database()").fetchall()
+            finished = running.result() if running.done() else None
+            return f"sessions: {rows}; tsflow: {finished.stderr if finished else 'still running'}"
+
+        pid = poll(waiting_migrate, deadline=30, what="tsflow migrate to wait for the schema_migrations lock",
+                   state=activity, interval=0.05)
+        watcher.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        blocker.execute("ROLLBACK")
+        result = running.result(timeout=60)
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()
+    assert error == ["tsflow: error: AdminShutdown: FATAL 57P01: terminating connection due to administrator command"], result.stderr

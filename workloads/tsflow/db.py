@@ -128,5 +128,18 @@ def safe_close(conn: psycopg.Connection | None) -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as one short line (libpq messages span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """An exception as one short line (libpq messages span several); a server's error keeps what the server
+    said: ``SEVERITY SQLSTATE: message (detail: ...; hint: ...)``."""
+    server = server_message(exc)
+    return server if server is not None else " ".join(str(exc).split()) or type(exc).__name__
+
+
+def server_message(exc: BaseException) -> str | None:
+    """The server's own report of a psycopg error (None when the server sent none: a client-side failure)."""
+    diag = getattr(exc, "diag", None) if isinstance(exc, psycopg.Error) else None
+    if diag is None or not diag.message_primary:
+        return None
+    head = " ".join(part for part in (diag.severity, diag.sqlstate) if part)
+    notes = [f"{name}: {' '.join(text.split())}" for name, text in (("detail", diag.message_detail), ("hint", diag.message_hint)) if text]
+    message = f"{head}: {' '.join(diag.message_primary.split())}" if head else " ".join(diag.message_primary.split())
+    return f"{message} ({'; '.join(notes)})" if notes else message

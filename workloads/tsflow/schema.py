@@ -198,4 +198,7 @@ def migrate(conn: psycopg.Connection, cfg: MigrateConfig) -> list[int]:
             log.info("schema is up to date", extra={"version": max(done, default=0), "flavor": flavor})
         return applied
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+        # A session the server closed (a FATAL error, a terminated backend) released its lock with it; unlocking
+        # on it would raise "the connection is closed" and hide the server's own message.
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
