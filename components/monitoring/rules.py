@@ -327,6 +327,16 @@ def alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
             " refusing or timing out writes.",
         ),
         Alert(
+            "TsflowGeneratorRowsRejected",
+            f"sum by (namespace, pod) (increase(tsflow_generator_rows_rejected_total{{{ns}}}[15m])) > 0",
+            "0m", "warning",
+            "Generator {{ $labels.namespace }}/{{ $labels.pod }} refused {{ $value | humanize }} late rows",
+            "Generator {{ $labels.namespace }}/{{ $labels.pod }} refused {{ $value | humanize }} rows in the last 15"
+            " minutes: they were older than the database's late-data window (tsflow_late_data_window()), so raw"
+            " retention would drop them before every rollup took them. Backfill closer to now, or migrate with a"
+            " longer --retention first.",
+        ),
+        Alert(
             "TsflowGeneratorBufferNearlyFull",
             f"max by (namespace, pod) (tsflow_generator_buffer_batches{{{ns}}})"
             f" / max by (namespace, pod) (tsflow_generator_buffer_capacity_batches{{{ns}}} > 0)"

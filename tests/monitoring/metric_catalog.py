@@ -114,6 +114,7 @@ CATALOG: tuple[Metric, ...] = (
         Source.TSFLOW_GENERATOR, Kind.COUNTER,
         "tsflow_generator_rows_written_total", "tsflow_generator_batches_written_total",
         "tsflow_generator_batches_duplicate_total", "tsflow_generator_retries_total",
+        "tsflow_generator_rows_rejected_total",
     ),
     *_family(
         Source.TSFLOW_GENERATOR, Kind.GAUGE,

@@ -28,7 +28,7 @@ GENERATOR_CONTRACT = {
     "tsflow_generator_rows_written_total", "tsflow_generator_batches_written_total",
     "tsflow_generator_batches_duplicate_total", "tsflow_generator_retries_total", "tsflow_generator_buffer_batches",
     "tsflow_generator_buffer_capacity_batches", "tsflow_generator_flush_seconds_bucket",
-    "tsflow_generator_last_flush_timestamp_seconds",
+    "tsflow_generator_last_flush_timestamp_seconds", "tsflow_generator_rows_rejected_total",
 }
 CONSUMER_CONTRACT = {
     "tsflow_consumer_analysis_seconds_bucket", "tsflow_consumer_data_freshness_seconds",

@@ -18,7 +18,7 @@ from tsflow.metrics import ConsumerMetrics, GeneratorMetrics
 GENERATOR_METRICS = [
     "tsflow_generator_rows_written_total", "tsflow_generator_batches_written_total",
     "tsflow_generator_batches_duplicate_total", "tsflow_generator_retries_total",
-    "tsflow_generator_buffer_batches", "tsflow_generator_buffer_capacity_batches",
+    "tsflow_generator_buffer_batches", "tsflow_generator_buffer_capacity_batches", "tsflow_generator_rows_rejected_total",
     "tsflow_generator_flush_seconds", "tsflow_generator_last_flush_timestamp_seconds",
 ]
 CONSUMER_METRICS = [

@@ -132,3 +132,18 @@ def test_pre_encoded_copy_rows_equal_the_simulated_rows(migrated_dsn: str) -> No
         landed = conn.execute("SELECT time, device_id, metric, value FROM metrics ORDER BY 1, 2, 3").fetchall()
     assert batch.row_count == len(rows) == 180
     assert landed == sorted(rows)
+
+
+def test_plain_postgresql_takes_rows_of_any_age(migrated_dsn: str) -> None:
+    """Plain PostgreSQL keeps every raw row and logs every write for its rollups: no late-data window."""
+    from tsflow.config import SimulationConfig
+
+    with psycopg.connect(migrated_dsn) as conn:
+        assert conn.execute("SELECT tsflow_late_data_window()").fetchone() == (None,)
+    cfg = generator_config(migrated_dsn, 40, backfill=41 * 86400.0,
+                           sim=SimulationConfig(devices=2, metrics_per_device=1, interval=86400.0, seed=3))
+    result, registry = _run(cfg)
+    assert result.rows_written == 40 and result.rows_rejected == 0
+    assert metric_value(registry, "tsflow_generator_rows_rejected_total") == 0
+    assert table_counts(migrated_dsn)["rows"] == 40
+

@@ -57,10 +57,10 @@ def _run(dsn: str, statement: str) -> None:
 
 def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) -> None:
     dsn = timescale_dsn
-    assert _migrate(dsn) == [[1, 2, 3, 4]]
+    assert _migrate(dsn) == [[1, 2, 3, 4, 5]]
     assert _migrate(dsn) == [[]]
     assert _rows(dsn, "SELECT version, flavor FROM schema_migrations ORDER BY version") == [
-        (v, schema.TIMESCALE) for v in (1, 2, 3, 4)]
+        (v, schema.TIMESCALE) for v in (1, 2, 3, 4, 5)]
 
     assert _rows(dsn, "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
                       "WHERE hypertable_schema = 'public'") == [("metrics", True)]
@@ -127,6 +127,14 @@ def test_migration_statements_can_be_applied_again(timescale_dsn: str) -> None:
     assert scalar(dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL") == 8
 
 
+def _run_refresh_jobs_twice(dsn: str) -> None:
+    """Two runs of each refresh job, as the scheduler makes within two schedules: a run that merges many
+    invalidated ranges can leave the newest for the next (TimescaleDB 2.23 here, 2.28.3 by hand); the late-data
+    window allows two runs per level."""
+    _run_refresh_jobs(dsn)
+    _run_refresh_jobs(dsn)
+
+
 def _run_refresh_jobs(dsn: str) -> None:
     """The refresh policies as the job scheduler would run them, finest rollup first."""
     for rollup in wl_support.ROLLUPS:
@@ -180,3 +188,57 @@ def test_generate_consume_compress_and_refresh(timescale_dsn: str) -> None:
     runs = [line for line in json_lines(consume.stdout) if line["msg"] == "analysis run done"]
     assert runs and runs[0]["series"] == 30 and int(str(runs[0]["buckets"])) > 0, consume.stdout
     assert any(line.get("flavor") == schema.TIMESCALE for line in json_lines(consume.stdout))
+
+
+def test_rows_older_than_the_late_data_window_are_refused_and_every_other_age_reaches_every_rollup(
+        timescale_dsn: str) -> None:
+    """One generator run over 42 days of daily ticks (at UTC midnight): rows hours and days old, and rows beyond
+    the late-data window, beyond raw retention (10 d) and beyond every rollup's retention (40 d)."""
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from tsflow.config import SimulationConfig
+    from tsflow.generator import Generator
+    from tsflow.http import Health
+    from tsflow.metrics import GeneratorMetrics
+    from tsflow.rollups import late_data_window_s
+
+    dsn = timescale_dsn
+    _migrate(dsn)
+    window = late_data_window_s(RETENTION.total_seconds())
+    assert scalar(dsn, "SELECT extract(epoch FROM tsflow_late_data_window())::float8") == window
+    assert timedelta(days=7) < timedelta(seconds=window) < RETENTION - timedelta(days=2)
+    before = wl_support.rollup_samples(dsn)
+    interval, ticks = 86400, 42  # the first tick is 41 days before the last midnight, the last one that midnight
+    registry = CollectorRegistry()
+    cfg = wl_support.generator_config(dsn, 2 * ticks, generator_id="late-test", backfill=41 * 86400.0,
+                                      sim=SimulationConfig(devices=2, metrics_per_device=1, interval=interval, seed=3))
+    result = Generator(cfg, GeneratorMetrics(registry), Health()).run(threading.Event())
+
+    written = _rows(dsn, "SELECT DISTINCT extract(epoch FROM now() - time)::float8 FROM metrics "
+                         "WHERE device_id LIKE 'late-test%%' ORDER BY 1")
+    ages = [age for (age,) in written]
+    assert result.rows_written == 2 * len(ages) and result.rows_rejected == 2 * ticks - result.rows_written
+    assert wl_support.metric_value(registry, "tsflow_generator_rows_rejected_total") == result.rows_rejected
+    # Written: every tick younger than the window (hours and days old), consecutive; refused: every older one,
+    # the tick before the oldest written one included (it was beyond the window when it was produced).
+    assert ages[0] < interval and ages[-1] <= window and ages[-1] + interval > window - 60, (ages[-1], window)
+    assert [round(b - a) for a, b in zip(ages, ages[1:])] == [interval] * (len(ages) - 1)
+    assert 7 <= len(ages) <= 8 and result.rows_rejected >= 2 * (ticks - 8)
+
+    _run_refresh_jobs_twice(dsn)
+    for level, width in (("metrics_1m", "1 minute"), ("metrics_1h", "1 hour"), ("metrics_1d", "1 day")):
+        direct = _rows(dsn, f"SELECT time_bucket('{width}', time), device_id, count(*), avg(value) FROM metrics "
+                            "WHERE device_id LIKE 'late-test%%' GROUP BY 1, 2 ORDER BY 1, 2")
+        rolled = _rows(dsn, f"SELECT bucket, device_id, samples, avg_value FROM {level} "
+                            "WHERE device_id LIKE 'late-test%%' ORDER BY 1, 2")
+        expected = [(b, d, int(n), round(a, 9)) for b, d, n, a in direct]
+        got = [(b, d, int(n), round(a, 9)) for b, d, n, a in rolled]
+        assert got == expected, (level, sorted(set(expected) - set(got)), sorted(set(got) - set(expected)))
+    assert wl_support.rollup_samples(dsn) == {r: before[r] + result.rows_written for r in wl_support.ROLLUPS}
+
+    _run(dsn, "DELETE FROM metrics WHERE device_id LIKE 'late-test%'")  # leave the module's database as found
+    _run_refresh_jobs_twice(dsn)
+    assert wl_support.rollup_samples(dsn) == before
+

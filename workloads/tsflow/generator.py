@@ -69,6 +69,8 @@ class GeneratorResult:
     batches_written: int = 0
     batches_duplicate: int = 0
     unflushed_rows: int = 0
+    rows_rejected: int = 0
+    """Rows older than the late-data window, refused (counted in ``rows_generated``, never written)."""
 
 
 class ShutdownDeadline(Exception):
@@ -216,9 +218,11 @@ class Producer(threading.Thread):
     """Simulates ticks and cuts them into batches flushed by size or age; blocks when the queue is full."""
 
     def __init__(self, cfg: GeneratorConfig, fleet: Fleet, first_seq: int, out: "queue.Queue[Batch | None]",
-                 metrics: GeneratorMetrics, stop: threading.Event, abandon: threading.Event) -> None:
+                 metrics: GeneratorMetrics, stop: threading.Event, abandon: threading.Event,
+                 late_data_window: float | None = None) -> None:
         super().__init__(name="producer", daemon=True)
         self._cfg = cfg
+        self._late_data_window = late_data_window  # seconds; None: rows of any age are accepted
         self._fleet = fleet
         self._seq = first_seq
         self._out = out
@@ -227,6 +231,7 @@ class Producer(threading.Thread):
         self._abandon = abandon    # grace period over: give up on a full queue
         self.rows_generated = 0
         self.rows_dropped = 0
+        self.rows_rejected = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -264,6 +269,10 @@ class Producer(threading.Thread):
             tick += 1
             if cfg.max_rows:
                 rows = rows[: cfg.max_rows - self.rows_generated]
+            if self._too_late(self._fleet.tick_epoch(tick - 1), len(rows)):
+                self.rows_generated += len(rows)
+                self._metrics.rows_generated.inc(len(rows))
+                continue
             if not pending:
                 pending_since = time.monotonic()
             pending.extend(rows)
@@ -278,6 +287,18 @@ class Producer(threading.Thread):
                 pending = []
         if pending:
             self._flush(pending)
+
+    def _too_late(self, epoch: float, rows: int) -> bool:
+        """Refuse (count, and warn at the first) rows older than the late-data window."""
+        if self._late_data_window is None or epoch >= time.time() - self._late_data_window:
+            return False
+        if self.rows_rejected == 0:
+            log.warning("refusing rows older than the database's late-data window: raw retention would drop them "
+                        "before every rollup took them", extra={"late_data_window_s": self._late_data_window,
+                                                                 "row_time_epoch": round(epoch, 3)})
+        self.rows_rejected += rows
+        self._metrics.rows_rejected.inc(rows)
+        return True
 
     def _flush(self, rows: list[bytes]) -> None:
         batch = Batch.of(self._cfg.generator_id, self._seq, rows)
@@ -312,15 +333,17 @@ class Generator:
         conn = self._writer.open(stop)
         cfg = replace(self._cfg, generator_id=self._writer.generator_id)
         first_seq = next_seq(conn, cfg.generator_id)
+        late_data_window = schema.late_data_window(conn)
         conn.rollback()
         log.info("generator starting", extra={"generator_id": cfg.generator_id, "first_seq": first_seq,
-                                               "devices": cfg.sim.devices, "max_rows": cfg.max_rows})
+                                               "devices": cfg.sim.devices, "max_rows": cfg.max_rows,
+                                               "late_data_window_s": late_data_window})
         start = time.time() - cfg.backfill
         start -= start % cfg.sim.interval if cfg.sim.interval >= 1 else 0.0
         fleet = Fleet(cfg.sim, cfg.generator_id, start)
         buffer: queue.Queue[Batch | None] = queue.Queue(maxsize=cfg.buffer_batches)
         abandon = threading.Event()
-        producer = Producer(cfg, fleet, first_seq, buffer, self._metrics, stop, abandon)
+        producer = Producer(cfg, fleet, first_seq, buffer, self._metrics, stop, abandon, late_data_window)
         producer.start()
         result = GeneratorResult()
         shutdown_at: list[float] = []
@@ -363,12 +386,13 @@ class Generator:
             self._health.set_ready(False)
         result.unflushed_rows += self._drain(buffer) + producer.rows_dropped
         result.rows_generated = producer.rows_generated
+        result.rows_rejected = producer.rows_rejected
         if producer.error is not None:
             raise producer.error
         log.info("generator stopped", extra={
             "rows_generated": result.rows_generated, "rows_written": result.rows_written,
             "batches_written": result.batches_written, "batches_duplicate": result.batches_duplicate,
-            "unflushed_rows": result.unflushed_rows})
+            "unflushed_rows": result.unflushed_rows, "rows_rejected": result.rows_rejected})
         return result
 
     @staticmethod

@@ -33,6 +33,10 @@ class GeneratorMetrics:
             "Unix time of the last successful flush.", registry=registry)
         self.rows_generated = Counter(
             "tsflow_generator_rows_generated", "Rows produced by the simulator.", registry=registry)
+        self.rows_rejected = Counter(
+            "tsflow_generator_rows_rejected",
+            "Rows refused, not written: older than the database's late-data window, they could never reach every "
+            "rollup before raw retention drops them.", registry=registry)
 
 
 class ConsumerMetrics:

@@ -55,6 +55,24 @@ LEVELS: tuple[Level, ...] = (
 NAMES = tuple(level.name for level in LEVELS)
 MIN_RETENTION_S = 3 * 86400
 """The daily rollup's refresh window (the raw retention) must span at least two days past its 1-day end offset."""
+JOB_DELAY_MARGIN_S = 3600
+"""Allowance for refresh jobs that start late or run long (a busy scheduler, a restart)."""
+
+
+def late_data_window_s(retention_s: float) -> float:
+    """How old a row may be when written and still reach every rollup (TimescaleDB flavour).
+
+    A refresh recomputes only the buckets wholly inside its window ``[now - retention, now - bucket]``, and
+    raw retention drops the row's chunk once it is ``retention`` old. A late row is materialized by the 1 m
+    refresh, then by the 1 h (which reads the 1 m), then by the 1 d (which reads the 1 h), each within two of
+    its runs: a run that merges many invalidated ranges can leave the newest one for its next run (seen on
+    TimescaleDB 2.28.3 and 2.23). Its bucket must then still lie inside the coarsest level's window, whose
+    start is rounded up to a bucket boundary: two buckets of slack. So the window is the raw retention minus
+    twice the coarsest bucket, two schedules of every level and :data:`JOB_DELAY_MARGIN_S`; older rows are
+    refused at ingest, counted and alerted on, never accepted and silently lost.
+    """
+    runs = 2 * sum(level.schedule_s for level in LEVELS)
+    return retention_s - 2 * LEVELS[-1].bucket_s - runs - JOB_DELAY_MARGIN_S
 
 
 def aggregates(level: Level) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
+from psycopg import sql
 
 from . import identity, rollups
 from . import timescale_sql as ts
@@ -123,11 +124,29 @@ def _m3_rollup_hierarchy(conn: psycopg.Connection, flavor: str, cfg: MigrateConf
     conn.execute(rollups.REFRESH_SQL)
 
 
+def _m5_late_data_window(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    """``tsflow_late_data_window()``: how old a row may be when written and still reach every rollup (NULL: any
+    age). Plain PostgreSQL keeps every raw row and logs every write's range, so any age reaches every rollup."""
+    window = (sql.SQL("make_interval(secs => {})").format(sql.Literal(rollups.late_data_window_s(cfg.retention)))
+              if flavor == TIMESCALE else sql.SQL("NULL::interval"))
+    conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION tsflow_late_data_window() RETURNS interval LANGUAGE sql "
+                         "IMMUTABLE AS $$ SELECT {} $$").format(window))
+    conn.execute("COMMENT ON FUNCTION tsflow_late_data_window() IS 'Rows older than this when written are refused "
+                 "by tsflow generate: raw retention would drop them before every rollup took them (NULL: no limit)'")
+
+
+def late_data_window(conn: psycopg.Connection) -> float | None:
+    """Seconds of ``tsflow_late_data_window()``, None when rows of any age reach every rollup."""
+    row = conn.execute("SELECT extract(epoch FROM tsflow_late_data_window())::float8").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "metrics, ingest ledger, anomalies", _m1_tables),
     Migration(2, "metrics_1m rollup", _m2_rollup),
     Migration(3, "rollup hierarchy 1m/1h/1d, late data, policy schedules", _m3_rollup_hierarchy),
     Migration(4, "generator identity leases", lambda conn, _flavor, _cfg: conn.execute(identity.SCHEMA) and None),
+    Migration(5, "late-data window", _m5_late_data_window),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -60,6 +60,11 @@ def build(ids: DashboardIds) -> dict[str, Any]:
             "Write retries per second", "short",
             prom(f"sum by (pod) (rate(tsflow_generator_retries_total{{{N}}}[{RATE}]))", "{{pod}}")))
         .with_panel(timeseries_panel(
+            "Late rows refused per second", "short",
+            prom(f"sum by (pod) (rate(tsflow_generator_rows_rejected_total{{{N}}}[{RATE}]))", "{{pod}}"),
+            description="Rows older than the database's late-data window, not written: raw retention would drop "
+                        "them before every rollup took them (workloads/README.md, late-data policy)."))
+        .with_panel(timeseries_panel(
             "Time since last flush", "s",
             prom(f"time() - max by (pod) (tsflow_generator_last_flush_timestamp_seconds{{{N}}})", "{{pod}}")))
         .with_row(dash.Row("Consumer"))
