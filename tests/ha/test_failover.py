@@ -33,10 +33,33 @@ REPLICATION_REFUSED = ("pg_hba.conf rejects replication connection", "no pg_hba.
 LOCAL_TIMELINE_FAILURE = "Can not fetch local timeline and lsn from replication connection"
 
 
+SERVER_NOT_UP = ("server closed the connection unexpectedly", "the database system is starting up",
+                 "the database system is shutting down", "Connection refused", "No such file or directory")
+"""Causes of a failed local replication check that mean the member's own PostgreSQL was restarting (a killed
+member's crash recovery, pg_rewind's restart), not refusing: Patroni retries in its next loop."""
+
+
+def local_timeline_failures(logs: str) -> list[str]:
+    """Every failed local replication check whose cause is not a restarting server, with that cause."""
+    lines = logs.splitlines()
+    failures = []
+    for index, line in enumerate(lines):
+        if LOCAL_TIMELINE_FAILURE not in line:
+            continue
+        cause = next((" ".join(lines[i:i + 3]) for i in range(index + 1, min(index + 60, len(lines)))
+                      if "OperationalError:" in lines[i] or "Error:" in lines[i].split(" ", 1)[0]), "no cause logged")
+        if not any(phrase in cause for phrase in SERVER_NOT_UP):
+            failures.append(f"{line.strip()}: {cause.strip()}")
+    return failures
+
+
 def assert_replication_never_refused(cluster: PatroniCluster) -> None:
+    """No pg_hba refusal of a replication connection anywhere, and no local replication check (Patroni reads a
+    replica's timeline and LSN over the socket) failing for any reason but its own server restarting."""
     logs = cluster.logs(tail=10**7)
-    for message in (*REPLICATION_REFUSED, LOCAL_TIMELINE_FAILURE):
+    for message in REPLICATION_REFUSED:
         assert message not in logs, message
+    assert local_timeline_failures(logs) == []
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +164,23 @@ def test_sigkilled_leader_is_replaced_without_losing_rows_and_rejoins_while_read
     assert lsn is not None
     wait_replayed(cluster, [m for m in cluster.members if m is not leader], str(lsn[0]))
     assert_replication_never_refused(cluster)
+
+
+RESTARTING = '''2026-12-07 10:08:49,919 ERROR: Can not fetch local timeline and lsn from replication connection
+Traceback (most recent call last):
+  File "/site/patroni/postgresql/__init__.py", line 1119, in get_replica_timeline
+psycopg.OperationalError: connection failed: connection to server on socket "/run/.s.PGSQL.5432" failed: server closed the connection unexpectedly
+	This probably means the server terminated abnormally
+2026-12-07 10:08:50,001 INFO: no action. I am (timescaledb-2), a secondary, and following a leader (timescaledb-0)'''
+
+
+def test_the_log_check_tells_a_restarting_member_from_a_refused_check() -> None:
+    assert local_timeline_failures(RESTARTING) == []
+    refused = RESTARTING.replace("server closed the connection unexpectedly",
+                                 'FATAL:  no pg_hba.conf entry for replication connection from host "[local]"')
+    wrong_password = RESTARTING.replace("server closed the connection unexpectedly",
+                                        'FATAL:  password authentication failed for user "standby"')
+    for log in (refused, wrong_password):
+        [failure] = local_timeline_failures(log)
+        assert LOCAL_TIMELINE_FAILURE in failure and "FATAL" in failure
+    assert local_timeline_failures(RESTARTING.split("\n")[0]) == [RESTARTING.split("\n")[0] + ": no cause logged"]

@@ -128,9 +128,9 @@ def test_migration_statements_can_be_applied_again(timescale_dsn: str) -> None:
 
 
 def _run_refresh_jobs_twice(dsn: str) -> None:
-    """Two runs of each refresh job, as the scheduler makes within two schedules: a run that merges many
-    invalidated ranges can leave the newest for the next (TimescaleDB 2.23 here, 2.28.3 by hand); the late-data
-    window allows two runs per level."""
+    """Two runs of each refresh job, as the scheduler makes within two schedules: a run that finds more than one
+    invalidated range leaves the newest for the next (TimescaleDB 2.23 here, 2.28.3 in bench/late_data.py); the
+    late-data window allows two runs per level."""
     _run_refresh_jobs(dsn)
     _run_refresh_jobs(dsn)
 

@@ -65,8 +65,9 @@ def late_data_window_s(retention_s: float) -> float:
     A refresh recomputes only the buckets wholly inside its window ``[now - retention, now - bucket]``, and
     raw retention drops the row's chunk once it is ``retention`` old. A late row is materialized by the 1 m
     refresh, then by the 1 h (which reads the 1 m), then by the 1 d (which reads the 1 h), each within two of
-    its runs: a run that merges many invalidated ranges can leave the newest one for its next run (seen on
-    TimescaleDB 2.28.3 and 2.23). Its bucket must then still lie inside the coarsest level's window, whose
+    its runs: a run that finds more than one invalidated range leaves the newest for its next run
+    (``bench/late_data.py`` on TimescaleDB 2.28.3: a statement writing into one chunk needs one run, into 2 to 30
+    chunks two; PGlite's 2.23 alike). Its bucket must then still lie inside the coarsest level's window, whose
     start is rounded up to a bucket boundary: two buckets of slack. So the window is the raw retention minus
     twice the coarsest bucket, two schedules of every level and :data:`JOB_DELAY_MARGIN_S`; older rows are
     refused at ingest, counted and alerted on, never accepted and silently lost.
