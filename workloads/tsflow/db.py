@@ -131,7 +131,7 @@ def one_line(exc: BaseException) -> str:
     """An exception as one short line (libpq messages span several); a server's error keeps what the server
     said: ``SEVERITY SQLSTATE: message (detail: ...; hint: ...)``."""
     server = server_message(exc)
-    return server if server is not None else " ".join(str(exc).split()) or type(exc).__name__
+    return server if server is not None else _squeezed(str(exc)) or type(exc).__name__
 
 
 def server_message(exc: BaseException) -> str | None:
@@ -140,6 +140,11 @@ def server_message(exc: BaseException) -> str | None:
     if diag is None or not diag.message_primary:
         return None
     head = " ".join(part for part in (diag.severity, diag.sqlstate) if part)
-    notes = [f"{name}: {' '.join(text.split())}" for name, text in (("detail", diag.message_detail), ("hint", diag.message_hint)) if text]
-    message = f"{head}: {' '.join(diag.message_primary.split())}" if head else " ".join(diag.message_primary.split())
+    notes = [f"{name}: {_squeezed(text)}" for name, text in (("detail", diag.message_detail), ("hint", diag.message_hint)) if text]
+    message = f"{head}: {_squeezed(diag.message_primary)}" if head else _squeezed(diag.message_primary)
     return f"{message} ({'; '.join(notes)})" if notes else message
+
+
+def _squeezed(text: str) -> str:
+    """Every run of whitespace (line breaks and tabs of libpq's messages included) as one space."""
+    return " ".join(text.split())

@@ -269,15 +269,13 @@ class Producer(threading.Thread):
             tick += 1
             if cfg.max_rows:
                 rows = rows[: cfg.max_rows - self.rows_generated]
+            self.rows_generated += len(rows)
+            self._metrics.rows_generated.inc(len(rows))
             if self._too_late(self._fleet.tick_epoch(tick - 1), len(rows)):
-                self.rows_generated += len(rows)
-                self._metrics.rows_generated.inc(len(rows))
                 continue
             if not pending:
                 pending_since = time.monotonic()
             pending.extend(rows)
-            self.rows_generated += len(rows)
-            self._metrics.rows_generated.inc(len(rows))
             while len(pending) >= cfg.batch_rows:
                 self._flush(pending[: cfg.batch_rows])
                 pending = pending[cfg.batch_rows:]
