@@ -136,6 +136,8 @@ class Round:
 
     killed: str
     new_leader: str
+    lock_released_after: float
+    """Seconds from the SIGKILL to etcd deleting the dead leader's lock (its lease expired; sampled every 0.1 s)."""
     leader_after: float
     """Seconds from the SIGKILL to a new member holding the lock as a writable primary."""
     writable_after: float
@@ -205,15 +207,24 @@ def present(cluster: PatroniCluster, member: Member, ids: Sequence[int]) -> set[
     return {int(r[0]) for r in rows}
 
 
+def streaming_replicas(cluster: PatroniCluster, leader: Member, *, timeout: float, message: str) -> list[Member]:
+    """Every running member but ``leader``, once each streams from it (a replica that just followed a new leader
+    reconnects in its next HA loop); raises with Patroni's member list and the logs after ``timeout``."""
+    def all_streaming() -> list[Member] | None:
+        running = [m for m in cluster.members if m is not leader and m.running]
+        return running if running and all(cluster.is_streaming_replica(m) for m in running) else None
+
+    return wait_until(all_streaming, timeout=timeout, message=message, logs=cluster.diagnostics)
+
+
 def fail_over(cluster: PatroniCluster, round_no: int, *, failover_bound: float, readiness_paths: Sequence[str],
               probe_timeout: float = 2.0, rows: int = 50, restart: bool = False, synchronous: bool = False) -> Round:
     """Kill the leader and measure its replacement (see the module docstring); raises past ``failover_bound``.
     With ``restart`` the killed member is started again as soon as the new leader accepted a write; with
     ``synchronous`` the kill waits until a survivor is the synchronous standby."""
     leader = cluster.wait_for_leader()
-    survivors = [m for m in cluster.members if m is not leader and cluster.is_streaming_replica(m)]
-    if not survivors:
-        raise AssertionError(f"round {round_no}: no streaming replica to fail over to")
+    survivors = streaming_replicas(cluster, leader, timeout=failover_bound,
+                                   message=f"round {round_no}: not every running replica streams from {leader.name}")
     if synchronous:  # Patroni names a synchronous standby in its HA loop after a failover or a rejoin
         wait_until(lambda: any(m.get("role") == "sync_standby" and m.get("name") in {s.name for s in survivors}
                                for m in leader.get("/cluster")[1].get("members", [])),
@@ -226,6 +237,9 @@ def fail_over(cluster: PatroniCluster, round_no: int, *, failover_bound: float, 
             time.sleep(0.5)
             killed_at = time.monotonic()
             cluster.kill(leader)
+        wait_until(lambda: cluster.lock_holder() != leader.name, timeout=failover_bound + cluster.timing().ttl,
+                   message=f"round {round_no}: etcd kept {leader.name}'s leader lock", logs=cluster.diagnostics)
+        lock_released_after = time.monotonic() - killed_at
         new_leader = cluster.wait_for_leader(exclude={leader.name}, timeout=failover_bound)
         leader_after = time.monotonic() - killed_at
         first_commit(cluster, new_leader, base + 900_000, timeout=failover_bound)
@@ -238,7 +252,8 @@ def fail_over(cluster: PatroniCluster, round_no: int, *, failover_bound: float, 
         cluster.wait_for_roles(followers, timeout=failover_bound)  # sampled until they stream again
     in_flight = list(writer.acknowledged)
     return Round(
-        killed=leader.name, new_leader=new_leader.name, leader_after=leader_after, writable_after=writable_after,
+        killed=leader.name, new_leader=new_leader.name, lock_released_after=lock_released_after,
+        leader_after=leader_after, writable_after=writable_after,
         replicated_rows=len(replicated), missing_replicated=sorted(set(replicated) - present(cluster, new_leader, replicated)),
         in_flight_acknowledged=len(in_flight), missing_in_flight=sorted(set(in_flight) - present(cluster, new_leader, in_flight)),
         sampler=sampler, survivors=[m.name for m in survivors], restarted_at=restarted_at,
@@ -267,7 +282,9 @@ def summary(rounds: Sequence[Round], readiness_path: str) -> str:
     """Median and range of the failover times, and what the read path did, as text."""
     leader = [r.leader_after for r in rounds]
     writable = [r.writable_after for r in rounds]
+    released = [r.lock_released_after for r in rounds]
     lines = [
+        f"lock released by etcd:    median {statistics.median(released):.1f}s, range {min(released):.1f}-{max(released):.1f}s",
         f"new leader after SIGKILL: median {statistics.median(leader):.1f}s, range {min(leader):.1f}-{max(leader):.1f}s",
         f"first write on it:        median {statistics.median(writable):.1f}s, range {min(writable):.1f}-{max(writable):.1f}s",
         "killed member streaming again after restart: "

@@ -97,7 +97,14 @@ def test_replicas_read_their_own_timeline_over_the_local_replication_connection(
 
 def check_round(number: int, result: Round, rendered: RenderedDatabase, bound: float) -> None:
     assert result.new_leader != result.killed
-    assert result.leader_after <= bound, f"round {number}: new leader after {result.leader_after:.1f}s > {bound}s"
+    # etcd (the stand-in DCS) may revoke an expired lease late on a busy machine; the Kubernetes DCS cannot (the
+    # replicas judge the lock's age by their own clocks). Only the time etcd held the lock past ttl is excused:
+    # the last renewal came before the kill, so this never excuses Patroni's own election.
+    dcs_late = max(0.0, result.lock_released_after - rendered.config["bootstrap"]["dcs"]["ttl"])
+    assert result.leader_after - dcs_late <= bound, (
+        f"round {number}: new leader after {result.leader_after:.1f}s > {bound}s "
+        f"(etcd released the dead leader's lock after {result.lock_released_after:.1f}s)"
+    )
     assert result.missing_replicated == [], f"round {number}: committed, replicated rows lost"
     if rendered.config["bootstrap"]["dcs"].get("synchronous_mode"):  # acknowledged means on the sync standby too
         assert result.in_flight_acknowledged > 0, f"round {number}: the writer got nothing acknowledged to check"
@@ -132,7 +139,8 @@ def test_sigkilled_leader_is_replaced_without_losing_rows_and_rejoins_while_read
     second kill; the second stays down through the third kill (so the third failover has a single
     candidate, as with a member already lost), then both rejoin."""
     dcs = rendered.config["bootstrap"]["dcs"]
-    # The dead leader's lock expires at most ttl after the kill; then one election (a loop at most).
+    # The dead leader's lock expires at most ttl after the kill; then one election (a loop at most). check_round
+    # excuses only the time etcd itself keeps an expired lock.
     bound = dcs["ttl"] + dcs["loop_wait"]
 
     synchronous = bool(dcs.get("synchronous_mode"))
