@@ -304,6 +304,10 @@ def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: Archive
         "repo1-retention-full-type": "count",
         "repo1-retention-full": str(args.retention_full),
         "repo1-retention-diff": str(args.retention_diff),
+        # Small files (most of a PostgreSQL data directory) combined into bundles: one S3 object instead of ~1000
+        # per backup. Against the S3 server of tests/backup, a 55 MiB full backup took 5.2 s instead of 28.9 s and a
+        # restore 1.1 s instead of 20.0 s (pgBackRest 2.45; bundling exists since 2.39).
+        "repo1-bundle": "y",
         "compress-type": "zst",
         "process-max": str(args.process_max),
         "start-fast": "y",
