@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -185,11 +186,13 @@ def test_promtool_unit_tests_fire_and_stay_quiet(rules_dir: Path, unit_tests: Pa
     ({"standby_behind_seconds": 1200}, "TimescaleDBStandbyBehind"),
 ])
 def test_promtool_unit_tests_detect_a_broken_rule(rules_dir: Path, loosened: dict, alert: str) -> None:
-    """The unit tests can fail: loosen one threshold and they must notice."""
+    """The unit tests can fail: loosen one threshold and they must notice. Only the files with a case for the
+    alert run: promtool names the alert of a failing case, and no other file has one."""
     broken = rule_groups(SCOPE, AlertThresholds(**loosened))
     (rules_dir / "rules.yaml").write_text(render_rules_file(broken))
-    result = subprocess.run([PROMTOOL, "test", "rules", *(u.name for u in UNIT_TESTS)], cwd=rules_dir,
-                            capture_output=True, text=True)
+    covering = [u.name for u in UNIT_TESTS if re.search(rf"alertname: {alert}\s*$", u.read_text(), re.MULTILINE)]
+    assert covering, f"no unit test file has a case for {alert}"
+    result = subprocess.run([PROMTOOL, "test", "rules", *covering], cwd=rules_dir, capture_output=True, text=True)
     assert result.returncode != 0
     assert alert in result.stdout + result.stderr
 
