@@ -39,9 +39,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run only tests that start no external process (the inner loop); others are deselected")
 
 
+_HARNESS_VERDICTS: dict[tuple[int, int], bool] = {}
+"""``_from_harness`` per (module namespace, depth): the same few dozen namespaces come up for every one of the
+~1100 items and their fixtures (uncached, classifying took 9 s of each worker's collection)."""
+
+
 def _from_harness(namespace: dict[str, object], depth: int = 1) -> bool:
     """The namespace holds a harness module or something defined in one; with ``depth``, also a function
     imported from another module whose own namespace does (a helper that wraps ``subprocess``)."""
+    key = (id(namespace), depth)
+    if key not in _HARNESS_VERDICTS:
+        _HARNESS_VERDICTS[key] = _namespace_uses_harness(namespace, depth)
+    return _HARNESS_VERDICTS[key]
+
+
+def _namespace_uses_harness(namespace: dict[str, object], depth: int) -> bool:
     for value in namespace.values():
         name = value.__name__ if isinstance(value, type(os)) else getattr(value, "__module__", None)
         if isinstance(name, str) and any(name == h.rstrip(".") or name.startswith(h) for h in HARNESS_MODULES):

@@ -11,9 +11,11 @@ property and a typo would otherwise pass. Install once with
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,17 +54,59 @@ def custom_resource_problems(manifests: Sequence[Mapping[str, Any]]) -> list[str
     ours = [m for m in manifests if m.get("apiVersion") in VALIDATED_APIS]
     if not ours:
         return []
-    completed = subprocess.run(
-        ["node", str(VALIDATOR)],
-        input=json.dumps(ours),
-        capture_output=True,
-        text=True,
-        cwd=CRD_SCHEMAS,
-        timeout=120,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{VALIDATOR.name} exited with {completed.returncode}: {completed.stderr.strip()}")
-    result = json.loads(completed.stdout)
+    result = _VALIDATOR.validate(ours)
     unvalidated = [f"{ref}: no schema for this kind, not validated" for ref in result["skipped"]]
     return [*result["problems"], *unvalidated]
+
+
+class _ValidatorProcess:
+    """``validate.mjs --serve``, started on first use and kept for the test process (building its TypeScript
+    program takes about 3 s, which every call paid before); restarted if it died, stopped at exit."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def validate(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            process = self._running()
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(json.dumps(manifests) + "\n")
+                process.stdin.flush()
+                line = process.stdout.readline()
+            except OSError as error:
+                line, cause = "", str(error)
+            else:
+                cause = ""
+            if not line:
+                self._process = None
+                process.kill()
+                _, stderr = process.communicate(timeout=10)
+                raise RuntimeError(f"{VALIDATOR.name} exited with {process.returncode}: {(stderr or cause).strip()}")
+            result = json.loads(line)
+            if "error" in result:
+                raise RuntimeError(f"{VALIDATOR.name}: {result['error']}")
+            return result
+
+    def _running(self) -> subprocess.Popen[str]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                ["node", str(VALIDATOR), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, cwd=CRD_SCHEMAS,
+            )
+            atexit.register(self._stop, self._process)
+        return self._process
+
+    @staticmethod
+    def _stop(process: subprocess.Popen[str]) -> None:
+        if process.poll() is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+_VALIDATOR = _ValidatorProcess()
