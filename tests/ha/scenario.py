@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import psycopg
 
-from tests.ha.cluster import Member, PatroniCluster, wait_until
+from tests.ha.cluster import ClusterError, Member, PatroniCluster, wait_until
 
 TABLE = "ha_rows"
 OLD_READINESS_PATH = "/readiness"
@@ -207,6 +207,14 @@ def present(cluster: PatroniCluster, member: Member, ids: Sequence[int]) -> set[
     return {int(r[0]) for r in rows}
 
 
+def lock_released(cluster: PatroniCluster, holder: Member) -> bool:
+    """etcd no longer names ``holder`` in the leader key; False while etcd does not answer (a busy machine)."""
+    try:
+        return cluster.lock_holder() != holder.name
+    except ClusterError:
+        return False
+
+
 def streaming_replicas(cluster: PatroniCluster, leader: Member, *, timeout: float, message: str) -> list[Member]:
     """Every running member but ``leader``, once each streams from it (a replica that just followed a new leader
     reconnects in its next HA loop); raises with Patroni's member list and the logs after ``timeout``."""
@@ -237,7 +245,7 @@ def fail_over(cluster: PatroniCluster, round_no: int, *, failover_bound: float, 
             time.sleep(0.5)
             killed_at = time.monotonic()
             cluster.kill(leader)
-        wait_until(lambda: cluster.lock_holder() != leader.name, timeout=failover_bound + cluster.timing().ttl,
+        wait_until(lambda: lock_released(cluster, leader), timeout=failover_bound + cluster.timing().ttl,
                    message=f"round {round_no}: etcd kept {leader.name}'s leader lock", logs=cluster.diagnostics)
         lock_released_after = time.monotonic() - killed_at
         new_leader = cluster.wait_for_leader(exclude={leader.name}, timeout=failover_bound)
