@@ -2,12 +2,13 @@
 
 Starts its own throwaway database (TimescaleDB when installed, see benchdb.py; else plain PostgreSQL),
 migrates it, loads --rows raw samples spread evenly over the last 30 days (--devices x 4 metrics), brings
-every rollup up to date (TimescaleDB: refresh_continuous_aggregate per level, as the policies would; plain:
-tsflow_refresh_rollups()), plants anomalies, then runs each query --runs times per range with Grafana's
-macros expanded as Grafana would (bench/grafana_sql.py: auto interval for a 1000-point panel). Two variable
-selections: `few` (4 devices, all metrics: 16 series, a readable panel) and `all` (every device and metric,
-the variables' All option). Prints p50/p95 per query and range, and a last line of key=value pairs with the
-worst query's p50/p95 per range and selection.
+every rollup up to date (TimescaleDB: refresh_continuous_aggregate per level, finest first, as the refresh
+job does; plain: tsflow_refresh_rollups()), plants anomalies, then runs each query --runs times per range with Grafana's
+macros expanded as Grafana would (bench/grafana_sql.py: the auto interval for the panels' maxDataPoints).
+Three variable selections: `one` (1 device, 1 metric), `few` (4 devices, all metrics: 16 series) and `all`
+(every device and metric, the variables' All option). Prints p50/p95 and the rows returned per query, range
+and selection, and a last line of key=value pairs with the worst query's p50/p95 and the most rows any query
+returned, per range and selection.
 
     python bench/dashboards.py [--rows 10000000] [--devices 100] [--runs 15] [--flavour auto]
 """
@@ -33,6 +34,7 @@ from grafana_sql import expand, grafana_interval  # noqa: E402
 from components.monitoring.dashboards import timeseries_analysis as ta  # noqa: E402
 from tsflow import schema  # noqa: E402
 from tsflow.config import DbConfig, MigrateConfig  # noqa: E402
+from tsflow.timescale_sql import REFRESH_PROCEDURE  # noqa: E402
 
 RANGES = {"3h": timedelta(hours=3), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 METRICS = 4
@@ -52,7 +54,7 @@ FROM generate_series(0, %(per_series)s::integer - 1) i, generate_series(%(first)
 
 def _schedule_refresh_jobs(conn: psycopg.Connection, on: bool) -> None:
     conn.execute("SELECT alter_job(job_id, scheduled => %s) FROM timescaledb_information.jobs "
-                 "WHERE proc_name = 'policy_refresh_continuous_aggregate'", (on,))
+                 "WHERE proc_name = %s", (on, REFRESH_PROCEDURE))
 
 
 def _load(dsn: str, flavour: str, rows: int, devices: int) -> None:
@@ -76,14 +78,15 @@ def _load(dsn: str, flavour: str, rows: int, devices: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def _time(conn: psycopg.Connection, sql: str, runs: int) -> list[float]:
-    conn.execute(sql).fetchall()  # warm-up: plan and cache
+def _time(conn: psycopg.Connection, sql: str, runs: int) -> tuple[list[float], int]:
+    """Milliseconds of each of `runs` executions (after a warm-up), and the rows the query returned."""
+    returned = len(conn.execute(sql).fetchall())  # warm-up: plan and cache
     out = []
     for _ in range(runs):
         started = time.perf_counter()
         conn.execute(sql).fetchall()
         out.append((time.perf_counter() - started) * 1000)
-    return out
+    return out, returned
 
 
 def _p95(values: list[float]) -> float:
@@ -102,7 +105,7 @@ def main() -> int:
     summary: dict[str, object] = {"flavour": flavour, "rows": args.rows}
     all_devices = [f"dev-{d:04d}" for d in range(args.devices)]
     metrics = [f"metric_{k}" for k in range(METRICS)]
-    selections = {"few": (all_devices[:4], metrics), "all": (all_devices, metrics)}
+    selections = {"one": (all_devices[:1], metrics[:1]), "few": (all_devices[:4], metrics), "all": (all_devices, metrics)}
     with benchdb.server(flavour) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -118,15 +121,18 @@ def main() -> int:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for sel_name, (devices, mets) in selections.items():
                 for range_name, range_ in RANGES.items():
-                    interval = grafana_interval(range_)
+                    interval = grafana_interval(range_, ta.MAX_DATA_POINTS)
                     worst50 = worst95 = 0.0
+                    most_rows = 0
                     for q_name, query in QUERIES.items():
-                        timings = _time(conn, expand(query, now, range_, interval, devices, mets), args.runs)
+                        timings, returned = _time(conn, expand(query, now, range_, interval, devices, mets), args.runs)
                         p50, p95 = statistics.median(timings), _p95(timings)
-                        worst50, worst95 = max(worst50, p50), max(worst95, p95)
-                        print(f"{sel_name:>4} {range_name:>4} {q_name:<18} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms")
+                        worst50, worst95, most_rows = max(worst50, p50), max(worst95, p95), max(most_rows, returned)
+                        print(f"{sel_name:>4} {range_name:>4} {q_name:<18} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms  "
+                              f"rows {returned:>6}")
                     summary[f"p50_ms_{range_name}_{sel_name}"] = round(worst50, 1)
                     summary[f"p95_ms_{range_name}_{sel_name}"] = round(worst95, 1)
+                    summary[f"rows_{range_name}_{sel_name}"] = most_rows
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 

@@ -1,10 +1,10 @@
-"""Late data through the rollup hierarchy: how many runs of the refresh jobs until every level holds it.
+"""Late data through the rollup hierarchy: how many runs of the refresh job until every level holds it.
 
 Starts its own throwaway database (TimescaleDB when installed, see benchdb.py; the background scheduler
 off, so the jobs run only when called), migrates it with ``--retention 10d`` and 6-hour chunks, writes
 current rows and runs every refresh job once (the materialization thresholds are set, as on a running
 system). Then, for each batch size N, one statement writes N late rows 6 h apart (a backfill, as the
-generator's COPY does) and the refresh jobs run as the scheduler orders them (1 m, 1 h, 1 d), one round
+generator's COPY does) and the refresh job runs (1 m, 1 h, 1 d in order), one run
 at a time, until each level equals a direct aggregate of the raw rows. Prints the rounds each level
 needed and a last line of key=value pairs; asserts nothing. Plain PostgreSQL has no jobs: it says so.
 
@@ -27,18 +27,18 @@ import benchdb  # noqa: E402
 from tsflow import schema  # noqa: E402
 from tsflow.config import DbConfig, MigrateConfig  # noqa: E402
 from tsflow.rollups import LEVELS  # noqa: E402
+from tsflow.timescale_sql import REFRESH_PROCEDURE  # noqa: E402
 
 MAX_ROUNDS = 5
 WIDTHS = {"metrics_1m": "1 minute", "metrics_1h": "1 hour", "metrics_1d": "1 day"}
 
 
 def refresh_round(conn: psycopg.Connection) -> None:
-    """Each level's refresh policy once, finest first."""
-    for level in LEVELS:
-        row = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = %s "
-                           "AND proc_name = 'policy_refresh_continuous_aggregate'", (level.name,)).fetchone()
-        assert row is not None, level.name
-        conn.execute(f"CALL run_job({row[0]})")
+    """One run of the ordered refresh job (every level, finest first), as the scheduler makes every minute."""
+    row = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s",
+                       (REFRESH_PROCEDURE,)).fetchone()
+    assert row is not None, REFRESH_PROCEDURE
+    conn.execute(f"CALL run_job({row[0]})")
 
 
 def missing(conn: psycopg.Connection, level: str, device: str) -> int:

@@ -427,10 +427,11 @@ def timescaledb_job_alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
             f" - timescaledb_continuous_aggregate_expected_lag_seconds{{{ns}}}) {primary})"
             f" > {_num(t.rollup_lag_grace_minutes * 60)}",
             "15m", "warning",
-            "Rollup {{ $labels.namespace }}/{{ $labels.view }} lags {{ $value | humanizeDuration }} behind its policy",
+            "Rollup {{ $labels.namespace }}/{{ $labels.view }} lags {{ $value | humanizeDuration }}"
+            " behind its refresh job",
             "The materialization watermark of continuous aggregate {{ $labels.view }} in namespace"
-            " {{ $labels.namespace }} trails now by {{ $value | humanizeDuration }} more than its refresh policy"
-            f" allows (grace {_num(t.rollup_lag_grace_minutes)}m): its refresh job fails or no new data arrives.",
+            " {{ $labels.namespace }} trails now by {{ $value | humanizeDuration }} more than its refresh job"
+            f" allows (grace {_num(t.rollup_lag_grace_minutes)}m): the job fails or no new data arrives.",
         ),
     ]
 

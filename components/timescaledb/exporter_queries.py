@@ -10,9 +10,11 @@ metrics the alerts in ``components/monitoring/rules.py`` watch:
   ended longer ago than ``compress_after`` plus one schedule interval (the policy has had a run to
   compress them and did not).
 - ``timescaledb_continuous_aggregate_*``: per continuous aggregate, how far its materialization
-  watermark is behind now, and the most its refresh policy lets it trail: ``end_offset`` (the refresh
+  watermark is behind now, and the most its refresh job lets it trail: ``end_offset`` (the refresh
   window ends there) + one bucket (the watermark is the end of the last whole bucket) + the schedule
-  interval (the time until the next refresh).
+  interval (the time until the next refresh). The job is the aggregate's refresh policy, or a job that
+  refreshes several in order and lists each in its config as ``continuous_aggregates: [{view,
+  end_offset}, ...]`` (tsflow's ``tsflow_refresh_hierarchy``).
 
 Every name in the SQL was checked against TimescaleDB's own ``sql/views.sql``,
 ``sql/pre_install/tables.sql`` and ``sql/util_time.sql`` at tags 2.18.2, 2.23.1 and 2.28.3: the
@@ -171,10 +173,15 @@ CROSS JOIN LATERAL (
          CASE WHEN d.column_type = ANY({_TIME_TYPES}) THEN bf.bucket_width::interval END AS bucket_width
 ) w
 LEFT JOIN LATERAL (
-  SELECT j.schedule_interval, {_interval_in("j.config", "end_offset")} AS end_offset
+  SELECT j.schedule_interval, coalesce({_interval_in("l.level", "end_offset")},
+                                       {_interval_in("j.config", "end_offset")}) AS end_offset
   FROM timescaledb_information.jobs j
-  WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.scheduled
-    AND (j.config->>'mat_hypertable_id')::int = ca.mat_hypertable_id
+  LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(j.config->'continuous_aggregates') = 'array'
+                                              THEN j.config->'continuous_aggregates' END) l(level) ON true
+  WHERE j.scheduled
+    AND ((j.proc_name = 'policy_refresh_continuous_aggregate'
+          AND (j.config->>'mat_hypertable_id')::int = ca.mat_hypertable_id)
+      OR to_regclass(l.level->>'view') = to_regclass(format('%I.%I', ca.user_view_schema, ca.user_view_name)))
   ORDER BY j.job_id
   LIMIT 1
 ) p ON true
@@ -184,7 +191,7 @@ LEFT JOIN LATERAL (
         Column("watermark_lag_seconds", "GAUGE",
                "Seconds between now and the materialization watermark (NaN before the first refresh)"),
         Column("expected_lag_seconds", "GAUGE",
-               "Lag the refresh policy allows: end_offset + schedule interval + bucket width (NaN without a policy)"),
+               "Lag the refresh job allows: end_offset + schedule interval + bucket width (NaN without a refresh job)"),
     ),
     cache_seconds=30,
 )

@@ -39,6 +39,11 @@ SELECT add_continuous_aggregate_policy('metrics_1h', start_offset => interval '3
   end_offset => interval '1 hour', schedule_interval => interval '30 minutes');
 CREATE MATERIALIZED VIEW metrics_1d WITH (timescaledb.continuous) AS
   SELECT time_bucket('1 day', time) AS bucket, avg(value) AS value FROM metrics GROUP BY 1 WITH NO DATA;
+CREATE MATERIALIZED VIEW metrics_1w WITH (timescaledb.continuous) AS
+  SELECT time_bucket('7 days', time) AS bucket, avg(value) AS value FROM metrics GROUP BY 1 WITH NO DATA;
+CREATE PROCEDURE refresh_in_order(job_id integer, config jsonb) LANGUAGE plpgsql AS $$ BEGIN END $$;
+SELECT add_job('refresh_in_order', interval '1 minute', config => '{{"continuous_aggregates":
+  [{{"view": "metrics_1d", "end_offset": "1 day"}}]}}');
 CREATE ROLE {MONITOR_ROLE} LOGIN;
 GRANT pg_monitor TO {MONITOR_ROLE};
 """
@@ -115,6 +120,7 @@ def test_jobs_report_every_policy_and_its_failures(catalog: psycopg.Connection) 
     assert {key.split("/", 1)[1] for key in rows} == {
         "policy_compression/public.metrics", "policy_retention/public.metrics",
         "policy_refresh_continuous_aggregate/public.metrics_1h",
+        "refresh_in_order/",  # a user-defined job (tsflow's ordered refresh) has no single hypertable
     }
     fresh = rows[f"{compression}/policy_compression/public.metrics"]
     assert math.isnan(_number(fresh["last_run_success"])) and fresh["consecutive_failures"] == 0
@@ -160,10 +166,12 @@ def test_compression_backlog_counts_overdue_chunks_until_the_policy_runs(catalog
 
 def test_rollup_lag_follows_the_watermark(catalog: psycopg.Connection) -> None:
     before = _rows(catalog, CONTINUOUS_AGGREGATES)
-    assert set(before) == {"public.metrics_1h", "public.metrics_1d"}
+    assert set(before) == {"public.metrics_1h", "public.metrics_1d", "public.metrics_1w"}
     assert math.isnan(_number(before["public.metrics_1h"]["watermark_lag_seconds"]))  # never refreshed
     assert _number(before["public.metrics_1h"]["expected_lag_seconds"]) == 30 * 60 + 3600 + 3600  # + 1 bucket
-    assert math.isnan(_number(before["public.metrics_1d"]["expected_lag_seconds"]))  # no policy
+    # A job refreshing levels in order names each with its end offset (tsflow's tsflow_refresh_hierarchy).
+    assert _number(before["public.metrics_1d"]["expected_lag_seconds"]) == 60 + 86400 + 86400
+    assert math.isnan(_number(before["public.metrics_1w"]["expected_lag_seconds"]))  # no refresh job
 
     _as_superuser(catalog, "CALL refresh_continuous_aggregate('metrics_1h', now() - interval '3 days',"
                            " now() - interval '5 hours')")

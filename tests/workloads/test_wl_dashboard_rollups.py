@@ -11,6 +11,7 @@ import pytest
 
 from grafana_sql import expand, grafana_interval
 from components.monitoring.dashboards import timeseries_analysis as ta
+from tsflow import rollups
 
 CASES = [  # (range, devices selected (4 metrics each), rollup read)
     (timedelta(hours=3), 4, "metrics_1m"),
@@ -52,3 +53,32 @@ def test_a_coarse_interval_picks_a_coarse_rollup_even_for_a_short_range(migrated
     with psycopg.connect(migrated_dsn) as conn:
         plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchone()[0]  # type: ignore[index]
     assert _relations(plan[0]["Plan"]) == {"metrics_1h"}
+
+
+def _drawn(conn: psycopg.Connection, query: str, devices: list[str], metrics: list[str]) -> dict[str, int]:
+    """Series the panel query returns for the last 3 hours -> points each."""
+    sql = expand(query, datetime.now(timezone.utc), timedelta(hours=3), grafana_interval(timedelta(hours=3),
+                 ta.MAX_DATA_POINTS), devices, metrics, timescaledb=False)
+    drawn: dict[str, int] = {}
+    for _, series, _value in conn.execute(sql).fetchall():
+        drawn[series] = drawn.get(series, 0) + 1
+    return drawn
+
+
+def test_a_wide_selection_draws_the_top_series_and_one_aggregate(migrated_dsn: str) -> None:
+    """30 devices of one metric, device d<i> peaking at i: the average panel draws the MAX_SERIES highest peaks and
+    the selection's mean, the samples panel the MAX_SERIES devices with the fewest samples and the mean device;
+    a narrow selection draws only its own series. No series has more points than the panel's maxDataPoints."""
+    devices = [f"d{i:02d}" for i in range(30)]
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        # d<i> writes 60 - i samples over the last hour, peaking at value i.
+        conn.execute("INSERT INTO metrics SELECT now() - make_interval(mins => s), 'd' || lpad(i::text, 2, '0'), 'm', "
+                     "CASE WHEN s = 0 THEN i ELSE 0 END FROM generate_series(0, 29) i, generate_series(0, 59 - i) s")
+        conn.execute(rollups.REFRESH_SQL)
+        average = _drawn(conn, ta.WEIGHTED_AVERAGE, devices, ["m"])
+        assert set(average) == {f"d{i:02d} m" for i in range(30 - ta.MAX_SERIES, 30)} | {"selection mean"}
+        samples = _drawn(conn, ta.SAMPLES, devices, ["m"])
+        assert set(samples) == {f"d{i:02d}" for i in range(30 - ta.MAX_SERIES, 30)} | {"mean per device"}
+        narrow = _drawn(conn, ta.WEIGHTED_AVERAGE, devices[:3], ["m"])
+        assert set(narrow) == {"d00 m", "d01 m", "d02 m"}
+        assert max(average.values()) <= ta.MAX_DATA_POINTS and max(narrow.values()) <= ta.MAX_DATA_POINTS

@@ -22,6 +22,7 @@ import wl_support
 from tests.pglite import SKIP_REASON, timescale_pglite
 from wl_support import json_lines, run_tsflow, scalar
 from tsflow import schema
+from tsflow import timescale_sql as ts
 
 # Non-default settings, so the assertions prove the CLI values reach the SQL.
 CHUNK_INTERVAL = timedelta(hours=6)
@@ -57,10 +58,10 @@ def _run(dsn: str, statement: str) -> None:
 
 def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) -> None:
     dsn = timescale_dsn
-    assert _migrate(dsn) == [[1, 2, 3, 4, 5]]
+    assert _migrate(dsn) == [[1, 2, 3, 4, 5, 6]]
     assert _migrate(dsn) == [[]]
     assert _rows(dsn, "SELECT version, flavor FROM schema_migrations ORDER BY version") == [
-        (v, schema.TIMESCALE) for v in (1, 2, 3, 4, 5)]
+        (v, schema.TIMESCALE) for v in (1, 2, 3, 4, 5, 6)]
 
     assert _rows(dsn, "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
                       "WHERE hypertable_schema = 'public'") == [("metrics", True)]
@@ -84,19 +85,25 @@ def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) 
         "(config->>'drop_after')::interval, (config->>'start_offset')::interval, "
         "(config->>'end_offset')::interval FROM timescaledb_information.jobs "
         "WHERE hypertable_name IS NOT NULL ORDER BY 1, 2")
-    # Every rollup refreshes over the whole raw retention (late data), up to one bucket ago.
-    refresh = [(rollup, "policy_refresh_continuous_aggregate", True, None, None, RETENTION, bucket)
-               for rollup, bucket in (("metrics_1d", timedelta(days=1)), ("metrics_1h", timedelta(hours=1)),
-                                      ("metrics_1m", timedelta(minutes=1)))]
     retention = {r: (r, "policy_retention", True, None, RETENTION * 4, None, None) for r in wl_support.ROLLUPS}
     assert jobs == [
         ("metrics", "policy_compression", True, COMPRESS_AFTER, None, None, None),
         ("metrics", "policy_retention", True, None, RETENTION, None, None),
-        refresh[0], retention["metrics_1d"], refresh[1], retention["metrics_1h"], refresh[2], retention["metrics_1m"],
+        retention["metrics_1d"], retention["metrics_1h"], retention["metrics_1m"],
     ]
-    assert _rows(dsn, "SELECT hypertable_name::text, schedule_interval FROM timescaledb_information.jobs "
-                      "WHERE proc_name = 'policy_refresh_continuous_aggregate' ORDER BY 1") == [
-        ("metrics_1d", timedelta(hours=1)), ("metrics_1h", timedelta(minutes=10)), ("metrics_1m", timedelta(minutes=1))]
+    # One job refreshes every rollup, finest first, over the whole raw retention (late data), each up to one of
+    # its buckets ago; no per-level policy is left to run a coarser level first.
+    assert _rows(dsn, "SELECT count(*) FROM timescaledb_information.jobs "
+                      "WHERE proc_name = 'policy_refresh_continuous_aggregate'") == [(0,)]
+    ((every, scheduled, config),) = _rows(dsn, "SELECT schedule_interval, scheduled, config FROM "
+                                               "timescaledb_information.jobs WHERE proc_name = %s",
+                                          (ts.REFRESH_PROCEDURE,))
+    assert (every, scheduled) == (timedelta(minutes=1), True)
+    assert scalar(dsn, "SELECT %s::interval", (config["start_offset"],)) == RETENTION
+    levels = [(level["view"], scalar(dsn, "SELECT %s::interval", (level["end_offset"],)))
+              for level in config["continuous_aggregates"]]
+    assert levels == [("metrics_1m", timedelta(minutes=1)), ("metrics_1h", timedelta(hours=1)),
+                      ("metrics_1d", timedelta(days=1))]
     # Retention and compression run on fixed UTC slots that never coincide: retention of raw data first
     # (00:05), each rollup's after it, compression half an hour later and every 12 h.
     slots = _rows(dsn, "SELECT hypertable_name::text, proc_name::text, fixed_schedule, schedule_interval, "
@@ -124,23 +131,13 @@ def test_migration_statements_can_be_applied_again(timescale_dsn: str) -> None:
         for migration in schema.MIGRATIONS:
             with conn.transaction():
                 migration.apply(conn, schema.TIMESCALE, cfg)
-    assert scalar(dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL") == 8
-
-
-def _run_refresh_jobs_twice(dsn: str) -> None:
-    """Two runs of each refresh job, as the scheduler makes within two schedules: a run that finds more than one
-    invalidated range leaves the newest for the next (TimescaleDB 2.23 here, 2.28.3 in bench/late_data.py); the
-    late-data window allows two runs per level."""
-    _run_refresh_jobs(dsn)
-    _run_refresh_jobs(dsn)
+    assert scalar(dsn, "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL") == 5
 
 
 def _run_refresh_jobs(dsn: str) -> None:
-    """The refresh policies as the job scheduler would run them, finest rollup first."""
-    for rollup in wl_support.ROLLUPS:
-        job = scalar(dsn, "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = %s "
-                          "AND proc_name = 'policy_refresh_continuous_aggregate'", (rollup,))
-        _run(dsn, f"CALL run_job({job})")
+    """One run of the ordered refresh job, as the job scheduler makes every minute."""
+    job = scalar(dsn, "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s", (ts.REFRESH_PROCEDURE,))
+    _run(dsn, f"CALL run_job({job})")
 
 
 def test_late_data_reaches_every_rollup(timescale_dsn: str) -> None:
@@ -227,7 +224,7 @@ def test_rows_older_than_the_late_data_window_are_refused_and_every_other_age_re
     assert [round(b - a) for a, b in zip(ages, ages[1:])] == [interval] * (len(ages) - 1)
     assert 7 <= len(ages) <= 8 and result.rows_rejected >= 2 * (ticks - 8)
 
-    _run_refresh_jobs_twice(dsn)
+    _run_refresh_jobs(dsn)
     for level, width in (("metrics_1m", "1 minute"), ("metrics_1h", "1 hour"), ("metrics_1d", "1 day")):
         direct = _rows(dsn, f"SELECT time_bucket('{width}', time), device_id, count(*), avg(value) FROM metrics "
                             "WHERE device_id LIKE 'late-test%%' GROUP BY 1, 2 ORDER BY 1, 2")
@@ -239,6 +236,37 @@ def test_rows_older_than_the_late_data_window_are_refused_and_every_other_age_re
     assert wl_support.rollup_samples(dsn) == {r: before[r] + result.rows_written for r in wl_support.ROLLUPS}
 
     _run(dsn, "DELETE FROM metrics WHERE device_id LIKE 'late-test%'")  # leave the module's database as found
-    _run_refresh_jobs_twice(dsn)
+    _run_refresh_jobs(dsn)
     assert wl_support.rollup_samples(dsn) == before
 
+
+
+def test_one_run_of_the_refresh_job_materializes_every_level_in_order(timescale_dsn: str) -> None:
+    """Rows over the last three days, then one run of the job: every level's materialization (not the real-time
+    view) holds exactly the direct aggregate of the raw rows for every bucket its window covered. The 1 h and 1 d
+    levels read the finer level, so they hold these rows only because the finer level was refreshed first in
+    the same run."""
+    dsn = timescale_dsn
+    _migrate(dsn)
+    _run(dsn, "INSERT INTO metrics SELECT now() - make_interval(mins => 5 * i), 'dev-order', 'm', i % 7 "
+              "FROM generate_series(0, 3 * 288) i")
+    started = scalar(dsn, "SELECT now()")
+    _run_refresh_jobs(dsn)
+    ended = scalar(dsn, "SELECT now()")
+    for level in ("metrics_1m", "metrics_1h", "metrics_1d"):
+        mat = scalar(dsn, "SELECT materialization_hypertable_name FROM timescaledb_information.continuous_aggregates "
+                          "WHERE view_name = %s", (level,))
+        width = {"metrics_1m": timedelta(minutes=1), "metrics_1h": timedelta(hours=1), "metrics_1d": timedelta(days=1)}[level]
+        # A bucket is in the window when it ends at least one bucket before the run's start.
+        direct = {b: (int(n), round(a, 9)) for b, n, a in _rows(
+            dsn, "SELECT time_bucket(%s, time), count(*), avg(value) FROM metrics WHERE device_id = 'dev-order' "
+                 "GROUP BY 1", (width,))}
+        held = {b: (int(n), round(a, 9)) for b, n, a in _rows(
+            dsn, f"SELECT bucket, samples, avg_value FROM _timescaledb_internal.{mat} WHERE device_id = 'dev-order'")}
+        surely = {b for b in direct if b + 2 * width <= started}
+        possibly = {b for b in direct if b + 2 * width <= ended}
+        assert surely <= held.keys() <= possibly, (level, sorted(surely - held.keys()), sorted(held.keys() - possibly))
+        assert {b: held[b] for b in held} == {b: direct[b] for b in held}, level
+        assert surely, level  # the three days reach past every level's end offset
+    _run(dsn, "DELETE FROM metrics WHERE device_id = 'dev-order'")  # leave the module's database as found
+    _run_refresh_jobs(dsn)

@@ -4,9 +4,11 @@ Both schema flavours expose the same three relations with the same columns
 (bucket, device_id, metric, avg_value, min_value, max_value, samples):
 
 - TimescaleDB: hierarchical continuous aggregates (metrics_1m on metrics, metrics_1h on metrics_1m,
-  metrics_1d on metrics_1h). Late data is found through TimescaleDB's own invalidation log: the refresh
-  policies look back over the whole raw retention, and a refresh only re-materializes the buckets that
-  were invalidated in that window, so its cost follows the late data, not the window.
+  metrics_1d on metrics_1h), refreshed by one job (``tsflow_refresh_hierarchy``) that runs every level in
+  order, finest first, committing after each: a coarser level never reads a period the finer one has not
+  materialized. Late data is found through TimescaleDB's own invalidation log: every level's window looks
+  back over the whole raw retention, and a refresh only re-materializes the buckets that were invalidated
+  in that window, so its cost follows the late data, not the window.
 - Plain PostgreSQL: ordinary tables kept by ``tsflow_refresh_rollups()``, which the consumer calls before
   each analysis run. Statement-level triggers with transition tables log the time range of every write
   to ``metrics`` (any writer, any age) in ``rollup_invalidations``; the refresh takes those ranges, merges
@@ -33,8 +35,6 @@ class Level:
     """Bucket width in seconds."""
     source: str
     """What it aggregates: raw `metrics` or the finer rollup."""
-    schedule_s: int
-    """TimescaleDB: how often its refresh policy runs."""
 
     @property
     def width(self) -> str:
@@ -48,13 +48,17 @@ class Level:
 
 
 LEVELS: tuple[Level, ...] = (
-    Level("metrics_1m", 60, "metrics", 60),
-    Level("metrics_1h", 3600, "metrics_1m", 600),
-    Level("metrics_1d", 86400, "metrics_1h", 3600),
+    Level("metrics_1m", 60, "metrics"),
+    Level("metrics_1h", 3600, "metrics_1m"),
+    Level("metrics_1d", 86400, "metrics_1h"),
 )
 NAMES = tuple(level.name for level in LEVELS)
 MIN_RETENTION_S = 3 * 86400
 """The daily rollup's refresh window (the raw retention) must span at least two days past its 1-day end offset."""
+REFRESH_SCHEDULE_S = 60
+"""TimescaleDB: how often the one refresh job runs (every level, finest first): the finest rollup's bucket."""
+LATE_DATA_REFRESH_RUNS = 1
+"""Runs of the refresh job after which a late write is in every level (see :func:`late_data_window_s`)."""
 JOB_DELAY_MARGIN_S = 3600
 """Allowance for refresh jobs that start late or run long (a busy scheduler, a restart)."""
 
@@ -63,16 +67,15 @@ def late_data_window_s(retention_s: float) -> float:
     """How old a row may be when written and still reach every rollup (TimescaleDB flavour).
 
     A refresh recomputes only the buckets wholly inside its window ``[now - retention, now - bucket]``, and
-    raw retention drops the row's chunk once it is ``retention`` old. A late row is materialized by the 1 m
-    refresh, then by the 1 h (which reads the 1 m), then by the 1 d (which reads the 1 h), each within two of
-    its runs: a run that finds more than one invalidated range leaves the newest for its next run
-    (``bench/late_data.py`` on TimescaleDB 2.28.3: a statement writing into one chunk needs one run, into 2 to 30
-    chunks two; PGlite's 2.23 alike). Its bucket must then still lie inside the coarsest level's window, whose
-    start is rounded up to a bucket boundary: two buckets of slack. So the window is the raw retention minus
-    twice the coarsest bucket, two schedules of every level and :data:`JOB_DELAY_MARGIN_S`; older rows are
-    refused at ingest, counted and alerted on, never accepted and silently lost.
+    raw retention drops the row's chunk once it is ``retention`` old. The refresh job materializes a late
+    row into the 1 m, then the 1 h (reading the 1 m), then the 1 d (reading the 1 h) rollup within
+    :data:`LATE_DATA_REFRESH_RUNS` of its runs (``bench/late_data.py`` measures the runs). The row's day
+    must then still lie inside the coarsest level's window, whose start is rounded up to a bucket boundary:
+    two buckets of slack. So the window is the raw retention minus twice the coarsest bucket, those runs and
+    :data:`JOB_DELAY_MARGIN_S`; older rows are refused at ingest, counted and alerted on, never accepted and
+    silently lost.
     """
-    runs = 2 * sum(level.schedule_s for level in LEVELS)
+    runs = LATE_DATA_REFRESH_RUNS * REFRESH_SCHEDULE_S
     return retention_s - 2 * LEVELS[-1].bucket_s - runs - JOB_DELAY_MARGIN_S
 
 

@@ -135,6 +135,14 @@ def _m5_late_data_window(conn: psycopg.Connection, flavor: str, cfg: MigrateConf
                  "by tsflow generate: raw retention would drop them before every rollup took them (NULL: no limit)'")
 
 
+def _m6_ordered_refresh(conn: psycopg.Connection, flavor: str, cfg: MigrateConfig) -> None:
+    """TimescaleDB: one job refreshes the rollups finest first (plain PostgreSQL's refresh always was ordered)."""
+    if flavor == TIMESCALE:
+        for stmt in ts.ordered_refresh(cfg.retention):
+            conn.execute(stmt)
+    _m5_late_data_window(conn, flavor, cfg)  # the window follows the job's schedule
+
+
 def late_data_window(conn: psycopg.Connection) -> float | None:
     """Seconds of ``tsflow_late_data_window()``, None when rows of any age reach every rollup."""
     row = conn.execute("SELECT extract(epoch FROM tsflow_late_data_window())::float8").fetchone()
@@ -147,6 +155,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "rollup hierarchy 1m/1h/1d, late data, policy schedules", _m3_rollup_hierarchy),
     Migration(4, "generator identity leases", lambda conn, _flavor, _cfg: conn.execute(identity.SCHEMA) and None),
     Migration(5, "late-data window", _m5_late_data_window),
+    Migration(6, "ordered rollup refresh in one job", _m6_ordered_refresh),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

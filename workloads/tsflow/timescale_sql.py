@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from .rollups import LEVELS, NAMES, Level, aggregates, time_column
+from .rollups import LEVELS, NAMES, REFRESH_SCHEDULE_S, Level, aggregates, time_column
 
 EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 
@@ -57,7 +57,7 @@ class Slot:
 
 # Retention runs first each day and only drops whole chunks (seconds); compression starts half an hour later,
 # so it never picks a chunk retention is dropping ("chunk deleted by other transaction"). Each rollup's
-# retention has its own slot too. The refresh policies never touch either: their windows end where the raw
+# retention has its own slot too. The refresh job never touches either: its windows end where the raw
 # retention starts.
 RETENTION_SLOT = Slot(86400, 5 * 60)
 COMPRESSION_SLOT = Slot(12 * 3600, 35 * 60)
@@ -77,23 +77,72 @@ WITH NO DATA
 """
 
 
-def refresh_policy(level: Level, retention_s: float) -> sql.Composed:
-    """Refresh `level` over the whole raw retention, up to one bucket ago.
+REFRESH_PROCEDURE = "tsflow_refresh_hierarchy"
+"""The one job that refreshes every rollup, finest first (schema version 6; before it, one policy per level)."""
 
-    The wide window is what lets late data in: TimescaleDB logs writes below the materialization threshold
-    and a refresh recomputes only the invalidated buckets inside its window, so a quiet window costs
-    nothing. It ends where raw retention starts, so it never recomputes (and empties) buckets of dropped
-    chunks.
+REFRESH_PROCEDURE_SQL = f"""
+CREATE OR REPLACE PROCEDURE {REFRESH_PROCEDURE}(job_id integer, config jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    -- One instant for every level, so a coarser level's window never reaches past the finer one's.
+    started timestamptz := now();
+    lookback interval := (config->>'start_offset')::interval;
+    views regclass[];
+    ends interval[];
+BEGIN
+    SELECT array_agg((level->>'view')::regclass ORDER BY n), array_agg((level->>'end_offset')::interval ORDER BY n)
+      INTO views, ends
+      FROM jsonb_array_elements(config->'continuous_aggregates') WITH ORDINALITY AS l(level, n);
+    FOR i IN 1 .. coalesce(array_length(views, 1), 0) LOOP
+        CALL refresh_continuous_aggregate(views[i], started - lookback, started - ends[i],
+                                          options => config->'refresh_options');
+        COMMIT;  -- the next level reads what this one materialized
+    END LOOP;
+END $$
+"""
+
+
+REFRESH_OPTIONS = '{"buckets_per_batch": 0}'
+"""refresh_continuous_aggregate's options: one pass over each level's window. TimescaleDB 2.19+ splits a refresh
+into batches of ten buckets by default, newest first, and a late write into several chunks then needed a second
+run of every level (``bench/late_data.py`` on 2.28.3); one pass takes it in one run (2.23 had no batching)."""
+
+
+def refresh_config(retention_s: float) -> sql.Composed:
+    """The job's config: the window start (the raw retention) and every level, finest first, with its end offset.
+
+    Generic on purpose: the exporter reads each level's end offset from it (``continuous_aggregates``), as it
+    reads a refresh policy's.
     """
-    return sql.SQL(
-        "SELECT add_continuous_aggregate_policy({name}, start_offset => make_interval(secs => {start}), "
-        "end_offset => make_interval(secs => {end}), schedule_interval => make_interval(secs => {every}))"
-    ).format(name=sql.Literal(level.name), start=sql.Literal(retention_s), end=sql.Literal(level.bucket_s),
-             every=sql.Literal(level.schedule_s))
+    levels = ", ".join(f'{{"view": "{level.name}", "end_offset": "{level.bucket_s} seconds"}}'
+                       for level in LEVELS)
+    return sql.SQL("jsonb_build_object('start_offset', make_interval(secs => {})::text, "
+                   "'refresh_options', {}::jsonb, 'continuous_aggregates', {}::jsonb)").format(
+        sql.Literal(retention_s), sql.Literal(REFRESH_OPTIONS), sql.Literal(f"[{levels}]"))
+
+
+def ordered_refresh(retention_s: float) -> list[sql.Composable | str]:
+    """Schema version 6: one job refreshes 1 m, then 1 h, then 1 d over the whole raw retention, each up to one of
+    its buckets ago, replacing the per-level policies (which could run a coarser level before the finer one had
+    materialized the same period, so it missed that period until its next run).
+
+    The wide window is what lets late data in: TimescaleDB logs writes below the materialization threshold and a
+    refresh recomputes only the invalidated buckets inside its window, so a quiet window costs nothing. It ends
+    where raw retention starts, so it never recomputes (and empties) buckets of dropped chunks.
+    """
+    return [
+        *(sql.SQL("SELECT remove_continuous_aggregate_policy({}, if_exists => TRUE)").format(sql.Literal(level.name))
+          for level in LEVELS),
+        REFRESH_PROCEDURE_SQL,
+        sql.SQL("SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE proc_name = {}").format(
+            sql.Literal(REFRESH_PROCEDURE)),
+        sql.SQL("SELECT add_job({}, make_interval(secs => {}), config => {})").format(
+            sql.Literal(REFRESH_PROCEDURE), sql.Literal(REFRESH_SCHEDULE_S), refresh_config(retention_s)),
+    ]
 
 
 def scheduled_policies(retention_s: float, compress_after_s: float) -> list[sql.Composable]:
-    """Drop the version-1/2 policies and add every policy with its schedule (one transaction, idempotent)."""
+    """Drop the version-1/2 policies and add compression and retention with their schedules (one transaction,
+    idempotent); the rollups' refresh is version 6's :func:`ordered_refresh`."""
     out: list[sql.Composable] = [
         sql.SQL("SELECT remove_compression_policy('metrics', if_exists => TRUE)"),
         sql.SQL("SELECT add_compression_policy('metrics', make_interval(secs => {}), "
@@ -107,10 +156,6 @@ def scheduled_policies(retention_s: float, compress_after_s: float) -> list[sql.
         out.append(sql.SQL("SELECT add_retention_policy({}, make_interval(secs => {}), "
                            "schedule_interval => make_interval(secs => {}), initial_start => {})").format(
             sql.Literal(name), sql.Literal(after_s), sql.Literal(slot.every_s), slot.next_start()))
-    for level in LEVELS:
-        out.append(sql.SQL("SELECT remove_continuous_aggregate_policy({}, if_exists => TRUE)").format(
-            sql.Literal(level.name)))
-        out.append(refresh_policy(level, retention_s))
     return out
 
 

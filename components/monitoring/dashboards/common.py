@@ -143,13 +143,17 @@ def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
 
 
 def timeseries_panel(title: str, unit: str, *targets: cogbuilder.Builder[cogvariants.Dataquery],
-                     description: str = "", span: int = 12, height: int = 8) -> timeseries.Panel:
-    """A time series panel with a table legend (shows last/max so numbers are readable)."""
+                     description: str = "", span: int = 12, height: int = 8,
+                     max_data_points: int | None = None) -> timeseries.Panel:
+    """A time series panel with a table legend (shows last/max so numbers are readable); ``max_data_points`` caps
+    the points Grafana asks for per series (its ``$__interval`` is the range divided by it)."""
     panel = (
         timeseries.Panel().title(title).description(description).unit(unit).span(span).height(height)
         .legend(_table_legend())
         .line_width(1).fill_opacity(10)
     )
+    if max_data_points is not None:
+        panel = panel.max_data_points(max_data_points)
     for ref_id, target in zip("ABCDEFGH", targets):
         _set_ref(target, ref_id)
         panel = panel.with_target(target)

@@ -1,10 +1,23 @@
 """Time-series analysis straight from the database: the tsflow rollups (1 minute, 1 hour, 1 day) and ``anomalies``.
 
 Queries run through a Grafana PostgreSQL data source that logs in as the read-only role and points at the
-replica Service, so dashboards never load the primary. Each value panel reads the rollup that fits its
-interval, range and selection (``by_interval``), so any range up to 30 days reads at most MAX_POINTS
-buckets per series and MAX_ROWS in all. ``avg_value`` is re-aggregated weighted by ``samples`` so zooming
-out still gives the true mean.
+replica Service, so dashboards never load the primary. ``avg_value`` is re-aggregated weighted by ``samples``
+so zooming out still gives the true mean.
+
+The rule that keeps every panel bounded, whatever the range and selection:
+
+- **Points per series.** Every value panel sets ``maxDataPoints`` (MAX_DATA_POINTS) and groups by
+  ``$__interval`` (``$__timeGroupAlias``), which Grafana derives from the range and that: at most that many
+  points per series.
+- **Which rollup.** It reads the coarsest rollup whose bucket is not wider than ``$__interval`` (finer data
+  would be averaged away), unless the range holds more than MAX_POINTS buckets per series or the selection
+  more than MAX_ROWS buckets in all of that rollup: then the next coarser one (``by_interval``). So the choice
+  follows the interval and the selection, not the range alone, and no query reads more than MAX_ROWS buckets
+  of a finer rollup.
+- **Series per panel.** A panel draws at most MAX_SERIES series: a wider selection (the variables' All) draws
+  its top MAX_SERIES by the panel's ranking plus one aggregate of the whole selection (``top_series``); the
+  min/max band covers every selected series in two. Rows returned stay at most (MAX_SERIES + 1) x
+  ``maxDataPoints``.
 """
 
 from __future__ import annotations
@@ -23,6 +36,9 @@ SELECTION = "device_id IN ($device) AND metric IN ($metric)"
 
 ROLLUPS = (("metrics_1m", 60), ("metrics_1h", 3600), ("metrics_1d", 86400))
 """The tsflow rollups (same columns in both schema flavours), finest first, with their bucket widths in seconds."""
+
+MAX_DATA_POINTS = 1000
+"""The value panels' ``maxDataPoints``: Grafana's ``$__interval`` is the range divided by it (rounded up to a nice step)."""
 
 MAX_POINTS = 1500
 """Most buckets a panel reads per series: a range longer than MAX_POINTS buckets of a rollup reads a coarser one."""
@@ -61,12 +77,41 @@ def by_interval(template: str) -> str:
     return "\nUNION ALL\n".join(f"({b})" for b in branches) + "\nORDER BY 1"
 
 
-WEIGHTED_AVERAGE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
-       device_id || ' ' || metric AS series,
-       sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
-FROM {{rollup}}
-WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
-GROUP BY 1, device_id, metric""")
+MAX_SERIES = 10
+"""Most series a panel draws. A wider selection draws its MAX_SERIES top-ranked series (each panel's ranking) plus
+one aggregate of the whole selection, so the panel stays readable and its result small whatever is selected."""
+
+
+def top_series(per_series: str, keys: str, *, label: str, rank: str, value: str, aggregate: str,
+               aggregate_label: str, selected: str = SERIES) -> str:
+    """One panel query drawing at most MAX_SERIES series, plus ``aggregate_label`` when ``selected`` exceeds that.
+
+    ``per_series`` yields one row per ``$__interval`` bucket (column ``"time"``) and series (``keys``); it is
+    read once (a CTE), ranked by ``rank`` (an aggregate over the range, ties by key) and cut to the top
+    MAX_SERIES; ``aggregate`` folds every selected series into one per bucket. ``selected`` is a constant once
+    Grafana has substituted the variables, so a narrow selection skips the aggregate branch.
+    """
+    return f"""WITH per AS (
+{per_series}
+), top AS (
+  SELECT {keys} FROM per GROUP BY {keys} ORDER BY {rank}, {keys} LIMIT {MAX_SERIES}
+)
+SELECT per."time", {label} AS series, {value} AS value FROM per JOIN top USING ({keys})
+UNION ALL
+SELECT "time", '{aggregate_label}' AS series, {aggregate} AS value FROM per WHERE {selected} > {MAX_SERIES}
+GROUP BY 1"""
+
+
+WEIGHTED_AVERAGE = by_interval(top_series(
+    f"""  SELECT $__timeGroupAlias(bucket, $__interval), device_id, metric,
+         sum(avg_value * samples) AS weighted, sum(samples) AS samples, max(max_value) AS peak
+  FROM {{rollup}}
+  WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+  GROUP BY 1, device_id, metric""",
+    "device_id, metric", label="device_id || ' ' || metric", rank="max(peak) DESC",
+    value="weighted / NULLIF(samples, 0)", aggregate="sum(weighted) / NULLIF(sum(samples), 0)",
+    aggregate_label="selection mean"))
+"""Sample-weighted mean per series: the MAX_SERIES series with the highest peak in range, and the selection's mean."""
 
 ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        min(min_value) AS "min",
@@ -74,21 +119,26 @@ ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
 FROM {{rollup}}
 WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
 GROUP BY 1""")
+"""The band every selected series lies in: two series whatever the selection."""
 
-SAMPLES = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
-       device_id AS series,
-       sum(samples) AS samples
-FROM {{rollup}}
-WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
-GROUP BY 1, 2""")
+SAMPLES = by_interval(top_series(
+    f"""  SELECT $__timeGroupAlias(bucket, $__interval), device_id, sum(samples) AS samples
+  FROM {{rollup}}
+  WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+  GROUP BY 1, device_id""",
+    "device_id", label="device_id", rank="sum(samples)", value="samples",
+    aggregate="sum(samples) / count(*)", aggregate_label="mean per device",
+    selected="cardinality(ARRAY[$device])"))
+"""Samples per device: the MAX_SERIES devices with the fewest samples in range (gaps first), and the mean device."""
 
-ANOMALY_RATE = f"""SELECT $__timeGroupAlias("time", $__interval),
-       metric AS series,
-       count(*) AS anomalies
-FROM anomalies
-WHERE $__timeFilter("time") AND {SELECTION}
-GROUP BY 1, 2
-ORDER BY 1"""
+ANOMALY_RATE = top_series(
+    f"""  SELECT $__timeGroupAlias("time", $__interval), metric, count(*) AS anomalies
+  FROM anomalies
+  WHERE $__timeFilter("time") AND {SELECTION}
+  GROUP BY 1, metric""",
+    "metric", label="metric", rank="sum(anomalies) DESC", value="anomalies", aggregate="sum(anomalies)",
+    aggregate_label="all selected", selected="cardinality(ARRAY[$metric])") + "\nORDER BY 1"
+"""Anomalies per metric: the MAX_SERIES metrics with the most anomalies in range, and the selection's total."""
 
 ANOMALY_COUNT = f"""SELECT count(*) AS anomalies
 FROM anomalies
@@ -142,11 +192,21 @@ def build(ids: DashboardIds) -> dict[str, Any]:
                                steps=((None, "green"), (1, "orange"))))
         .with_row(dash.Row("Values"))
         .with_panel(timeseries_panel("Average value", "short", sql(WEIGHTED_AVERAGE), span=24,
-                                     description="Sample-weighted mean of each device and metric."))
-        .with_panel(timeseries_panel("Min / max across selection", "short", sql(ENVELOPE)))
-        .with_panel(timeseries_panel("Samples per interval", "short", sql(SAMPLES)))
+                                     description=f"Sample-weighted mean of each device and metric; a selection of "
+                                                 f"more than {MAX_SERIES} shows the {MAX_SERIES} with the highest "
+                                                 "peak and the selection's mean.",
+                                     max_data_points=MAX_DATA_POINTS))
+        .with_panel(timeseries_panel("Min / max across selection", "short", sql(ENVELOPE),
+                                     max_data_points=MAX_DATA_POINTS))
+        .with_panel(timeseries_panel("Samples per interval", "short", sql(SAMPLES),
+                                     description=f"Samples per device; more than {MAX_SERIES} devices show the "
+                                                 f"{MAX_SERIES} with the fewest and the mean device.",
+                                     max_data_points=MAX_DATA_POINTS))
         .with_row(dash.Row("Anomalies"))
-        .with_panel(timeseries_panel("Anomalies per interval", "short", sql(ANOMALY_RATE), span=24))
+        .with_panel(timeseries_panel("Anomalies per interval", "short", sql(ANOMALY_RATE), span=24,
+                                     description=f"Per metric; more than {MAX_SERIES} metrics show the {MAX_SERIES} "
+                                                 "with the most and the total.",
+                                     max_data_points=MAX_DATA_POINTS))
         .with_panel(table_panel("Recent anomalies", sql(RECENT_ANOMALIES, "table"),
                                 description="Newest first; zscore is the deviation from the trailing window."))
     )
