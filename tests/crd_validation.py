@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
+import selectors
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
 VALIDATOR = CRD_SCHEMAS / "validate.mjs"
@@ -59,12 +63,21 @@ def custom_resource_problems(manifests: Sequence[Mapping[str, Any]]) -> list[str
     return [*result["problems"], *unvalidated]
 
 
+CALL_TIMEOUT_S = 120.0
+"""Most one validation may take (a first call compiles the TypeScript program, about 3 s)."""
+
+
 class _ValidatorProcess:
     """``validate.mjs --serve``, started on first use and kept for the test process (building its TypeScript
-    program takes about 3 s, which every call paid before); restarted if it died, stopped at exit."""
+    program takes about 3 s, which every call paid before); restarted if it died or hung past CALL_TIMEOUT_S,
+    stopped at exit. Its stderr goes to a temporary file, so it can never fill a pipe and stall the validator."""
 
-    def __init__(self) -> None:
-        self._process: subprocess.Popen[str] | None = None
+    def __init__(self, command: Sequence[str] = ("node", str(VALIDATOR), "--serve"),
+                 call_timeout: float = CALL_TIMEOUT_S) -> None:
+        self._command = tuple(command)
+        self._call_timeout = call_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
         self._lock = threading.Lock()
 
     def validate(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -72,34 +85,43 @@ class _ValidatorProcess:
             process = self._running()
             assert process.stdin is not None and process.stdout is not None
             try:
-                process.stdin.write(json.dumps(manifests) + "\n")
+                process.stdin.write(json.dumps(manifests).encode() + b"\n")
                 process.stdin.flush()
-                line = process.stdout.readline()
-            except OSError as error:
-                line, cause = "", str(error)
-            else:
-                cause = ""
-            if not line:
+                line, cause = _read_line(process.stdout.fileno(), time.monotonic() + self._call_timeout), ""
+            except (OSError, TimeoutError) as error:
+                line, cause = b"", str(error) or type(error).__name__
+            if not line.endswith(b"\n"):
                 self._process = None
                 process.kill()
-                _, stderr = process.communicate(timeout=10)
-                raise RuntimeError(f"{VALIDATOR.name} exited with {process.returncode}: {(stderr or cause).strip()}")
+                process.wait(timeout=10)
+                raise RuntimeError(f"{VALIDATOR.name} failed (exit status {process.returncode}, "
+                                   f"{self._call_timeout:.0f} s allowed): "
+                                   f"{cause or 'no answer'}; its stderr: {self._stderr_tail()}")
             result = json.loads(line)
             if "error" in result:
                 raise RuntimeError(f"{VALIDATOR.name}: {result['error']}")
             return result
 
-    def _running(self) -> subprocess.Popen[str]:
+    def _running(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:
+            if self._stderr is not None:
+                self._stderr.close()
+            self._stderr = tempfile.TemporaryFile()
             self._process = subprocess.Popen(
-                ["node", str(VALIDATOR), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, cwd=CRD_SCHEMAS,
+                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._stderr, cwd=CRD_SCHEMAS,
             )
             atexit.register(self._stop, self._process)
         return self._process
 
+    def _stderr_tail(self, limit: int = 4000) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-limit:].strip() or "(empty)"
+
     @staticmethod
-    def _stop(process: subprocess.Popen[str]) -> None:
+    def _stop(process: subprocess.Popen[bytes]) -> None:
         if process.poll() is None:
             assert process.stdin is not None
             process.stdin.close()
@@ -107,6 +129,25 @@ class _ValidatorProcess:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _read_line(fd: int, deadline: float) -> bytes:
+    """Bytes from ``fd`` up to and including the first newline; fewer (no newline) at end of file; TimeoutError
+    at ``deadline`` (time.monotonic()). The validator answers one line per request, so nothing follows it."""
+    received = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while not received.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no answer in time")
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            received += chunk
+    return bytes(received)
 
 
 _VALIDATOR = _ValidatorProcess()
