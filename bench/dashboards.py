@@ -1,7 +1,7 @@
 """Dashboard benchmark: every SQL query of the analysis dashboard at 3 h, 24 h, 7 d and 30 d over 10M rows.
 
-Starts its own throwaway database (TimescaleDB when installed, see benchdb.py; else plain PostgreSQL),
-migrates it, loads --rows raw samples spread evenly over the last 30 days (--devices x 4 metrics), brings
+Starts its own throwaway database (TimescaleDB when installed, see benchdb.py, with the parameters the prod
+stack's database pod gets; else plain PostgreSQL), migrates it, loads --rows raw samples spread evenly over the last 30 days (--devices x 4 metrics), brings
 every rollup up to date (TimescaleDB: refresh_continuous_aggregate per level, finest first, as the refresh
 job does; plain: tsflow_refresh_rollups()), plants anomalies, then runs each query --runs times per range with Grafana's
 macros expanded as Grafana would (bench/grafana_sql.py: the auto interval for the panels' maxDataPoints).
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchdb  # noqa: E402
 from grafana_sql import expand, grafana_interval  # noqa: E402
 from components.monitoring.dashboards import timeseries_analysis as ta  # noqa: E402
+from components.timescaledb.tuning import TuneInput, tune  # noqa: E402
 from tsflow import schema  # noqa: E402
 from tsflow.config import DbConfig, MigrateConfig  # noqa: E402
 from tsflow.timescale_sql import REFRESH_PROCEDURE  # noqa: E402
@@ -89,6 +90,12 @@ def _time(conn: psycopg.Connection, sql: str, runs: int) -> tuple[list[float], i
     return out, returned
 
 
+def prod_tuning() -> dict[str, str]:
+    """The parameters the component renders for the prod stack's database pod (2 CPUs, 8 GiB, a 50 GiB WAL disk):
+    the planner's costs (random_page_cost 1.1, effective_cache_size) decide which index a panel query uses."""
+    return tune(TuneInput(memory_bytes=8 * 2**30, cpus=2, wal_disk_bytes=50 * 2**30))
+
+
 def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
@@ -106,7 +113,7 @@ def main() -> int:
     all_devices = [f"dev-{d:04d}" for d in range(args.devices)]
     metrics = [f"metric_{k}" for k in range(METRICS)]
     selections = {"one": (all_devices[:1], metrics[:1]), "few": (all_devices[:4], metrics), "all": (all_devices, metrics)}
-    with benchdb.server(flavour) as server:
+    with benchdb.server(flavour, prod_tuning() if flavour == "timescaledb" else None) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             schema.migrate(conn, MigrateConfig(db=DbConfig(dsn=dsn)))

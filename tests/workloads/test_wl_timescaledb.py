@@ -91,8 +91,8 @@ def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) 
         ("metrics", "policy_retention", True, None, RETENTION, None, None),
         retention["metrics_1d"], retention["metrics_1h"], retention["metrics_1m"],
     ]
-    # One job refreshes every rollup, finest first, over the whole raw retention (late data), each up to one of
-    # its buckets ago; no per-level policy is left to run a coarser level first.
+    # One job refreshes every rollup, finest first, over the whole raw retention (late data), each up to a minute
+    # ago; no per-level policy is left to run a coarser level first.
     assert _rows(dsn, "SELECT count(*) FROM timescaledb_information.jobs "
                       "WHERE proc_name = 'policy_refresh_continuous_aggregate'") == [(0,)]
     ((every, scheduled, config),) = _rows(dsn, "SELECT schedule_interval, scheduled, config FROM "
@@ -102,8 +102,9 @@ def test_migrate_builds_the_timescaledb_schema_idempotently(timescale_dsn: str) 
     assert scalar(dsn, "SELECT %s::interval", (config["start_offset"],)) == RETENTION
     levels = [(level["view"], scalar(dsn, "SELECT %s::interval", (level["end_offset"],)))
               for level in config["continuous_aggregates"]]
-    assert levels == [("metrics_1m", timedelta(minutes=1)), ("metrics_1h", timedelta(hours=1)),
-                      ("metrics_1d", timedelta(days=1))]
+    # Each level ends where the finer one does: a run materializes an hour (a day) as soon as its last minute is in.
+    assert levels == [("metrics_1m", timedelta(minutes=1)), ("metrics_1h", timedelta(minutes=1)),
+                      ("metrics_1d", timedelta(minutes=1))]
     # Retention and compression run on fixed UTC slots that never coincide: retention of raw data first
     # (00:05), each rollup's after it, compression half an hour later and every 12 h.
     slots = _rows(dsn, "SELECT hypertable_name::text, proc_name::text, fixed_schedule, schedule_interval, "
@@ -257,14 +258,14 @@ def test_one_run_of_the_refresh_job_materializes_every_level_in_order(timescale_
         mat = scalar(dsn, "SELECT materialization_hypertable_name FROM timescaledb_information.continuous_aggregates "
                           "WHERE view_name = %s", (level,))
         width = {"metrics_1m": timedelta(minutes=1), "metrics_1h": timedelta(hours=1), "metrics_1d": timedelta(days=1)}[level]
-        # A bucket is in the window when it ends at least one bucket before the run's start.
+        # A bucket is in the window when it ends at least the level's end offset (a minute) before the run's start.
         direct = {b: (int(n), round(a, 9)) for b, n, a in _rows(
             dsn, "SELECT time_bucket(%s, time), count(*), avg(value) FROM metrics WHERE device_id = 'dev-order' "
                  "GROUP BY 1", (width,))}
         held = {b: (int(n), round(a, 9)) for b, n, a in _rows(
             dsn, f"SELECT bucket, samples, avg_value FROM _timescaledb_internal.{mat} WHERE device_id = 'dev-order'")}
-        surely = {b for b in direct if b + 2 * width <= started}
-        possibly = {b for b in direct if b + 2 * width <= ended}
+        surely = {b for b in direct if b + width + timedelta(minutes=1) <= started}
+        possibly = {b for b in direct if b + width + timedelta(minutes=1) <= ended}
         assert surely <= held.keys() <= possibly, (level, sorted(surely - held.keys()), sorted(held.keys() - possibly))
         assert {b: held[b] for b in held} == {b: direct[b] for b in held}, level
         assert surely, level  # the three days reach past every level's end offset

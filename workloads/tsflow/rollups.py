@@ -35,6 +35,10 @@ class Level:
     """Bucket width in seconds."""
     source: str
     """What it aggregates: raw `metrics` or the finer rollup."""
+    end_offset_s: int
+    """TimescaleDB: its refresh window ends this long ago. The finest level waits one bucket (the current minute
+    still fills); a coarser one the finer level's end offset, so each refresh reads a period the finer level
+    has just materialized in the same run, and the real-time part of a query (past the watermark) stays short."""
 
     @property
     def width(self) -> str:
@@ -48,9 +52,9 @@ class Level:
 
 
 LEVELS: tuple[Level, ...] = (
-    Level("metrics_1m", 60, "metrics"),
-    Level("metrics_1h", 3600, "metrics_1m"),
-    Level("metrics_1d", 86400, "metrics_1h"),
+    Level("metrics_1m", 60, "metrics", 60),
+    Level("metrics_1h", 3600, "metrics_1m", 60),
+    Level("metrics_1d", 86400, "metrics_1h", 60),
 )
 NAMES = tuple(level.name for level in LEVELS)
 MIN_RETENTION_S = 3 * 86400
@@ -77,6 +81,13 @@ def late_data_window_s(retention_s: float) -> float:
     """
     runs = LATE_DATA_REFRESH_RUNS * REFRESH_SCHEDULE_S
     return retention_s - 2 * LEVELS[-1].bucket_s - runs - JOB_DELAY_MARGIN_S
+
+
+def series_index(level: Level) -> str:
+    """A covering index per series: dashboards read a few series over a range (an index-only scan), where the
+    primary key or TimescaleDB's own indexes lead with the bucket and read every series of the range."""
+    return (f"CREATE INDEX IF NOT EXISTS {level.name}_series_idx ON {level.name} (device_id, metric, bucket) "
+            "INCLUDE (avg_value, min_value, max_value, samples)")
 
 
 def aggregates(level: Level) -> str:

@@ -113,7 +113,7 @@ def refresh_config(retention_s: float) -> sql.Composed:
     Generic on purpose: the exporter reads each level's end offset from it (``continuous_aggregates``), as it
     reads a refresh policy's.
     """
-    levels = ", ".join(f'{{"view": "{level.name}", "end_offset": "{level.bucket_s} seconds"}}'
+    levels = ", ".join(f'{{"view": "{level.name}", "end_offset": "{level.end_offset_s} seconds"}}'
                        for level in LEVELS)
     return sql.SQL("jsonb_build_object('start_offset', make_interval(secs => {})::text, "
                    "'refresh_options', {}::jsonb, 'continuous_aggregates', {}::jsonb)").format(
@@ -121,8 +121,8 @@ def refresh_config(retention_s: float) -> sql.Composed:
 
 
 def ordered_refresh(retention_s: float) -> list[sql.Composable | str]:
-    """Schema version 6: one job refreshes 1 m, then 1 h, then 1 d over the whole raw retention, each up to one of
-    its buckets ago, replacing the per-level policies (which could run a coarser level before the finer one had
+    """Schema version 6: one job refreshes 1 m, then 1 h, then 1 d over the whole raw retention, each up to its end
+    offset ago, replacing the per-level policies (which could run a coarser level before the finer one had
     materialized the same period, so it missed that period until its next run).
 
     The wide window is what lets late data in: TimescaleDB logs writes below the materialization threshold and a

@@ -9,15 +9,19 @@ The rule that keeps every panel bounded, whatever the range and selection:
 - **Points per series.** Every value panel sets ``maxDataPoints`` (MAX_DATA_POINTS) and groups by
   ``$__interval`` (``$__timeGroupAlias``), which Grafana derives from the range and that: at most that many
   points per series.
-- **Which rollup.** It reads the coarsest rollup whose bucket is not wider than ``$__interval`` (finer data
-  would be averaged away), unless the range holds more than MAX_POINTS buckets per series or the selection
-  more than MAX_ROWS buckets in all of that rollup: then the next coarser one (``by_interval``). So the choice
-  follows the interval and the selection, not the range alone, and no query reads more than MAX_ROWS buckets
-  of a finer rollup.
-- **Series per panel.** A panel draws at most MAX_SERIES series: a wider selection (the variables' All) draws
-  its top MAX_SERIES by the panel's ranking plus one aggregate of the whole selection (``top_series``); the
-  min/max band covers every selected series in two. Rows returned stay at most (MAX_SERIES + 1) x
-  ``maxDataPoints``.
+- **Which rollup.** Each part of a query reads the coarsest rollup whose bucket is not wider than
+  ``$__interval`` (finer data would be averaged away), unless the range holds more than MAX_POINTS buckets
+  per series, or the series that part reads more than its row budget, of that rollup: then the next coarser
+  one (``rollup_branches``). So the choice follows the interval and the selection, not the range alone.
+- **Series per panel.** A panel draws at most MAX_SERIES series. A wider selection (the variables' All) is read
+  once at the resolution WIDE_ROWS allows for all of it, to rank it (exactly: a maximum or a sum) and to draw
+  one aggregate of the whole selection; its top MAX_SERIES are then drawn one by one through the per-series
+  index, at the resolution MAX_ROWS allows for that many (``top_series``). The min/max band covers every
+  selected series in two. Rows returned stay at most (MAX_SERIES + 1) x ``maxDataPoints``.
+- **Indexes.** Every rollup has a covering index on (device_id, metric, bucket) (tsflow schema version 6), so
+  a few series over a long range are an index-only scan, not a scan of every series in the range.
+
+``bench/dashboards.py`` measures every panel query for 1, 16 and 400 series at 3 h to 30 d over 10M rows.
 """
 
 from __future__ import annotations
@@ -43,101 +47,144 @@ MAX_DATA_POINTS = 1000
 MAX_POINTS = 1500
 """Most buckets a panel reads per series: a range longer than MAX_POINTS buckets of a rollup reads a coarser one."""
 
-MAX_ROWS = 100_000
-"""Most buckets a panel reads in all: a wide selection (the variables' All) over a long range reads a coarser rollup."""
+MAX_ROWS = 12_000
+"""Most rollup rows a panel reads for the series it draws (about 1-2 us each to read and group on TimescaleDB 2.28):
+a wide selection over a long range reads a coarser rollup."""
 
-SERIES = "cardinality(ARRAY[$device]) * cardinality(ARRAY[$metric])"
-"""How many series the selection can hold (a constant once Grafana has substituted the variables)."""
-
-
-def _at_least(level: int) -> str:
-    """SQL (constants only, after Grafana's interpolation) true when the panel needs rollup `level` or coarser.
-
-    A rollup is needed when the panel's interval is at least its bucket (finer data would only be averaged
-    away), or when the range holds more than MAX_POINTS buckets per series, or more than MAX_ROWS buckets for
-    the whole selection, of the next finer rollup.
-    """
-    width, finer = ROLLUPS[level][1], ROLLUPS[level - 1][1]
-    return (f"($__interval_ms >= {width * 1000} OR $__range_s > {finer * MAX_POINTS} "
-            f"OR {SERIES} * $__range_s > {finer * MAX_ROWS})")
-
-
-def by_interval(template: str) -> str:
-    """`template` (reading ``{rollup}``) once per rollup, UNION ALL, each branch guarded by constants.
-
-    After Grafana substitutes ``$__interval_ms`` and ``$__range_s`` the guards are literal booleans, so the
-    planner drops every branch but one (a one-time filter) and a 30-day panel reads hourly buckets.
-    """
-    branches = []
-    for level, (name, _) in enumerate(ROLLUPS):
-        guards = [_at_least(level)] if level else []
-        if level + 1 < len(ROLLUPS):
-            guards.append(f"NOT {_at_least(level + 1)}")
-        branches.append(template.format(rollup=name, guard=" AND ".join(guards)))
-    return "\nUNION ALL\n".join(f"({b})" for b in branches) + "\nORDER BY 1"
-
+WIDE_ROWS = 5_000
+"""Most rollup rows a panel reads over a selection wider than MAX_SERIES, to rank it and draw its aggregate. The
+ranking (a maximum, a sum) is exact at any resolution; only the aggregate line gets coarser."""
 
 MAX_SERIES = 10
 """Most series a panel draws. A wider selection draws its MAX_SERIES top-ranked series (each panel's ranking) plus
 one aggregate of the whole selection, so the panel stays readable and its result small whatever is selected."""
 
+SERIES = "cardinality(ARRAY[$device]) * cardinality(ARRAY[$metric])"
+"""How many series the selection can hold (a constant once Grafana has substituted the variables)."""
 
-def top_series(per_series: str, keys: str, *, label: str, rank: str, value: str, aggregate: str,
-               aggregate_label: str, selected: str = SERIES) -> str:
-    """One panel query drawing at most MAX_SERIES series, plus ``aggregate_label`` when ``selected`` exceeds that.
+DEVICES_SELECTED = "cardinality(ARRAY[$device])"
 
-    ``per_series`` yields one row per ``$__interval`` bucket (column ``"time"``) and series (``keys``); it is
-    read once (a CTE), ranked by ``rank`` (an aggregate over the range, ties by key) and cut to the top
-    MAX_SERIES; ``aggregate`` folds every selected series into one per bucket. ``selected`` is a constant once
-    Grafana has substituted the variables, so a narrow selection skips the aggregate branch.
+
+def _at_least(level: int, series: str, budget: int = MAX_ROWS) -> str:
+    """SQL (constants only, after Grafana's interpolation) true when a query part over ``series`` series needs
+    rollup `level` or coarser.
+
+    A rollup is needed when the panel's interval is at least its bucket (finer data would only be averaged
+    away), or when the range holds more than MAX_POINTS buckets per series, or more than MAX_ROWS buckets for
+    all those series (``budget``), of the next finer rollup.
     """
-    return f"""WITH per AS (
-{per_series}
+    width, finer = ROLLUPS[level][1], ROLLUPS[level - 1][1]
+    return (f"($__interval_ms >= {width * 1000} OR $__range_s > {finer * MAX_POINTS} "
+            f"OR ({series}) * $__range_s > {finer * budget})")
+
+
+def rollup_branches(template: str, series: str = SERIES, when: str = "", budget: int = MAX_ROWS) -> str:
+    """`template` (reading ``{rollup}`` under ``{guard}``) once per rollup, UNION ALL, each branch guarded by
+    constants: the rollup a part reading ``series`` series needs, and ``when``.
+
+    After Grafana substitutes ``$__interval_ms``, ``$__range_s`` and the variables the guards are literal
+    booleans, so the planner drops every branch but one (a one-time filter).
+    """
+    branches = []
+    for level, (name, _) in enumerate(ROLLUPS):
+        guards = [when] if when else []
+        if level:
+            guards.append(_at_least(level, series, budget))
+        if level + 1 < len(ROLLUPS):
+            guards.append(f"NOT {_at_least(level + 1, series, budget)}")
+        branches.append(template.format(rollup=name, guard=" AND ".join(guards) or "true"))
+    return "\nUNION ALL\n".join(f"({b})" for b in branches)
+
+
+def by_interval(template: str) -> str:
+    """A whole panel query over the selection: :func:`rollup_branches`, ordered by time."""
+    return rollup_branches(template) + "\nORDER BY 1"
+
+
+
+def top_series(*, keys: tuple[str, ...], selected: str, per_key: str, rows: str, rank: str, drawn: str,
+               aggregate: str, aggregate_label: str) -> str:
+    """A value panel query that draws at most MAX_SERIES series, whatever the selection.
+
+    ``selected`` counts the selection's keys (constant after interpolation), each covering ``per_key`` rollup
+    series. Templates read ``{rollup}`` under ``{guard}``; ``drawn`` also has ``{series_filter}``.
+
+    - A selection of at most MAX_SERIES keys: ``drawn`` (columns ``"time"``, ``series``, ``value``) over the
+      selection, at the resolution the selection allows.
+    - A wider one reads ``rows`` (per ``$__interval`` bucket and key) once, at the resolution WIDE_ROWS allow
+      for the whole selection; ranks its keys by ``rank`` (an aggregate over ``wide``, highest first) and draws the
+      top MAX_SERIES with ``drawn`` one key at a time (an index lookup each, at the resolution MAX_SERIES keys
+      allow); and folds every key into one series per bucket with ``aggregate``, named ``aggregate_label``.
+    """
+    columns = ", ".join(keys)
+    narrow, wide = f"{selected} <= {MAX_SERIES}", f"{selected} > {MAX_SERIES}"
+    one_key = " AND ".join(f"{key} = top.{key}" for key in keys)
+    return f"""WITH wide AS (
+{rollup_branches(rows, SERIES, when=wide, budget=WIDE_ROWS)}
 ), top AS (
-  SELECT {keys} FROM per GROUP BY {keys} ORDER BY {rank}, {keys} LIMIT {MAX_SERIES}
+  SELECT {columns} FROM wide GROUP BY {columns} ORDER BY {rank} DESC, {columns} LIMIT {MAX_SERIES}
 )
-SELECT per."time", {label} AS series, {value} AS value FROM per JOIN top USING ({keys})
+{rollup_branches(drawn.replace("{series_filter}", SELECTION), SERIES, when=narrow)}
 UNION ALL
-SELECT "time", '{aggregate_label}' AS series, {aggregate} AS value FROM per WHERE {selected} > {MAX_SERIES}
-GROUP BY 1"""
+(SELECT drawn.* FROM top CROSS JOIN LATERAL (
+{rollup_branches(drawn.replace("{series_filter}", one_key), f"LEAST({selected}, {MAX_SERIES}) * {per_key}", when=wide)}
+) drawn)
+UNION ALL
+(SELECT "time", '{aggregate_label}' AS series, {aggregate} AS value FROM wide GROUP BY 1)
+ORDER BY 1"""
 
 
-WEIGHTED_AVERAGE = by_interval(top_series(
-    f"""  SELECT $__timeGroupAlias(bucket, $__interval), device_id, metric,
-         sum(avg_value * samples) AS weighted, sum(samples) AS samples, max(max_value) AS peak
-  FROM {{rollup}}
-  WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
-  GROUP BY 1, device_id, metric""",
-    "device_id, metric", label="device_id || ' ' || metric", rank="max(peak) DESC",
-    value="weighted / NULLIF(samples, 0)", aggregate="sum(weighted) / NULLIF(sum(samples), 0)",
-    aggregate_label="selection mean"))
-"""Sample-weighted mean per series: the MAX_SERIES series with the highest peak in range, and the selection's mean."""
+_WINDOW = "$__timeFilter(bucket) AND {guard}"
+
+WEIGHTED_AVERAGE = top_series(
+    keys=("device_id", "metric"), selected=SERIES, per_key="1",
+    rows=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id, metric,
+       sum(avg_value * samples) AS weighted, sum(samples) AS samples, max(max_value) AS peak
+FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
+GROUP BY 1, device_id, metric""",
+    rank="max(peak)",
+    drawn=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id || ' ' || metric AS series,
+       sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
+FROM {{rollup}} WHERE {{series_filter}} AND {_WINDOW}
+GROUP BY 1, device_id, metric""",
+    aggregate="sum(weighted) / NULLIF(sum(samples), 0)", aggregate_label="selection mean")
+"""Sample-weighted mean per series: a wide selection's MAX_SERIES with the highest peak in range, and its mean."""
 
 ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
        min(min_value) AS "min",
        max(max_value) AS "max"
 FROM {{rollup}}
-WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
+WHERE {SELECTION} AND {_WINDOW}
 GROUP BY 1""")
 """The band every selected series lies in: two series whatever the selection."""
 
-SAMPLES = by_interval(top_series(
-    f"""  SELECT $__timeGroupAlias(bucket, $__interval), device_id, sum(samples) AS samples
-  FROM {{rollup}}
-  WHERE $__timeFilter(bucket) AND {SELECTION} AND {{guard}}
-  GROUP BY 1, device_id""",
-    "device_id", label="device_id", rank="sum(samples)", value="samples",
-    aggregate="sum(samples) / count(*)", aggregate_label="mean per device",
-    selected="cardinality(ARRAY[$device])"))
-"""Samples per device: the MAX_SERIES devices with the fewest samples in range (gaps first), and the mean device."""
+SAMPLES = top_series(
+    keys=("device_id",), selected=DEVICES_SELECTED, per_key="cardinality(ARRAY[$metric])",
+    rows=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id, sum(samples) AS samples
+FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
+GROUP BY 1, device_id""",
+    rank="-sum(samples)",
+    drawn=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id AS series, sum(samples) AS value
+FROM {{rollup}} WHERE {{series_filter}} AND metric IN ($metric) AND {_WINDOW}
+GROUP BY 1, device_id""",
+    aggregate=f"sum(samples)::float8 / {DEVICES_SELECTED}", aggregate_label="mean per device")
+"""Samples per device: a wide selection's MAX_SERIES devices with the fewest samples in range (gaps first), and the
+mean over the selected devices."""
 
-ANOMALY_RATE = top_series(
-    f"""  SELECT $__timeGroupAlias("time", $__interval), metric, count(*) AS anomalies
+ANOMALY_RATE = f"""WITH per AS (
+  SELECT $__timeGroupAlias("time", $__interval), metric, count(*) AS anomalies
   FROM anomalies
   WHERE $__timeFilter("time") AND {SELECTION}
-  GROUP BY 1, metric""",
-    "metric", label="metric", rank="sum(anomalies) DESC", value="anomalies", aggregate="sum(anomalies)",
-    aggregate_label="all selected", selected="cardinality(ARRAY[$metric])") + "\nORDER BY 1"
+  GROUP BY 1, metric
+), top AS (
+  SELECT metric FROM per GROUP BY metric ORDER BY sum(anomalies) DESC, metric LIMIT {MAX_SERIES}
+)
+SELECT per."time", metric AS series, anomalies AS value FROM per JOIN top USING (metric)
+UNION ALL
+SELECT "time", 'all selected' AS series, sum(anomalies) AS value FROM per
+WHERE cardinality(ARRAY[$metric]) > {MAX_SERIES}
+GROUP BY 1
+ORDER BY 1"""
 """Anomalies per metric: the MAX_SERIES metrics with the most anomalies in range, and the selection's total."""
 
 ANOMALY_COUNT = f"""SELECT count(*) AS anomalies
