@@ -29,16 +29,17 @@ def resolve(flavour: str) -> str:
     return flavour
 
 
-def server(flavour: str, extra_conf: dict[str, str] | None = None) -> PgServer:
-    """An un-started PgServer of `flavour` (already resolved)."""
+def server(flavour: str, extra_conf: dict[str, str] | None = None, base_dir: Path | None = None) -> PgServer:
+    """An un-started PgServer of `flavour` (already resolved), its data directory under ``base_dir`` (default: the
+    system's temporary directory)."""
     conf = {"max_wal_size": "4GB", "checkpoint_timeout": "15min", "work_mem": "16MB"}
     if flavour == "timescaledb":
         conf.update({"shared_preload_libraries": "'timescaledb'", "timescaledb.telemetry_level": "off",
                      "max_worker_processes": "16"})
         conf.update(extra_conf or {})
-        return PgServer(extra_conf=conf, bin_dir=DEBIAN_PG / "bin")
+        return PgServer(base_dir, extra_conf=conf, bin_dir=DEBIAN_PG / "bin")
     conf.update(extra_conf or {})
-    return PgServer(extra_conf=conf)
+    return PgServer(base_dir, extra_conf=conf)
 
 
 def add_flavour_option(parser: argparse.ArgumentParser) -> None:

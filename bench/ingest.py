@@ -1,14 +1,16 @@
 """Ingest benchmark: the tsflow generator end to end vs a bare binary COPY of the same rows.
 
-Starts its own throwaway database (TimescaleDB when installed, see benchdb.py; else plain PostgreSQL),
-migrates it, then alternates (per round):
+Starts its own throwaway database (TimescaleDB when installed, see benchdb.py, its job scheduler off; else
+plain PostgreSQL; its data on tmpfs /dev/shm when there is one, so disk writeback does not decide which
+contender a round favours), migrates it, then alternates (per round):
   * bare COPY    - the same simulated rows, pre-built in memory as tuples, written with the driver's
                    binary write_row in one COPY, one transaction (the issue's "bare binary COPY");
   * encoded COPY - the same rows pre-encoded in memory, one binary COPY of bytes, one transaction: no
                    client work at all, the server-bound ceiling;
   * generator    - `Generator.run` end to end: simulation thread + bounded queue + batches of
                    --batch-rows, each with its ledger row and lease renewal in its own transaction.
-Prints rows/s of each (best and median of --rounds), the ratios, and a last line of key=value pairs
+Each round starts with the next contender in turn. Prints rows/s of each (best and median of --rounds), the
+ratios, and a last line of key=value pairs
 (`ratio` = median generator / median bare COPY; `ratio_vs_encoded` against the ceiling).
 --profile FILE writes a cProfile of one extra generator run (writer and producer threads) to FILE.
 
@@ -155,7 +157,11 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     flavour = benchdb.resolve(args.flavour)
 
-    with benchdb.server(flavour) as server:
+    # The job scheduler off: a refresh job run (every minute, over the rows just written) would land in one
+    # contender's round and not the next one's.
+    quiet = {"timescaledb.max_background_workers": "0"} if flavour == "timescaledb" else None
+    memory = Path("/dev/shm")  # tmpfs: the disk's writeback stalls made rounds differ by a third (0.67-1.34)
+    with benchdb.server(flavour, quiet, base_dir=memory if memory.is_dir() else None) as server:
         dsn = server.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             schema.migrate(conn, MigrateConfig(db=DbConfig(dsn=dsn)))
@@ -166,10 +172,14 @@ def main() -> int:
             "generator": partial(generator, cfg),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
+        names = list(contenders)
         for round_no in range(1, args.rounds + 1):
-            for name, run in contenders.items():
+            # Each round starts with the next contender: whatever the first run after a round's start meets
+            # (a cold cache, the previous round's leftovers) falls on each in turn.
+            shift = (round_no - 1) % len(names)
+            for name in names[shift:] + names[:shift]:
                 _reset(dsn)
-                times[name].append(run())
+                times[name].append(contenders[name]())
                 assert _count(dsn) == args.rows
             print(f"round {round_no}: " + ", ".join(f"{name} {args.rows / t[-1]:,.0f} rows/s"
                                                     for name, t in times.items()))
@@ -188,6 +198,7 @@ def main() -> int:
         median = {name: statistics.median(t) for name, t in times.items()}
         per_round = [c / g for c, g in zip(times["copy"], times["generator"])]  # back-to-back pairs
         summary.update({"ratio": round(median["copy"] / median["generator"], 3),
+                        "ratio_rounds_median": round(statistics.median(per_round), 3),
                         "ratio_rounds_min": round(min(per_round), 3), "ratio_rounds_max": round(max(per_round), 3),
                         "ratio_vs_encoded": round(median["encoded"] / median["generator"], 3)})
         print(" ".join(f"{k}={v}" for k, v in summary.items()))

@@ -267,6 +267,9 @@ class Producer(threading.Thread):
                     break
             rows = self._fleet.tick_copy(tick)
             tick += 1
+            # Hand the GIL to the writer thread if it waits: unpaced (a backfill), this loop would otherwise hold it
+            # for the interpreter's 5 ms switch interval at a time, and each 128 KiB piece of a COPY waits for it.
+            time.sleep(0)
             if cfg.max_rows:
                 rows = rows[: cfg.max_rows - self.rows_generated]
             self.rows_generated += len(rows)
