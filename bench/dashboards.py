@@ -1,9 +1,10 @@
 """Dashboard benchmark: every SQL query of the analysis dashboard at 3 h, 24 h, 7 d and 30 d over 10M rows.
 
 Starts its own throwaway database (TimescaleDB when installed, see benchdb.py, with the parameters the prod
-stack's database pod gets; else plain PostgreSQL), migrates it, loads --rows raw samples spread evenly over the last 30 days (--devices x 4 metrics), brings
-every rollup up to date (TimescaleDB: refresh_continuous_aggregate per level, finest first, as the refresh
-job does; plain: tsflow_refresh_rollups()), plants anomalies, then runs each query --runs times per range with Grafana's
+stack's database pod gets; else plain PostgreSQL), migrates it, loads --rows raw samples spread evenly over
+the last 30 days (--devices x 4 metrics), brings every rollup up to date (TimescaleDB:
+refresh_continuous_aggregate per level, finest first, as the refresh job does; plain:
+tsflow_refresh_rollups()), plants anomalies, then runs each query --runs times per range with Grafana's
 macros expanded as Grafana would (bench/grafana_sql.py: the auto interval for the panels' maxDataPoints).
 Three variable selections: `one` (1 device, 1 metric), `few` (4 devices, all metrics: 16 series) and `all`
 (every device and metric, the variables' All option). Prints p50/p95 and the rows returned per query, range

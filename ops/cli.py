@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -39,11 +40,11 @@ class Ops:
 
     def _run(self, argv: list[str]) -> str:
         if self._dry_run:
-            self._out(" ".join(_quoted(argv)))
+            self._out(shlex.join(argv))
             return ""
         result = self._runner(argv)
         if result.returncode != 0:
-            raise OpsError(f"{argv[0]} exited with {result.returncode}: {' '.join(_quoted(argv))}")
+            raise OpsError(f"{argv[0]} exited with {result.returncode}: {shlex.join(argv)}")
         return result.stdout
 
     def members(self) -> list[dict[str, Any]]:
@@ -118,12 +119,6 @@ def newest_backup(info_json: str, stanza: str) -> str:
         return f"newest backup: none in stanza {stanza}"
     newest = max(backups, key=lambda b: b["timestamp"]["stop"])
     return f"newest backup: {newest['label']} ({newest['type']}), finished at unix time {newest['timestamp']['stop']}"
-
-
-def _quoted(argv: Sequence[str]) -> list[str]:
-    import shlex
-
-    return [shlex.quote(a) for a in argv]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -37,8 +37,7 @@ RESTAPI_PASSWORD = next((variable, f"{pod.PATRONI_SECRETS_DIR}/{name}") for vari
 
 def with_exports(variables: list[tuple[str, str]], argv: list[str]) -> list[str]:
     """``bash -c 'export VAR="$(< file)" ...; exec ARGV'``: each variable read from its file inside the pod."""
-    exports = " ".join(f'{variable}="$(< {shlex.quote(path)})"' for variable, path in variables)
-    return ["bash", "-c", f"export {exports}; exec {shlex.join(argv)}"]
+    return ["bash", "-c", f"{pod.shell_exports(variables)}; exec {shlex.join(argv)}"]
 
 
 def patronictl(*args: str) -> list[str]:

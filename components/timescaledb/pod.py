@@ -173,10 +173,15 @@ def backup_credentials() -> list[tuple[str, str]]:
     return [(br.option_env(option), f"{BACKUP_SECRETS_DIR}/{option}") for option in br.CREDENTIAL_OPTIONS]
 
 
+def shell_exports(variables: Iterable[tuple[str, str]], dollar: str = "$") -> str:
+    """``export VAR="$(< file)" ...``: bash reads each file (dropping trailing newlines), so a secret is never in
+    argv or a manifest. ``dollar`` is how ``$`` is written (``$$`` in a container command, the kubelet's escape)."""
+    return "export " + " ".join(f'{variable}="{dollar}(< {shlex.quote(path)})"' for variable, path in variables)
+
+
 def _exports(variables: Iterable[tuple[str, str]]) -> str:
-    """``export VAR="$$(< file)" ...``: ``$$`` is the kubelet's escape for a literal ``$``, so bash, not the
-    kubelet, reads each file (dropping trailing newlines) when the container starts."""
-    return "export " + " ".join(f'{variable}="$$(< {path})"' for variable, path in variables)
+    """:func:`shell_exports` in a container command: bash, not the kubelet, reads each file at container start."""
+    return shell_exports(variables, dollar="$$")
 
 
 def _backup_mounts(spec: PodSpecInput) -> list[k8s.core.v1.VolumeMountArgs]:

@@ -39,7 +39,7 @@ class InPod:
         self.bin = cluster.root / "ops-bin"
         self.secrets = cluster.root / "ops-patroni-secrets"
         for directory in (self.bin, self.secrets):
-            directory.mkdir(exist_ok=True)
+            directory.mkdir()
             chown(directory)
         wrapper = self.bin / "patronictl"
         wrapper.write_text(f"#!/bin/sh\nexec {python_for(RUN_AS)} -s -c 'import sys; from patroni.ctl import ctl; "
@@ -47,7 +47,6 @@ class InPod:
         wrapper.chmod(0o755)
         for variable, name in pod.PATRONI_PASSWORDS:
             secret = self.secrets / name
-            secret.unlink(missing_ok=True)
             secret.write_text(cluster.passwords[variable] + "\n")
             chown(secret)
             secret.chmod(0o400)
@@ -76,15 +75,20 @@ def cluster() -> Iterator[PatroniCluster]:
         yield running
 
 
-def _ops(cluster: PatroniCluster, *, standby: bool = False) -> tuple[Ops, InPod, list[str]]:
+@pytest.fixture(scope="module")
+def in_pod(cluster: PatroniCluster) -> InPod:
+    return InPod(cluster)
+
+
+def _ops(cluster: PatroniCluster, runner: InPod, *, standby: bool = False) -> tuple[Ops, list[str]]:
     target = Target(stack="ha-test", context="test", namespace="test",
                     members=tuple(m.name for m in cluster.members), stanza=None, standby=standby)
-    runner, out = InPod(cluster), []
-    return Ops(target, runner=runner, out=out.append), runner, out
+    out: list[str] = []
+    return Ops(target, runner=runner, out=out.append), out
 
 
-def test_status_and_switchover_run_in_the_member_as_a_pod_shell_would(cluster: PatroniCluster) -> None:
-    ops, runner, out = _ops(cluster)
+def test_status_and_switchover_run_in_the_member_as_a_pod_shell_would(cluster: PatroniCluster, in_pod: InPod) -> None:
+    ops, out = _ops(cluster, in_pod)
     before = cluster.wait_for_leader()
     cluster.wait_for_roles({m.name: "replica" for m in cluster.members if m is not before}, timeout=60)
     ops.status()
@@ -97,23 +101,24 @@ def test_status_and_switchover_run_in_the_member_as_a_pod_shell_would(cluster: P
     assert ops.leader() == after.name != before.name
 
 
-def test_without_the_exported_password_patroni_refuses_the_switchover(cluster: PatroniCluster) -> None:
+def test_without_the_exported_password_patroni_refuses_the_switchover(cluster: PatroniCluster,
+                                                                      in_pod: InPod) -> None:
     """Why patronictl runs behind the export: a pod shell has no PATRONI_RESTAPI_PASSWORD of its own."""
-    ops, runner, _ = _ops(cluster)
+    ops, _ = _ops(cluster, in_pod)
     leader = ops.leader()
     bare = commands.kubectl_exec(ops.target, leader, pod.PATRONI_CONTAINER,
                                  ["patronictl", "switchover", "--force", "--leader", leader])
-    result = runner(bare)
+    result = in_pod(bare)
     assert result.returncode != 0
     assert cluster.wait_for_leader().name == leader
 
 
-def test_dr_lag_and_the_promotion_command_run_on_the_leader(cluster: PatroniCluster) -> None:
-    ops, runner, out = _ops(cluster, standby=True)
+def test_dr_lag_and_the_promotion_command_run_on_the_leader(cluster: PatroniCluster, in_pod: InPod) -> None:
+    ops, out = _ops(cluster, in_pod, standby=True)
     ops.dr_lag()
     in_recovery, replayed, _seconds = out[-1].split("|")
     # A primary: not in recovery; a replay position only if it was a replica before the switchover.
     assert in_recovery == "f" and re.fullmatch(r"([0-9A-F]+/[0-9A-F]+)?", replayed), out
     ops.promote(source_is_down=True)  # on a primary cluster: removes a standby_cluster section it does not have
     assert "standby_cluster" not in cluster.dcs_settings()
-    assert runner.calls[-1][-1].endswith("exec patronictl edit-config --force --set standby_cluster=null")
+    assert in_pod.calls[-1][-1].endswith("exec patronictl edit-config --force --set standby_cluster=null")

@@ -35,10 +35,6 @@ class Level:
     """Bucket width in seconds."""
     source: str
     """What it aggregates: raw `metrics` or the finer rollup."""
-    end_offset_s: int
-    """TimescaleDB: its refresh window ends this long ago. The finest level waits one bucket (the current minute
-    still fills); a coarser one the finer level's end offset, so each refresh reads a period the finer level
-    has just materialized in the same run, and the real-time part of a query (past the watermark) stays short."""
 
     @property
     def width(self) -> str:
@@ -52,13 +48,17 @@ class Level:
 
 
 LEVELS: tuple[Level, ...] = (
-    Level("metrics_1m", 60, "metrics", 60),
-    Level("metrics_1h", 3600, "metrics_1m", 60),
-    Level("metrics_1d", 86400, "metrics_1h", 60),
+    Level("metrics_1m", 60, "metrics"),
+    Level("metrics_1h", 3600, "metrics_1m"),
+    Level("metrics_1d", 86400, "metrics_1h"),
 )
 NAMES = tuple(level.name for level in LEVELS)
 MIN_RETENTION_S = 3 * 86400
 """The daily rollup's refresh window (the raw retention) must span at least two days past its 1-day end offset."""
+REFRESH_END_OFFSET_S = LEVELS[0].bucket_s
+"""TimescaleDB: every level's refresh window ends this long ago. The finest level waits one bucket (the current
+minute still fills); a coarser one ends where the finer one does, so each refresh reads a period the finer level
+has just materialized in the same run, and the real-time part of a query (past the watermark) stays short."""
 REFRESH_SCHEDULE_S = 60
 """TimescaleDB: how often the one refresh job runs (every level, finest first): the finest rollup's bucket."""
 LATE_DATA_REFRESH_RUNS = 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from .rollups import LEVELS, NAMES, REFRESH_SCHEDULE_S, Level, aggregates, time_column
+from .rollups import LEVELS, NAMES, REFRESH_END_OFFSET_S, REFRESH_SCHEDULE_S, Level, aggregates, time_column
 
 EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 
@@ -113,7 +113,7 @@ def refresh_config(retention_s: float) -> sql.Composed:
     Generic on purpose: the exporter reads each level's end offset from it (``continuous_aggregates``), as it
     reads a refresh policy's.
     """
-    levels = ", ".join(f'{{"view": "{level.name}", "end_offset": "{level.end_offset_s} seconds"}}'
+    levels = ", ".join(f'{{"view": "{level.name}", "end_offset": "{REFRESH_END_OFFSET_S} seconds"}}'
                        for level in LEVELS)
     return sql.SQL("jsonb_build_object('start_offset', make_interval(secs => {})::text, "
                    "'refresh_options', {}::jsonb, 'continuous_aggregates', {}::jsonb)").format(

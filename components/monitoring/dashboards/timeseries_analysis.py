@@ -101,7 +101,6 @@ def by_interval(template: str) -> str:
     return rollup_branches(template) + "\nORDER BY 1"
 
 
-
 def top_series(*, keys: tuple[str, ...], selected: str, per_key: str, rows: str, rank: str, drawn: str,
                aggregate: str, aggregate_label: str) -> str:
     """A value panel query that draws at most MAX_SERIES series, whatever the selection.
