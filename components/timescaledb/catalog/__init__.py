@@ -31,6 +31,8 @@ class Catalog:
     parameters: Mapping[str, Mapping[str, object]]
     bridged_from: tuple[int, ...] = ()
     """The neighbouring majors a bridged catalog was made from; empty for a real one."""
+    server_version: str = ""
+    """``SHOW server_version`` of the server a real catalog was read from (e.g. ``15.20 (Debian ...)``)."""
 
 
 def _read(name: str) -> dict[str, object]:
@@ -53,7 +55,9 @@ def catalog(major: int) -> Catalog | None:
     majors = catalogued_majors()
     extension = timescaledb_parameters()
     if major in majors:
-        return Catalog(major, {**_read(f"pg{major}.json")["parameters"], **extension})  # type: ignore[dict-item]
+        stored = _read(f"pg{major}.json")
+        return Catalog(major, {**stored["parameters"], **extension},  # type: ignore[dict-item]
+                       server_version=str(stored.get("server_version", "")))
     older = [m for m in majors if m < major]
     newer = [m for m in majors if m > major]
     if not older or not newer:
