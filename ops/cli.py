@@ -74,7 +74,7 @@ class Ops:
         if self.target.stanza is not None:
             leader = next((m["Member"] for m in members if m.get("Role") in LEADER_ROLES), members[0]["Member"])
             info = self._run(commands.kubectl_exec(self.target, leader, pod.BACKUP_CONTAINER,
-                                                   commands.backup_info(self.target.stanza)))
+                                                   commands.backup_info(self.target.stanza, self.target.repositories)))
             self._out(newest_backup(info, self.target.stanza))
 
     def switchover(self, candidate: str | None) -> None:
@@ -88,8 +88,9 @@ class Ops:
         if self.target.standby:
             raise OpsError(f"stack {self.target.stack} is a standby cluster: it backs up to its own stanza only "
                            "after promotion (python -m ops promote)")
-        self._run(commands.kubectl_exec(self.target, self.leader(), pod.BACKUP_CONTAINER,
-                                        commands.backup(self.target.stanza, kind)))
+        leader = self.leader()
+        for inner in commands.backup(self.target.stanza, self.target.repositories, kind):
+            self._run(commands.kubectl_exec(self.target, leader, pod.BACKUP_CONTAINER, inner))
 
     def promote(self, source_is_down: bool) -> None:
         if not self.target.standby:

@@ -60,18 +60,22 @@ def promote_standby_cluster() -> list[str]:
     return patronictl("edit-config", "--force", "--set", "standby_cluster=null")
 
 
-def pgbackrest(stanza: str, *args: str) -> list[str]:
-    """``pgbackrest --stanza=S ARGS`` with the S3 key pair exported from the mounted files first."""
-    return with_exports(pod.backup_credentials(), ["pgbackrest", f"--stanza={stanza}", *args])
+def pgbackrest(stanza: str, repositories: int, *args: str) -> list[str]:
+    """``pgbackrest --stanza=S ARGS`` with every repository's S3 key pair exported from the mounted files first."""
+    return with_exports(pod.backup_credentials(repositories), ["pgbackrest", f"--stanza={stanza}", *args])
 
 
-def backup(stanza: str, kind: str) -> list[str]:
-    """An on-demand backup of ``kind`` (full, diff, incr), taken on the leader as the agent takes its own."""
-    return pgbackrest(stanza, f"--type={kind}", "backup")
+def backup(stanza: str, repositories: int, kind: str) -> list[list[str]]:
+    """An on-demand backup of ``kind`` (full, diff, incr) into each repository, taken on the leader as the agent
+    takes its own (pgBackRest backs up into one repository per run: ``repo1`` unless ``--repo`` says otherwise)."""
+    if repositories == 1:
+        return [pgbackrest(stanza, repositories, f"--type={kind}", "backup")]
+    return [pgbackrest(stanza, repositories, f"--type={kind}", f"--repo={repo}", "backup")
+            for repo in range(1, repositories + 1)]
 
 
-def backup_info(stanza: str) -> list[str]:
-    return pgbackrest(stanza, "--output=json", "info")
+def backup_info(stanza: str, repositories: int) -> list[str]:
+    return pgbackrest(stanza, repositories, "--output=json", "info")
 
 
 def psql(sql: str) -> list[str]:

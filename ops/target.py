@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from components.timescaledb.backup import repositories
 from components.timescaledb.component import statefulset_name
 from stack.config import DATABASE_NAME, PROJECT, parse_stack_config
 
@@ -30,6 +31,8 @@ class Target:
     """pgBackRest stanza, None without backups."""
     standby: bool
     """True for a standby cluster (``backup.standby``): the only kind ``promote`` acts on."""
+    repositories: int = 1
+    """pgBackRest repositories (2 with ``backup.secondaryRepository``): an on-demand backup goes into each."""
 
 
 def load_target(stack: str, *, context: str | None = None, root: Path = ROOT) -> Target:
@@ -54,4 +57,5 @@ def load_target(stack: str, *, context: str | None = None, root: Path = ROOT) ->
         members=tuple(f"{statefulset_name(DATABASE_NAME)}-{ordinal}" for ordinal in range(members)),
         stanza=args.backup.stanza if args.backup else None,
         standby=bool(args.backup and args.backup.standby),
+        repositories=len(repositories(args.backup)) if args.backup else 1,
     )

@@ -26,16 +26,10 @@ def parse_backup(section: ConfigSection | None, *, default_stanza: str) -> Backu
     retention = section.section("retention")
     defaults = _DEFAULTS
     diff = schedule.text("diff", defaults.diff_schedule)
+    secondary = section.optional(section.section, "secondaryRepository")
     args = BackupArgs(
-        repository=RepositoryArgs(
-            bucket=repo.text("bucket"),
-            endpoint=repo.text("endpoint"),
-            region=repo.text("region"),
-            credentials_secret=repo.text("credentialsSecret"),
-            path=repo.text("path", defaults.repository.path),
-            uri_style=repo.text("uriStyle", defaults.repository.uri_style, choices=("host", "path")),  # type: ignore[arg-type]
-            verify_tls=repo.boolean("verifyTls", defaults.repository.verify_tls),
-        ),
+        repository=_repository(repo),
+        secondary_repository=_repository(secondary) if secondary is not None else None,
         stanza=section.text("stanza", default_stanza),
         full_schedule=schedule.text("full", defaults.full_schedule),
         diff_schedule=None if diff == "off" else diff,
@@ -46,10 +40,23 @@ def parse_backup(section: ConfigSection | None, *, default_stanza: str) -> Backu
         restore=_restore(section.optional(section.section, "restore")),
         standby=_standby(section.optional(section.section, "standby")),
     )
-    for block in (repo, schedule, retention, section):
+    for block in (repo, *([secondary] if secondary is not None else []), schedule, retention, section):
         block.done()
     checked(lambda: check_backup(args, field_name=section.path), renames=_KEYS)
     return args
+
+
+def _repository(block: ConfigSection) -> RepositoryArgs:
+    defaults = _DEFAULTS.repository
+    return RepositoryArgs(
+        bucket=block.text("bucket"),
+        endpoint=block.text("endpoint"),
+        region=block.text("region"),
+        credentials_secret=block.text("credentialsSecret"),
+        path=block.text("path", defaults.path),
+        uri_style=block.text("uriStyle", defaults.uri_style, choices=("host", "path")),  # type: ignore[arg-type]
+        verify_tls=block.boolean("verifyTls", defaults.verify_tls),
+    )
 
 
 _KEYS = {

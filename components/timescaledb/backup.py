@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,11 +71,30 @@ LOCK_DIR = "/tmp/pgbackrest"
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 """Keys the user's credentials Secret must hold."""
-CREDENTIAL_OPTIONS = {"repo1-s3-key": ACCESS_KEY_ID_KEY, "repo1-s3-key-secret": SECRET_ACCESS_KEY_KEY}
-"""pgBackRest's S3 key options and the credentials Secret key each is read from. The pod mounts each key as
-a file named after its option and exports it as :func:`option_env` of the option, so a manual run in a
-member is ``bash -c 'export PGBACKREST_REPO1_S3_KEY="$(< DIR/repo1-s3-key)" PGBACKREST_REPO1_S3_KEY_SECRET="$(<
-DIR/repo1-s3-key-secret)"; pgbackrest ...'`` (``DIR``: ``pod.BACKUP_SECRETS_DIR``)."""
+MAX_REPOSITORIES = 2
+"""``repository`` and ``secondary_repository``: pgBackRest's ``repo1`` and ``repo2``."""
+
+
+def credential_options(repositories: int = 1) -> dict[str, str]:
+    """pgBackRest's S3 key options of the first ``repositories`` repositories and the credentials Secret key each
+    is read from. The pod mounts each key as a file named after its option and exports it as :func:`option_env` of
+    the option, so a manual run in a member is ``bash -c 'export PGBACKREST_REPO1_S3_KEY="$(< DIR/repo1-s3-key)"
+    PGBACKREST_REPO1_S3_KEY_SECRET="$(< DIR/repo1-s3-key-secret)"; pgbackrest ...'`` (``DIR``:
+    ``pod.BACKUP_SECRETS_DIR``; with a secondary repository, ``repo2-`` too)."""
+    return {f"repo{index}-{option}": key for index in range(1, repositories + 1) for option, key in _KEY_OPTIONS}
+
+
+def credential_files(secrets: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(Secret, key, file named after the option) of each repository's key pair, ``secrets`` in repository order."""
+    return [(secret, key, f"repo{index}-{option}") for index, secret in enumerate(secrets, start=1)
+            for option, key in _KEY_OPTIONS]
+
+
+_KEY_OPTIONS = (("s3-key", ACCESS_KEY_ID_KEY), ("s3-key-secret", SECRET_ACCESS_KEY_KEY))
+
+
+CREDENTIAL_OPTIONS = credential_options(1)
+"""The first repository's key options (:func:`credential_options`)."""
 BOOTSTRAP_METHOD = "pgbackrest"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -124,12 +143,12 @@ class RestoreTarget:
 
 @dataclass(frozen=True, kw_only=True)
 class SourceArgs:
-    """The stanza another cluster archived to (same bucket and endpoint as ``repository``)."""
+    """The stanza another cluster archived to, in this cluster's repositories (both, with a secondary one)."""
 
     stanza: str
     """The source cluster's stanza; required. Never the same stanza and path as this cluster's own."""
     path: str | None = None
-    """The source's path in the bucket; default None: ``repository.path``."""
+    """The source's path in every repository; default None: each repository's own ``path``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,7 +178,7 @@ class BackupArgs:
     """WAL archiving and scheduled backups to an S3-compatible repository."""
 
     repository: RepositoryArgs
-    """Where backups go; required."""
+    """Where backups go (pgBackRest's ``repo1``); required."""
     stanza: str
     """This cluster's stanza (its directory in the repository); required (the stack uses the cluster name)."""
     full_schedule: str = "0 1 * * 0"
@@ -174,6 +193,10 @@ class BackupArgs:
     """Bootstrap a new cluster from a backup; default None (initdb)."""
     standby: StandbyArgs | None = None
     """Run as a standby cluster; default None."""
+    secondary_repository: RepositoryArgs | None = None
+    """A second bucket, typically in another region (``repo2``): every WAL segment is pushed to both, every scheduled
+    backup is taken into both, and WAL fetches (replicas, restores, a standby cluster's replay) fall back to it when
+    ``repository`` is unreachable. A restore or standby ``source`` lies at the same path in both. Default None."""
     process_max: int = 2
     """Parallel processes of a backup or restore; default 2."""
     agent_resources: Resources = field(
@@ -182,9 +205,29 @@ class BackupArgs:
     """Backup agent sidecar resources (pgBackRest compresses in it); default 100m / 256Mi (limit 512Mi)."""
 
 
+def repositories(args: BackupArgs) -> tuple[RepositoryArgs, ...]:
+    """The repositories in pgBackRest's priority order: ``repo1``, then ``repo2`` if any."""
+    return (args.repository, *([args.secondary_repository] if args.secondary_repository is not None else []))
+
+
 def check_backup(args: BackupArgs, field_name: str = "backup") -> None:
     """Raise ``ValueError`` naming the field and the bad value."""
-    repo, f = args.repository, f"{field_name}.repository"
+    _check_repository(args.repository, f"{field_name}.repository")
+    secondary = args.secondary_repository
+    if secondary is not None:
+        _check_repository(secondary, f"{field_name}.secondary_repository")
+        if (secondary.bucket, secondary.endpoint, secondary.path) == (
+                args.repository.bucket, args.repository.endpoint, args.repository.path):
+            raise ValueError(
+                f"{field_name}.secondary_repository is the same bucket and path as {field_name}.repository: a second"
+                " copy must live elsewhere (another bucket, ideally in another region)"
+            )
+    _check_stanza(args.stanza, f"{field_name}.stanza")
+    _check_schedules_and_limits(args, field_name)
+    _check_restore_and_standby(args, field_name)
+
+
+def _check_repository(repo: RepositoryArgs, f: str) -> None:
     if not _BUCKET.match(repo.bucket) or ".." in repo.bucket:
         raise ValueError(f"{f}.bucket ({repo.bucket!r}) must be an S3 bucket name (3-63 lower-case letters, digits, '.', '-')")
     host, _, port = repo.endpoint.partition(":")
@@ -197,7 +240,9 @@ def check_backup(args: BackupArgs, field_name: str = "backup") -> None:
     _check_path(repo.path, f"{f}.path")
     if repo.uri_style not in ("host", "path"):
         raise ValueError(f"{f}.uri_style ({repo.uri_style!r}) must be 'host' or 'path'")
-    _check_stanza(args.stanza, f"{field_name}.stanza")
+
+
+def _check_schedules_and_limits(args: BackupArgs, field_name: str) -> None:
     for key, schedule in (("full_schedule", args.full_schedule), ("diff_schedule", args.diff_schedule)):
         if schedule is not None:
             try:
@@ -209,6 +254,9 @@ def check_backup(args: BackupArgs, field_name: str = "backup") -> None:
         value = getattr(args, key)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9999:
             raise ValueError(f"{field_name}.{key} ({value!r}) must be a whole number >= 1")
+
+
+def _check_restore_and_standby(args: BackupArgs, field_name: str) -> None:
     if args.restore is not None and args.standby is not None:
         raise ValueError(f"{field_name}: restore and standby cannot both be set (a standby cluster replays, a restore promotes)")
     for key, block in (("restore", args.restore), ("standby", args.standby)):
@@ -234,7 +282,7 @@ def _check_source(source: SourceArgs, args: BackupArgs, where: str) -> None:
     _check_stanza(source.stanza, f"{where}.stanza")
     if source.path is not None:
         _check_path(source.path, f"{where}.path")
-    if (source.stanza, source_path(source, args.repository)) == (args.stanza, args.repository.path):
+    if any((source.stanza, source_path(source, repo)) == (args.stanza, repo.path) for repo in repositories(args)):
         raise ValueError(
             f"{where}.stanza ({source.stanza!r}) is this cluster's own stanza at the same path: the restored or"
             " standby cluster would archive over its source. Give this cluster another stanza or path"
@@ -289,25 +337,10 @@ class ArchiveLimits:
 
 def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: ArchiveLimits = ArchiveLimits()) -> str:
     """``pgbackrest.conf``: repository and retention in ``[global]``, the local cluster in ``[<stanza>]``."""
-    repo = args.repository
-    host, _, port = repo.endpoint.partition(":")
-    options: dict[str, str] = {
-        "repo1-type": "s3",
-        "repo1-path": repo.path,
-        "repo1-s3-bucket": repo.bucket,
-        "repo1-s3-endpoint": host,
-        "repo1-s3-region": repo.region,
-        "repo1-s3-uri-style": repo.uri_style,
-        "repo1-storage-verify-tls": "y" if repo.verify_tls else "n",
-        **({"repo1-storage-port": port} if port else {}),
-        **({"repo1-storage-ca-file": layout.ca_file} if layout.ca_file else {}),
-        "repo1-retention-full-type": "count",
-        "repo1-retention-full": str(args.retention_full),
-        "repo1-retention-diff": str(args.retention_diff),
-        # Small files (most of a PostgreSQL data directory) combined into bundles: one S3 object instead of ~1000
-        # per backup. Against the S3 server of tests/backup, a 55 MiB full backup took 5.2 s instead of 28.9 s and a
-        # restore 1.1 s instead of 20.0 s (pgBackRest 2.45; bundling exists since 2.39).
-        "repo1-bundle": "y",
+    options: dict[str, str] = {}
+    for index, repo in enumerate(repositories(args), start=1):
+        options.update(_repository_options(f"repo{index}", repo, args, layout))
+    options.update({
         "compress-type": "zst",
         "process-max": str(args.process_max),
         "start-fast": "y",
@@ -318,7 +351,7 @@ def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: Archive
         "log-level-console": "info",
         "log-level-stderr": "warn",
         "log-level-file": "off",
-    }
+    })
     local = {
         "pg1-path": layout.data_dir,
         "pg1-port": str(layout.port),
@@ -328,6 +361,29 @@ def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: Archive
     lines = ["[global]", *(f"{k}={v}" for k, v in options.items()), "", f"[{args.stanza}]",
              *(f"{k}={v}" for k, v in local.items())]
     return "\n".join(lines) + "\n"
+
+
+def _repository_options(prefix: str, repo: RepositoryArgs, args: BackupArgs, layout: Layout) -> dict[str, str]:
+    """One repository's ``repoN-`` options: where it is, how it is reached, what it keeps."""
+    host, _, port = repo.endpoint.partition(":")
+    return {
+        f"{prefix}-type": "s3",
+        f"{prefix}-path": repo.path,
+        f"{prefix}-s3-bucket": repo.bucket,
+        f"{prefix}-s3-endpoint": host,
+        f"{prefix}-s3-region": repo.region,
+        f"{prefix}-s3-uri-style": repo.uri_style,
+        f"{prefix}-storage-verify-tls": "y" if repo.verify_tls else "n",
+        **({f"{prefix}-storage-port": port} if port else {}),
+        **({f"{prefix}-storage-ca-file": layout.ca_file} if layout.ca_file else {}),
+        f"{prefix}-retention-full-type": "count",
+        f"{prefix}-retention-full": str(args.retention_full),
+        f"{prefix}-retention-diff": str(args.retention_diff),
+        # Small files (most of a PostgreSQL data directory) combined into bundles: one S3 object instead of ~1000
+        # per backup. Against the S3 server of tests/backup, a 55 MiB full backup took 5.2 s instead of 28.9 s and a
+        # restore 1.1 s instead of 20.0 s (pgBackRest 2.45; bundling exists since 2.39).
+        f"{prefix}-bundle": "y",
+    }
 
 
 def option_env(option: str) -> str:
@@ -343,20 +399,35 @@ def archive_command(args: BackupArgs, layout: Layout = Layout()) -> str:
     return _pgbackrest(layout, args.stanza, "archive-push") + ' "%p"'
 
 
-def restore_command(stanza: str, repo_path: str, layout: Layout = Layout()) -> str:
-    """``archive-get`` from any stanza: a source stanza has no section in this cluster's config, so the
-    data directory is given on the command line (pgBackRest requires ``pg1-path`` for archive-get)."""
+def restore_command(stanza: str, repo_paths: list[str], layout: Layout = Layout()) -> str:
+    """``archive-get`` from any stanza, ``repo_paths`` its path in each repository (pgBackRest tries them in order):
+    a source stanza has no section in this cluster's config, so the data directory is given on the command line
+    (pgBackRest requires ``pg1-path`` for archive-get)."""
     return _pgbackrest(
-        layout, stanza, f"--repo1-path={repo_path}", f"--pg1-path={layout.data_dir}", "archive-get", "%f"
+        layout, stanza, *_path_options(repo_paths), f"--pg1-path={layout.data_dir}", "archive-get", "%f"
     ) + ' "%p"'
 
 
 def restore_data_command(source: SourceArgs, args: BackupArgs, layout: Layout = Layout()) -> str:
-    """Fill the data directory from the source's newest backup; recovery settings come from Patroni."""
+    """Fill the data directory from the source's newest backup (the first repository holding one); recovery
+    settings come from Patroni."""
     return _pgbackrest(
-        layout, source.stanza, f"--repo1-path={source_path(source, args.repository)}",
+        layout, source.stanza, *_path_options(source_paths(source, args)),
         f"--pg1-path={layout.data_dir}", "--delta", "--type=none", "restore",
     )
+
+
+def _path_options(repo_paths: list[str]) -> list[str]:
+    return [f"--repo{index}-path={path}" for index, path in enumerate(repo_paths, start=1)]
+
+
+def source_paths(source: SourceArgs, args: BackupArgs) -> list[str]:
+    """The source stanza's path in each repository: ``source.path`` in all of them, else each one's own path."""
+    return [source_path(source, repo) for repo in repositories(args)]
+
+
+def own_paths(args: BackupArgs) -> list[str]:
+    return [repo.path for repo in repositories(args)]
 
 
 def recovery_conf(target: RestoreTarget, restore: str) -> dict[str, str]:
@@ -373,7 +444,7 @@ def recovery_conf(target: RestoreTarget, restore: str) -> dict[str, str]:
 
 def patroni_backup_config(args: BackupArgs, layout: Layout = Layout()) -> dict[str, Any]:
     """The Patroni sections pgBackRest adds; :func:`merge` them into the component's config."""
-    own_restore = restore_command(args.stanza, args.repository.path, layout)
+    own_restore = restore_command(args.stanza, own_paths(args), layout)
     config: dict[str, Any] = {
         "postgresql": {
             "parameters": {
@@ -393,13 +464,13 @@ def patroni_backup_config(args: BackupArgs, layout: Layout = Layout()) -> dict[s
                 "no_params": True,
                 "keep_existing_recovery_conf": False,
                 "recovery_conf": recovery_conf(
-                    args.restore.target, restore_command(source.stanza, source_path(source, args.repository), layout)
+                    args.restore.target, restore_command(source.stanza, source_paths(source, args), layout)
                 ),
             },
         }
     if args.standby is not None:
         source, standby = args.standby.source, args.standby
-        source_restore = restore_command(source.stanza, source_path(source, args.repository), layout)
+        source_restore = restore_command(source.stanza, source_paths(source, args), layout)
         cluster: dict[str, Any] = {"restore_command": source_restore, "create_replica_methods": [BOOTSTRAP_METHOD, "basebackup"]}
         if standby.host is not None:
             cluster.update(host=standby.host, port=standby.port)
@@ -426,7 +497,8 @@ def agent_command(args: BackupArgs, *, script: str, patroni_ca: str | None = Non
     """The agent container's command; ``patroni_ca`` when Patroni's REST API serves HTTPS (TLS on)."""
     schedules = ["--full", args.full_schedule, *(["--diff", args.diff_schedule] if args.diff_schedule else [])]
     tls = ["--patroni-url", "https://127.0.0.1:8008", "--patroni-ca", patroni_ca] if patroni_ca else []
-    return ["python3", script, "--stanza", args.stanza, *schedules, "--port", str(AGENT_PORT), *tls]
+    repos = ["--repositories", str(len(repositories(args)))] if args.secondary_repository is not None else []
+    return ["python3", script, "--stanza", args.stanza, *schedules, *repos, "--port", str(AGENT_PORT), *tls]
 
 
 def agent_source() -> str:

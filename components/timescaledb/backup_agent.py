@@ -163,8 +163,8 @@ class RepoState:
     """Newest backup per type (``full``, ``diff``, ``incr``)."""
 
 
-def parse_info(output: str, stanza: str) -> RepoState:
-    """Read ``pgbackrest info --output=json`` for ``stanza``."""
+def parse_info(output: str, stanza: str, repo: int | None = None) -> RepoState:
+    """Read ``pgbackrest info --output=json`` for ``stanza``; with ``repo``, only that repository's backups."""
     try:
         stanzas = json.loads(output)
         entry = next(s for s in stanzas if s.get("name") == stanza)
@@ -173,6 +173,8 @@ def parse_info(output: str, stanza: str) -> RepoState:
     code = (entry.get("status") or {}).get("code")
     newest: dict[str, BackupRecord] = {}
     for backup in entry.get("backup") or []:
+        if repo is not None and (backup.get("database") or {}).get("repo-key", 1) != repo:
+            continue
         record = BackupRecord(
             type=backup["type"],
             start=float(backup["timestamp"]["start"]),
@@ -184,6 +186,17 @@ def parse_info(output: str, stanza: str) -> RepoState:
     # 0 ok, 2 no valid backup yet, 1 no stanza yet (the leader's agent creates it; a standby cluster's
     # own stanza only exists after promotion); others are repository or archive errors.
     return RepoState(ok=code in (0, 1, 2), stanza_exists=code != 1, newest=newest)
+
+
+def stalest(states: Sequence[RepoState]) -> RepoState:
+    """One view of several repositories: usable when all are, and per type the newest backup of the repository
+    whose newest is oldest (absent when any lacks it), so a backup-age alert fires when any copy falls behind."""
+    newest: dict[str, BackupRecord] = {}
+    for backup_type in BACKUP_TYPES:
+        records = [state.newest.get(backup_type) for state in states]
+        if records and all(record is not None for record in records):
+            newest[backup_type] = min((r for r in records if r is not None), key=lambda r: r.stop)
+    return RepoState(ok=all(s.ok for s in states), stanza_exists=all(s.stanza_exists for s in states), newest=newest)
 
 
 def last_completed(state: RepoState, backup_type: str) -> float | None:
@@ -205,9 +218,10 @@ def due_backup(schedules: Mapping[str, Cron], state: RepoState, now: dt.datetime
     return None
 
 
-def backup_command(pgbackrest: str, stanza: str, backup_type: str) -> list[str]:
-    """The command that takes one backup (retention is applied by pgBackRest's expire at its end)."""
-    return [pgbackrest, f"--stanza={stanza}", "backup", f"--type={backup_type}"]
+def backup_command(pgbackrest: str, stanza: str, backup_type: str, repo: int | None = None) -> list[str]:
+    """The command that takes one backup into ``repo`` (default: pgBackRest's, ``repo1``); retention is applied
+    by pgBackRest's expire at its end."""
+    return [pgbackrest, f"--stanza={stanza}", "backup", f"--type={backup_type}", *([f"--repo={repo}"] if repo else [])]
 
 
 def info_command(pgbackrest: str, stanza: str) -> list[str]:
@@ -339,6 +353,8 @@ class AgentConfig:
     retry_seconds: float = 900.0
     """After a failed backup, wait this long before trying the same type again."""
     backup_timeout_seconds: float = 24 * 3600.0
+    repositories: int = 1
+    """Repositories in ``pgbackrest.conf`` (``repo1``..``repoN``): each gets every scheduled backup."""
 
 
 class Agent:
@@ -348,7 +364,8 @@ class Agent:
         self.config = config
         self.status = AgentStatus()
         self._run = run
-        self._failed_at: dict[str, float] = {}
+        self._failed_at: dict[tuple[str, int], float] = {}
+        self.repos: list[RepoState] = []
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self.config.patroni_url.startswith("https:"):
@@ -365,11 +382,17 @@ class Agent:
             return False
 
     def read_repo(self) -> RepoState:
+        """All repositories as one (:func:`stalest`); :attr:`repos` keeps each one's own state."""
         result = self._run(info_command(self.config.pgbackrest, self.config.stanza), 300)
         if result.returncode != 0:
             log.warning("pgbackrest info failed: %s", result.stderr.strip()[-500:])
-            return RepoState(ok=False, stanza_exists=False, newest={})
-        return parse_info(result.stdout, self.config.stanza)
+            self.repos = [RepoState(ok=False, stanza_exists=False, newest={})] * self.config.repositories
+        elif self.config.repositories == 1:
+            self.repos = [parse_info(result.stdout, self.config.stanza)]
+        else:
+            self.repos = [parse_info(result.stdout, self.config.stanza, repo)
+                          for repo in range(1, self.config.repositories + 1)]
+        return stalest(self.repos)
 
     def read_archiver(self) -> Archiver | None:
         result = self._run(["psql", "-X", "-h", self.config.socket_dir, "-p", str(self.config.port), "-U", "postgres", "-d", "postgres",
@@ -391,12 +414,16 @@ class Agent:
             status.repo = self.read_repo()
             if not status.repo.stanza_exists:
                 return None  # e.g. the archive lock of a pending archive-push: try again next loop
-        backup_type = due_backup(self.config.schedules, status.repo, now)
-        if backup_type is None or now.timestamp() - self._failed_at.get(backup_type, 0.0) < self.config.retry_seconds:
+        due = [(backup_type, repo) for repo, state in enumerate(self.repos, start=1)
+               if (backup_type := due_backup(self.config.schedules, state, now)) is not None
+               and now.timestamp() - self._failed_at.get((backup_type, repo), 0.0) >= self.config.retry_seconds]
+        if not due:
             return None
+        backup_type, repo = due[0]  # one backup per loop; the next loop sees the others still due
         status.running = backup_type
         try:
-            result = self._run(backup_command(self.config.pgbackrest, stanza, backup_type),
+            result = self._run(backup_command(self.config.pgbackrest, stanza, backup_type,
+                                              repo if self.config.repositories > 1 else None),
                                self.config.backup_timeout_seconds)
             ok = result.returncode == 0
         except subprocess.TimeoutExpired:
@@ -407,10 +434,11 @@ class Agent:
         status.runs[key] = status.runs.get(key, 0) + 1
         status.last_run_success[backup_type] = ok
         if ok:
-            self._failed_at.pop(backup_type, None)
+            self._failed_at.pop((backup_type, repo), None)
         else:
-            self._failed_at[backup_type] = now.timestamp()
-            log.error("%s backup failed: %s", backup_type, result.stderr.strip()[-2000:] if result else "timeout")
+            self._failed_at[(backup_type, repo)] = now.timestamp()
+            log.error("%s backup into repo%d failed: %s", backup_type, repo,
+                      result.stderr.strip()[-2000:] if result else "timeout")
         status.repo = self.read_repo()
         return backup_type
 
@@ -442,11 +470,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--patroni-url", default=AgentConfig.patroni_url, help="this member's Patroni REST API")
     parser.add_argument("--patroni-ca", help="CA file for an https --patroni-url")
+    parser.add_argument("--repositories", type=int, default=1, help="repositories in pgbackrest.conf (repo1..N)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     schedules = {"full": parse_cron(args.full), **({"diff": parse_cron(args.diff)} if args.diff else {})}
     agent = Agent(AgentConfig(stanza=args.stanza, schedules=schedules, interval_seconds=args.interval,
-                              patroni_url=args.patroni_url, patroni_ca=args.patroni_ca))
+                              patroni_url=args.patroni_url, patroni_ca=args.patroni_ca,
+                              repositories=args.repositories))
     serve_metrics(agent, args.port)
     while True:
         started = time.monotonic()

@@ -686,7 +686,7 @@ class TimescaleDB(pulumi.ComponentResource):
             tls_secret=args.tls_secret_name,
             headless_service=service_names(self._name)["headless"] if args.tls_secret_name is not None else None,
             backup=pod.BackupPod(
-                credentials_secret=args.backup.repository.credentials_secret,
+                credentials_secrets=tuple(repo.credentials_secret for repo in br.repositories(args.backup)),
                 agent_command=br.agent_command(args.backup, script=f"{pod.BACKUP_AGENT_DIR}/{br.AGENT_FILE}",
                                                patroni_ca=pc.CA_FILE if args.tls_secret_name else None),
                 agent_resources=args.backup.agent_resources,

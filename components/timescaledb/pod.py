@@ -72,7 +72,7 @@ BACKUP_CONTAINER = "backup-agent"
 BACKUP_AGENT_DIR = "/etc/timescaledb/backup"
 BACKUP_SECRETS_VOLUME = "pgbackrest-secrets"
 BACKUP_SECRETS_DIR = "/etc/timescaledb/pgbackrest-secrets"
-"""The S3 key pair, one file per pgBackRest option (``br.CREDENTIAL_OPTIONS``)."""
+"""The S3 key pair of each repository, one file per pgBackRest option (``br.credential_options``)."""
 
 SUPERUSER_KEY = ConnectionSecretKeys.PASSWORD
 REPLICATION_KEY = "replication-password"
@@ -157,8 +157,8 @@ def member_host(spec: PodSpecInput, name_var: str, namespace_var: str) -> str:
 class BackupPod:
     """pgBackRest in the pod: its config (in the Patroni ConfigMap), S3 credentials, and the agent sidecar."""
 
-    credentials_secret: str
-    """The user's Secret with ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``."""
+    credentials_secrets: tuple[str, ...]
+    """Per repository (``repo1``, ``repo2``), the user's Secret with ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``."""
     agent_command: list[str]
     agent_resources: Resources
 
@@ -168,9 +168,9 @@ def backup_env() -> list[k8s.core.v1.EnvVarArgs]:
     return [_value("PGBACKREST_CONFIG", f"{br.CONFIG_DIR}/{br.CONFIG_FILE}")]
 
 
-def backup_credentials() -> list[tuple[str, str]]:
-    """(variable, file) of the S3 key pair, which the Patroni and agent start commands export."""
-    return [(br.option_env(option), f"{BACKUP_SECRETS_DIR}/{option}") for option in br.CREDENTIAL_OPTIONS]
+def backup_credentials(repositories: int = 1) -> list[tuple[str, str]]:
+    """(variable, file) of each repository's S3 key pair, which the Patroni and agent start commands export."""
+    return [(br.option_env(option), f"{BACKUP_SECRETS_DIR}/{option}") for option in br.credential_options(repositories)]
 
 
 def shell_exports(variables: Iterable[tuple[str, str]], dollar: str = "$") -> str:
@@ -214,7 +214,7 @@ def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.Conta
         name=BACKUP_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
-        command=["/bin/bash", "-c", f"{_exports(backup_credentials())} && exec {agent}"],
+        command=["/bin/bash", "-c", f"{_exports(backup_credentials(len(backup.credentials_secrets)))} && exec {agent}"],
         env=[*backup_env(), _value("PGHOST", pc.SOCKET_DIR), _value("HOME", "/tmp")],
         ports=[k8s.core.v1.ContainerPortArgs(name=br.AGENT_PORT_NAME, container_port=br.AGENT_PORT, protocol="TCP")],
         liveness_probe=_http_probe("/", br.AGENT_PORT_NAME, period=20, failures=3),
@@ -228,11 +228,8 @@ def backup_container(spec: PodSpecInput, backup: BackupPod) -> k8s.core.v1.Conta
 def _backup_volumes(spec: PodSpecInput) -> list[k8s.core.v1.VolumeArgs]:
     if spec.backup is None:
         return []
-    secret = spec.backup.credentials_secret
     return [
-        _secret_files_volume(
-            BACKUP_SECRETS_VOLUME, [(secret, key, option) for option, key in br.CREDENTIAL_OPTIONS.items()]
-        ),
+        _secret_files_volume(BACKUP_SECRETS_VOLUME, list(br.credential_files(spec.backup.credentials_secrets))),
         k8s.core.v1.VolumeArgs(
             name=BACKUP_CONFIG_VOLUME,
             config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
@@ -311,12 +308,12 @@ def _mount(name: str, path: str, *, read_only: bool = False) -> k8s.core.v1.Volu
     return k8s.core.v1.VolumeMountArgs(name=name, mount_path=path, read_only=read_only or None)
 
 
-def _start_command(separate_wal: bool, backup: bool) -> list[str]:
+def _start_command(separate_wal: bool, backup: BackupPod | None) -> list[str]:
     """Create PGDATA (and pg_wal), export Patroni's passwords (and pgBackRest's S3 key pair) from their
     files, exec Patroni."""
     directories = " ".join([pc.DATA_DIR, *([pc.WAL_DIR] if separate_wal else [])])
     passwords = [(variable, f"{PATRONI_SECRETS_DIR}/{name}") for variable, name in PATRONI_PASSWORDS]
-    exports = _exports([*passwords, *(backup_credentials() if backup else [])])
+    exports = _exports([*passwords, *(backup_credentials(len(backup.credentials_secrets)) if backup else [])])
     return [
         "/bin/bash",
         "-c",
@@ -344,7 +341,7 @@ def patroni_container(spec: PodSpecInput) -> k8s.core.v1.ContainerArgs:
         name=PATRONI_CONTAINER,
         image=spec.image,
         image_pull_policy="IfNotPresent",
-        command=_start_command(spec.separate_wal, backup=spec.backup is not None),
+        command=_start_command(spec.separate_wal, backup=spec.backup),
         env=[*patroni_env(spec), *(backup_env() if spec.backup else [])],
         ports=[
             k8s.core.v1.ContainerPortArgs(name="postgresql", container_port=pc.POSTGRES_PORT, protocol="TCP"),

@@ -13,10 +13,11 @@ import pytest
 
 from components.timescaledb import pod
 from components.timescaledb.backup import (
-    BackupArgs, RepositoryArgs, agent_command, patroni_backup_config, pgbackrest_conf,
+    BackupArgs, RepositoryArgs, agent_command, credential_files, patroni_backup_config, pgbackrest_conf,
 )
 from components.timescaledb.backup_agent import (
     Agent, AgentConfig, BackupRecord, CronError, RepoState, due_backup, max_interval_seconds, parse_cron, parse_info,
+    stalest,
 )
 from stack.config import parse_stack_config
 from stack.reader import ConfigError
@@ -118,14 +119,67 @@ def test_prod_archives_and_dr_is_a_standby_of_prods_stanza() -> None:
     assert prod["postgresql"]["parameters"]["archive_mode"] == "on"
     assert "standby_cluster" not in prod["bootstrap"]["dcs"]
     standby = dr["bootstrap"]["dcs"]["standby_cluster"]
-    assert "--stanza=timescaledb" in standby["restore_command"] and "--repo1-path=/prod" in standby["restore_command"]
+    # prod's stanza at /prod in both of dr's repositories (its own region's first), dr's own at /dr in both.
+    assert "--stanza=timescaledb" in standby["restore_command"]
+    assert "--repo1-path=/prod --repo2-path=/prod" in standby["restore_command"]
     assert dr["postgresql"]["create_replica_methods"][0] == "pgbackrest"
-    assert "--repo1-path=/dr" in dr["postgresql"]["recovery_conf"]["restore_command"]
+    assert "--repo1-path=/dr --repo2-path=/dr" in dr["postgresql"]["recovery_conf"]["restore_command"]
+    assert "--repo1-path=/prod --repo2-path=/prod" in dr["postgresql"]["pgbackrest"]["command"]
+
+
+def test_prod_keeps_a_second_copy_in_the_region_dr_replays_from_first() -> None:
+    prod, dr = _stack_backup("prod"), _stack_backup("dr")
+    assert prod.secondary_repository is not None
+    assert dr.secondary_repository is not None and dr.standby is not None
+    assert (dr.repository.bucket, dr.repository.region) == (prod.secondary_repository.bucket, prod.secondary_repository.region)
+    assert (dr.secondary_repository.bucket, dr.secondary_repository.region) == (prod.repository.bucket, prod.repository.region)
+    assert prod.repository.region != prod.secondary_repository.region
+    assert dr.standby.source.path == prod.repository.path == prod.secondary_repository.path
+
+
+def test_a_secondary_repository_gets_its_own_repo2_options_and_the_agent_backs_up_into_both() -> None:
+    args = parse(GOOD | {"secondaryRepository": {"bucket": "acme-backups-2", "endpoint": "s3.eu-central-1.amazonaws.com",
+                                                  "region": "eu-central-1", "credentialsSecret": "s3-creds-2",
+                                                  "path": "/copy", "uriStyle": "path"}})
+    assert args is not None
+    conf = pgbackrest_conf(args)
+    for line in ("repo1-s3-bucket=acme-backups", "repo1-path=/timescaledb", "repo2-s3-bucket=acme-backups-2",
+                 "repo2-s3-endpoint=s3.eu-central-1.amazonaws.com", "repo2-s3-region=eu-central-1", "repo2-path=/copy",
+                 "repo2-s3-uri-style=path", "repo2-retention-full=2", "repo2-bundle=y"):
+        assert f"{line}\n" in conf, line
+    assert "s3-key" not in conf
+    assert agent_command(args, script="agent.py")[-4:-2] == ["--repositories", "2"]
+    assert "--repositories" not in agent_command(parse(GOOD), script="agent.py")  # type: ignore[arg-type]
+    assert credential_files(["one", "two"]) == [
+        ("one", "AWS_ACCESS_KEY_ID", "repo1-s3-key"), ("one", "AWS_SECRET_ACCESS_KEY", "repo1-s3-key-secret"),
+        ("two", "AWS_ACCESS_KEY_ID", "repo2-s3-key"), ("two", "AWS_SECRET_ACCESS_KEY", "repo2-s3-key-secret"),
+    ]
+
+
+@pytest.mark.parametrize("secondary, message", [
+    (dict(GOOD["repository"]), "timescale-k8s:backup.secondaryRepository is the same bucket and path as"),
+    ({**GOOD["repository"], "region": "EU"}, "timescale-k8s:backup.secondaryRepository.region ('EU') must be a region"),
+    ({"bucket": "b-2", "endpoint": "s3.amazonaws.com", "region": "us-east-1"},
+     "timescale-k8s:backup.secondaryRepository.credentialsSecret: is required"),
+], ids=["same as the first", "bad region", "no credentials"])
+def test_a_bad_secondary_repository_names_its_key(secondary: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(GOOD | {"secondaryRepository": secondary})
+    assert message in str(error.value)
+
+
+def test_a_standby_source_may_not_be_this_clusters_own_stanza_in_the_secondary_repository() -> None:
+    """The source path is looked up in every repository: /own is this cluster's own path in repo2."""
+    with pytest.raises(ConfigError, match="own stanza at the same path"):
+        parse(GOOD | {"repository": {**GOOD["repository"], "path": "/src"},
+                      "secondaryRepository": {**GOOD["repository"], "bucket": "other-bucket", "path": "/own"},
+                      "standby": {"fromStanza": "timescaledb", "fromPath": "/own"}})
 
 
 # -- the S3 key pair in the pod ----------------------------------------------------------------------
 
 KEY_VARIABLES = ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")
+REPO2_KEY_VARIABLES = ("PGBACKREST_REPO2_S3_KEY", "PGBACKREST_REPO2_S3_KEY_SECRET")
 BACKUP_STACKS = [s for s in ("prod", "dr") if "timescale-k8s:backup" in stack_file_config(s)]
 
 
@@ -142,12 +196,15 @@ def test_the_stacks_with_backups_are_checked() -> None:
 @pytest.mark.parametrize("stack", BACKUP_STACKS)
 def test_s3_keys_are_files_from_the_credentials_secret_not_env(stack: str) -> None:
     spec = _member_pod(stack)
-    secret = stack_file_config(stack)["timescale-k8s:backup"]["repository"]["credentialsSecret"]
+    section = stack_file_config(stack)["timescale-k8s:backup"]
+    secrets = [section[key]["credentialsSecret"] for key in ("repository", "secondaryRepository") if key in section]
     volume = next(v for v in spec["volumes"] if v["name"] == pod.BACKUP_SECRETS_VOLUME)["projected"]
     assert volume["defaultMode"] == 0o440
-    assert [(s["secret"]["name"], item["key"], item["path"]) for s in volume["sources"] for item in s["secret"]["items"]] == [
-        (secret, "AWS_ACCESS_KEY_ID", "repo1-s3-key"), (secret, "AWS_SECRET_ACCESS_KEY", "repo1-s3-key-secret"),
-    ]
+    files = [(s["secret"]["name"], item["key"], item["path"]) for s in volume["sources"] for item in s["secret"]["items"]]
+    assert files[:2] == [(secrets[0], "AWS_ACCESS_KEY_ID", "repo1-s3-key"),
+                         (secrets[0], "AWS_SECRET_ACCESS_KEY", "repo1-s3-key-secret")]
+    assert files[2:] == [(secrets[1], "AWS_ACCESS_KEY_ID", "repo2-s3-key"),
+                         (secrets[1], "AWS_SECRET_ACCESS_KEY", "repo2-s3-key-secret")] * (len(secrets) - 1)
     containers = {c["name"]: c for c in spec["containers"]}
     for name in (pod.PATRONI_CONTAINER, pod.BACKUP_CONTAINER):
         container = containers[name]
@@ -155,7 +212,8 @@ def test_s3_keys_are_files_from_the_credentials_secret_not_env(stack: str) -> No
         assert not [e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})], name
         assert not {e["name"] for e in env} & set(KEY_VARIABLES), name
         assert {"name": pod.BACKUP_SECRETS_VOLUME, "mountPath": pod.BACKUP_SECRETS_DIR, "readOnly": True} in container["volumeMounts"]
-        for variable, option in zip(KEY_VARIABLES, ("repo1-s3-key", "repo1-s3-key-secret")):
+        for variable, option in zip(KEY_VARIABLES + REPO2_KEY_VARIABLES * (len(secrets) - 1),
+                                    [path for _, _, path in files]):
             assert f'{variable}="$$(< {pod.BACKUP_SECRETS_DIR}/{option})"' in container["command"][-1], name
     # Only the containers that run pgBackRest see the key pair.
     for name, container in containers.items():
@@ -165,16 +223,24 @@ def test_s3_keys_are_files_from_the_credentials_secret_not_env(stack: str) -> No
 
 SECRET_VALUES = {"AWS_ACCESS_KEY_ID": "AKIA/Te$t+key=", "AWS_SECRET_ACCESS_KEY": "s3cr3t/\"quoted\" 'key'+=\n"}
 """Values with shell and kubelet metacharacters; the secret ends in a newline, as a Secret made from a file may."""
+PROD_KEYS = {variable: value for pair in (KEY_VARIABLES, REPO2_KEY_VARIABLES)
+             for variable, value in zip(pair, ("AKIA/Te$t+key=", "s3cr3t/\"quoted\" 'key'+="))}
+"""What prod's start commands export: both repositories' key pairs (one Secret for both in Pulumi.prod.yaml)."""
+
+
+def _stack_backup(stack: str) -> BackupArgs:
+    args = parse_stack_config({k.removeprefix("timescale-k8s:"): v for k, v in stack_file_config(stack).items()}
+                              ).database.args.backup
+    assert args is not None
+    return args
 
 
 def test_the_agent_start_command_exports_the_key_files_then_execs_the_agent(tmp_path: Path) -> None:
     """The rendered command run by bash: the agent's process (and so every pgbackrest it starts) has the
     key pair from the files, with the agent's own arguments intact."""
     started = run_start_command(_member_pod("prod"), pod.BACKUP_CONTAINER, SECRET_VALUES, tmp_path, program="python3")
-    assert started.exported == {"PGBACKREST_REPO1_S3_KEY": "AKIA/Te$t+key=",
-                                "PGBACKREST_REPO1_S3_KEY_SECRET": "s3cr3t/\"quoted\" 'key'+="}
-    args = parse(GOOD)
-    assert args is not None
+    assert started.exported == PROD_KEYS
+    args = _stack_backup("prod")
     # After python3, the agent's arguments one by one: the quoted schedules stayed single arguments.
     assert started.argv == agent_command(args, script=f"{pod.BACKUP_AGENT_DIR}/backup_agent.py")[1:]
 
@@ -185,10 +251,9 @@ def test_patroni_start_command_exports_the_key_files_and_patroni_passes_them_to_
     started = run_start_command(_member_pod("prod"), pod.PATRONI_CONTAINER, SECRET_VALUES, tmp_path, program="patroni")
     assert started.argv == ["/etc/patroni/patroni.yaml"]
     passwords = {variable for variable, _ in pod.PATRONI_PASSWORDS}
-    assert set(started.exported) == passwords | set(KEY_VARIABLES)
+    assert set(started.exported) == passwords | set(PROD_KEYS)
     postgres = patroni_postgres_env({**started.exported, "PATRONI_SCOPE": "tsdb", "PATH": "/usr/bin:/bin"})
-    assert postgres == {"PGBACKREST_REPO1_S3_KEY": "AKIA/Te$t+key=",
-                        "PGBACKREST_REPO1_S3_KEY_SECRET": "s3cr3t/\"quoted\" 'key'+=", "PATH": "/usr/bin:/bin"}
+    assert postgres == {**PROD_KEYS, "PATH": "/usr/bin:/bin"}
 
 
 # -- the agent ----------------------------------------------------------------------------------------
@@ -300,3 +365,34 @@ def test_no_backup_while_the_stanza_cannot_be_created() -> None:
     agent._run = stanza_stays_missing  # type: ignore[assignment]
     assert agent.tick(dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)) is None
     assert not any("backup" in c for c in runner.commands)
+
+
+def _info(*backups: tuple[int, float]) -> str:
+    """``pgbackrest info --output=json`` of stanza ``s`` holding full backups (repository, stop time)."""
+    return json.dumps([{"name": "s", "status": {"code": 0}, "backup": [
+        {"type": "full", "timestamp": {"start": stop - 60, "stop": stop}, "database": {"id": 1, "repo-key": repo},
+         "info": {"repository": {"delta": 10, "size": 10}}} for repo, stop in backups]}])
+
+
+def test_with_two_repositories_the_agent_backs_up_the_one_missing_the_scheduled_backup() -> None:
+    now = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    recent = dt.datetime(2026, 11, 22, 1, 30, tzinfo=UTC).timestamp()  # after Sunday's 01:00 slot
+    commands: list[list[str]] = []
+
+    def run(command: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        commands.append(list(command))
+        return subprocess.CompletedProcess(command, 0, _info((1, recent)) if "info" in command else "", "")
+
+    agent = Agent(AgentConfig(stanza="s", schedules={"full": parse_cron("0 1 * * 0")}, repositories=2), run=run)
+    agent.is_leader = lambda: True  # type: ignore[method-assign]
+    assert agent.tick(now) == "full"
+    assert [c for c in commands if "backup" in c] == [["pgbackrest", "--stanza=s", "backup", "--type=full", "--repo=2"]]
+    # The metrics' view is the stalest copy: repo2 has no full backup, so none is reported.
+    assert "full" not in agent.status.repo.newest and agent.repos[0].newest["full"].stop == recent  # type: ignore[union-attr]
+
+
+def test_the_stalest_repository_sets_the_reported_backup_age() -> None:
+    both = [parse_info(_info((1, 2000.0), (2, 1000.0)), "s", repo) for repo in (1, 2)]
+    assert [state.newest["full"].stop for state in both] == [2000.0, 1000.0]
+    assert stalest(both).newest["full"].stop == 1000.0
+    assert parse_info(_info((1, 2000.0), (2, 1000.0)), "s").newest["full"].stop == 2000.0  # one repository: all

@@ -89,8 +89,14 @@ def test_switchover_and_backup_run_on_the_leader(capsys: pytest.CaptureFixture[s
     assert 'PATRONI_RESTAPI_PASSWORD="$(< /etc/timescaledb/patroni-secrets/restapi)"' in recorder.calls[-1][-1]
     recorder = Recorder()
     assert _run(["backup", "--stack", "prod", "--context", "p", "--type", "diff"], recorder, capsys)[0] == 0
-    assert recorder.calls[-1][6:9] == ["timescaledb-1", "-c", "backup-agent"]
-    assert recorder.calls[-1][-1].endswith("exec pgbackrest --stanza=timescaledb --type=diff backup")
+    # prod has a secondary repository: one backup into each, both on the leader, both with both key pairs.
+    backups = [call for call in recorder.calls if "backup-agent" in call]
+    assert [call[6:9] for call in backups] == [["timescaledb-1", "-c", "backup-agent"]] * 2
+    assert [call[-1].rsplit("; ", 1)[1] for call in backups] == [
+        "exec pgbackrest --stanza=timescaledb --type=diff --repo=1 backup",
+        "exec pgbackrest --stanza=timescaledb --type=diff --repo=2 backup",
+    ]
+    assert all("PGBACKREST_REPO2_S3_KEY_SECRET=" in call[-1] for call in backups)
 
 
 def test_a_member_that_does_not_answer_is_skipped(capsys: pytest.CaptureFixture[str]) -> None:
