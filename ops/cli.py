@@ -79,8 +79,14 @@ class Ops:
 
     def switchover(self, candidate: str | None) -> None:
         leader = self.leader()
-        self._run(commands.kubectl_exec(self.target, leader, pod.PATRONI_CONTAINER,
-                                        commands.switchover(leader, candidate)))
+        output = self._run(commands.kubectl_exec(self.target, leader, pod.PATRONI_CONTAINER,
+                                                 commands.switchover(leader, candidate)))
+        # patronictl exits 0 when Patroni refuses (e.g. "412, switchover is not possible: can not find sync_standby"
+        # while the synchronous standby is not named yet); its message is the only sign.
+        refused = [line for line in output.splitlines() if line.startswith("Switchover failed")]
+        if refused:
+            raise OpsError(f"Patroni refused the switchover: {refused[0]} (python -m ops status shows the members; "
+                           "run again once a synchronous standby is listed)")
 
     def backup(self, kind: str) -> None:
         if self.target.stanza is None:

@@ -133,3 +133,18 @@ def test_dry_run_prints_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0 and recorder.calls == []
     assert "kubectl --context dr-eu-central-1 -n timescale exec timescaledb-0 -c timescaledb -- bash -c" in out
     assert "exec patronictl edit-config --force --set standby_cluster=null" in out
+
+
+def test_a_switchover_patroni_refuses_fails_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    """patronictl exits 0 when Patroni answers 412; ops must not report success."""
+
+    class Refusing(Recorder):
+        def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+            if "switchover --force" in argv[-1]:
+                self.calls.append(argv)
+                return subprocess.CompletedProcess(argv, 0, "Current cluster topology\nSwitchover failed, details: 412, "
+                                                   "switchover is not possible: can not find sync_standby\n")
+            return super().__call__(argv)
+
+    code, _, err = _run(["switchover", "--stack", "dr"], Refusing(), capsys)
+    assert code == 2 and "Patroni refused the switchover: Switchover failed, details: 412" in err

@@ -21,7 +21,7 @@ from components.timescaledb import pod
 from ops import commands
 from ops.cli import Ops
 from ops.target import Target
-from tests.ha.cluster import PatroniCluster, missing_requirements, rendered_database
+from tests.ha.cluster import PatroniCluster, missing_requirements, rendered_database, wait_until
 from tests.ha.machine import RUN_AS, as_user, chown, python_for
 
 pytestmark = [
@@ -96,7 +96,12 @@ def test_status_and_switchover_run_in_the_member_as_a_pod_shell_would(cluster: P
     assert len(out) == len(cluster.members), out
     assert ops.leader() == before.name
 
-    ops.switchover(None)  # Patroni picks the synchronous standby; the REST API password came from its file
+    # Patroni switches over to the synchronous standby only once it has named one (a replica that just started
+    # streaming is not one yet: patronictl then prints "can not find sync_standby", which ops reports).
+    wait_until(lambda: any(m.get("role") == "sync_standby" for m in cluster.topology().values()),
+               timeout=cluster.timing().switchover_seconds(30), message="no synchronous standby named",
+               logs=cluster.diagnostics)
+    ops.switchover(None)  # the REST API password came from its file
     after = cluster.wait_for_leader(exclude=[before.name], timeout=cluster.timing().switchover_seconds(30))
     assert ops.leader() == after.name != before.name
 
