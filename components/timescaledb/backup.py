@@ -96,6 +96,19 @@ _KEY_OPTIONS = (("s3-key", ACCESS_KEY_ID_KEY), ("s3-key-secret", SECRET_ACCESS_K
 CREDENTIAL_OPTIONS = credential_options(1)
 """The first repository's key options (:func:`credential_options`)."""
 BOOTSTRAP_METHOD = "pgbackrest"
+ARCHIVE_TIMEOUT_S = 60
+"""PostgreSQL's ``archive_timeout``: a WAL segment is closed and archived at least this often while anything is
+written, so an archive-only standby cluster (no ``standby.host``) loses at most about this much of prod's writes when
+prod is lost (RPO), plus the asynchronous push (``bench/dr.py`` measures both). The cost is one 16 MiB segment a
+minute on an almost idle server, compressed to a few KiB in the repository."""
+IO_TIMEOUT_S = 10
+"""pgBackRest's ``io-timeout``: how long one request may make no progress, and how long a connection to an
+unreachable repository is retried before the next repository is tried. pgBackRest 2.45's default (60 s) made one
+WAL fetch from repo2 with repo1 refusing connections take 240.6 s (about eight retried requests; 40.8 s at 5 s):
+a standby falling back to its second repository would replay one segment every four minutes."""
+FALLBACK_REQUESTS = 8
+"""Requests a WAL fetch makes to an unreachable first repository before it uses the second (measured as above):
+a fallback fetch costs up to ``FALLBACK_REQUESTS * IO_TIMEOUT_S``."""
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -342,6 +355,7 @@ def pgbackrest_conf(args: BackupArgs, layout: Layout = Layout(), limits: Archive
         options.update(_repository_options(f"repo{index}", repo, args, layout))
     options.update({
         "compress-type": "zst",
+        "io-timeout": str(IO_TIMEOUT_S),
         "process-max": str(args.process_max),
         "start-fast": "y",
         "archive-async": "y",
@@ -450,7 +464,7 @@ def patroni_backup_config(args: BackupArgs, layout: Layout = Layout()) -> dict[s
             "parameters": {
                 "archive_mode": "on",
                 "archive_command": archive_command(args, layout),
-                "archive_timeout": "300s",
+                "archive_timeout": f"{ARCHIVE_TIMEOUT_S}s",
             },
             "recovery_conf": {"restore_command": own_restore},
         },
@@ -476,8 +490,12 @@ def patroni_backup_config(args: BackupArgs, layout: Layout = Layout()) -> dict[s
             cluster.update(host=standby.host, port=standby.port)
         config["bootstrap"] = {"dcs": {"standby_cluster": cluster}}
         config["postgresql"]["create_replica_methods"] = [BOOTSTRAP_METHOD, "basebackup"]
+        # no_leader: the method needs no running member to copy from. Without it Patroni drops the method whenever
+        # there is no clone source, which for the standby leader of an archive-only standby cluster (no host) is
+        # always: it then failed "failed to bootstrap clone from remote member None" (tests/dr found it).
         config["postgresql"][BOOTSTRAP_METHOD] = {
             "command": restore_data_command(source, args, layout), "keep_data": True, "no_params": True,
+            "no_leader": True,
         }
     return config
 

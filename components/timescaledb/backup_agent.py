@@ -150,6 +150,8 @@ class BackupRecord:
     stop: float
     size_bytes: int
     """Size of the backup in the repository (after compression, this backup's files only)."""
+    timeline: int = 1
+    """Timeline the backup was taken on (its first WAL segment's): it cannot restore a later timeline."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +182,7 @@ def parse_info(output: str, stanza: str, repo: int | None = None) -> RepoState:
             start=float(backup["timestamp"]["start"]),
             stop=float(backup["timestamp"]["stop"]),
             size_bytes=int(backup["info"]["repository"].get("delta", backup["info"]["repository"].get("size", 0))),
+            timeline=int(str((backup.get("archive") or {}).get("start") or "1")[:8], 16),
         )
         if record.type not in newest or record.stop > newest[record.type].stop:
             newest[record.type] = record
@@ -206,8 +209,14 @@ def last_completed(state: RepoState, backup_type: str) -> float | None:
     return max(stops) if stops else None
 
 
-def due_backup(schedules: Mapping[str, Cron], state: RepoState, now: dt.datetime) -> str | None:
-    """The largest backup type whose schedule fired after the newest backup satisfying it."""
+def due_backup(schedules: Mapping[str, Cron], state: RepoState, now: dt.datetime,
+               timeline: int | None = None) -> str | None:
+    """The largest backup type whose schedule fired after the newest backup satisfying it; a full backup at once
+    when the newest full one is of an earlier ``timeline`` than the server's (after a promotion or a switch back,
+    its WAL does not lead to this timeline, so it restores nothing written since)."""
+    full = state.newest.get("full")
+    if timeline is not None and "full" in schedules and (full is None or full.timeline < timeline):
+        return "full"
     for backup_type in BACKUP_TYPES:
         cron = schedules.get(backup_type)
         if cron is None:
@@ -394,9 +403,20 @@ class Agent:
                           for repo in range(1, self.config.repositories + 1)]
         return stalest(self.repos)
 
+    def read_timeline(self) -> int | None:
+        """The local server's timeline (None when psql fails: the schedules alone decide)."""
+        result = self._run(self._psql("SELECT timeline_id FROM pg_control_checkpoint()"), 30)
+        try:
+            return int(result.stdout.strip()) if result.returncode == 0 else None
+        except ValueError:
+            return None
+
+    def _psql(self, sql: str) -> list[str]:
+        return ["psql", "-X", "-h", self.config.socket_dir, "-p", str(self.config.port), "-U", "postgres",
+                "-d", "postgres", "-AtF|", "-c", sql]
+
     def read_archiver(self) -> Archiver | None:
-        result = self._run(["psql", "-X", "-h", self.config.socket_dir, "-p", str(self.config.port), "-U", "postgres", "-d", "postgres",
-                            "-AtF|", "-c", ARCHIVER_SQL], 30)
+        result = self._run(self._psql(ARCHIVER_SQL), 30)
         ready = len(glob.glob(os.path.join(self.config.data_dir, "pg_wal", "archive_status", "*.ready")))
         return parse_archiver(result.stdout, ready) if result.returncode == 0 else None
 
@@ -414,8 +434,9 @@ class Agent:
             status.repo = self.read_repo()
             if not status.repo.stanza_exists:
                 return None  # e.g. the archive lock of a pending archive-push: try again next loop
+        timeline = self.read_timeline()
         due = [(backup_type, repo) for repo, state in enumerate(self.repos, start=1)
-               if (backup_type := due_backup(self.config.schedules, state, now)) is not None
+               if (backup_type := due_backup(self.config.schedules, state, now, timeline)) is not None
                and now.timestamp() - self._failed_at.get((backup_type, repo), 0.0) >= self.config.retry_seconds]
         if not due:
             return None

@@ -396,3 +396,17 @@ def test_the_stalest_repository_sets_the_reported_backup_age() -> None:
     assert [state.newest["full"].stop for state in both] == [2000.0, 1000.0]
     assert stalest(both).newest["full"].stop == 1000.0
     assert parse_info(_info((1, 2000.0), (2, 1000.0)), "s").newest["full"].stop == 2000.0  # one repository: all
+
+
+def test_a_full_backup_of_an_earlier_timeline_makes_a_full_due_at_once() -> None:
+    """After a promotion or a switch back the newest full backup's WAL does not lead to the new timeline."""
+    schedules = {"full": parse_cron("0 1 * * 0"), "diff": parse_cron("0 1 * * 1-6")}
+    wednesday = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    today = dt.datetime(2026, 11, 25, 1, 20, tzinfo=UTC).timestamp()
+    state = RepoState(ok=True, stanza_exists=True, newest={"full": BackupRecord("full", today - 60, today, 1, timeline=2)})
+    assert due_backup(schedules, state, wednesday) is None
+    assert due_backup(schedules, state, wednesday, timeline=2) is None
+    assert due_backup(schedules, state, wednesday, timeline=3) == "full"
+    info = json.loads(_info((1, today)))
+    info[0]["backup"][0]["archive"] = {"start": "00000003000000000000000E", "stop": "00000003000000000000000E"}
+    assert parse_info(json.dumps(info), "s").newest["full"].timeline == 3
