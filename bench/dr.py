@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg  # noqa: E402
 
 from components.timescaledb.backup import ARCHIVE_TIMEOUT_S, repositories  # noqa: E402
-from tests.dr.sites import ArchivingCluster, sites, stack_backup  # noqa: E402
+from tests.dr.sites import ArchivingCluster, prod_and_dr, sites  # noqa: E402
 from tests.dr.test_standby_cluster import TABLE, ops_for, replay_seconds  # noqa: E402
-from tests.ha.cluster import missing_requirements, rendered_database, wait_until  # noqa: E402
+from tests.ha.cluster import missing_requirements, wait_until  # noqa: E402
 
 REGIONS = ("eu-west-1", "eu-central-1")
 
@@ -68,16 +68,12 @@ def replay_lsn(cluster: ArchivingCluster) -> str:
 
 def one_round(number: int, write_seconds: float, interval: float) -> dict[str, float]:
     with sites(REGIONS) as (_root, regions):
-        prod_args, dr_args = stack_backup("prod", regions), stack_backup("dr", regions)
-        for args in (prod_args, dr_args):
-            regions.create_buckets(args)
-        prod = ArchivingCluster(rendered_database("prod"), prod_args, regions.s3.ca)
-        dr = ArchivingCluster(rendered_database("dr"), dr_args, regions.s3.ca, credentials_from=prod)
+        prod, dr = prod_and_dr(regions)
         try:
             prod.start_all()
             with prod.connect(prod.wait_for_leader()) as conn:
                 conn.execute(TABLE)
-            assert prod.back_up(prod.wait_for_leader()) == ["full"] * len(repositories(prod_args))
+            assert prod.back_up(prod.wait_for_leader()) == ["full"] * len(repositories(prod.backup))
             dr.start_all()
             writer = Writer(prod, interval)
             writer.start()

@@ -40,7 +40,9 @@ from components.timescaledb.backup import (
 from components.timescaledb.backup_agent import Agent, AgentConfig, parse_cron
 from stack.config import parse_stack_config
 from tests.backup.support import ACCESS_KEY, SECRET_KEY, S3Server, free_port
-from tests.ha.cluster import PATRONI_DISTRIBUTIONS, Member, PatroniCluster, RenderedDatabase, wait_until
+from tests.ha.cluster import (
+    PATRONI_DISTRIBUTIONS, Member, PatroniCluster, RenderedDatabase, rendered_database, wait_until,
+)
 from tests.ha.machine import as_user, chown, postgres_bin_dir, vendor_distributions
 from tests.stacks import stack_file_config
 
@@ -300,6 +302,16 @@ class ArchivingCluster(PatroniCluster):
         wait_until(done, timeout=deadline, interval=1.0, message=f"{member.name}'s agent to back up into {wanted}"
                    " repositories", logs=lambda: f"ran {ran}, repositories {agent.repos}\n{self.diagnostics()}")
         return ran
+
+
+def prod_and_dr(regions: Regions) -> tuple[ArchivingCluster, ArchivingCluster]:
+    """The two sites, not started: prod from ``Pulumi.prod.yaml``, dr from ``Pulumi.dr.yaml`` with prod's
+    credentials (its data holds prod's roles), their buckets created."""
+    prod_args, dr_args = stack_backup("prod", regions), stack_backup("dr", regions)
+    for args in (prod_args, dr_args):
+        regions.create_buckets(args)
+    prod = ArchivingCluster(rendered_database("prod"), prod_args, regions.s3.ca)
+    return prod, ArchivingCluster(rendered_database("dr"), dr_args, regions.s3.ca, credentials_from=prod)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from components.timescaledb.backup import (
 )
 from ops.cli import Ops
 from ops.target import Target
-from tests.dr.sites import ArchivingCluster, Regions, sites, stack_backup
+from tests.dr.sites import ArchivingCluster, Regions, prod_and_dr, sites
 from tests.ha.cluster import Member, PatroniCluster, missing_requirements, rendered_database, wait_until
 from tests.ha.in_pod import InPod
 
@@ -140,11 +140,8 @@ def archived(regions: Regions, args: BackupArgs, path: str, timeline: int) -> di
 @pytest.fixture(scope="module")
 def scenario() -> Iterator[Scenario]:
     with sites((PROD_REGION, DR_OWN_REGION)) as (_root, regions):
-        prod_args, dr_args = stack_backup("prod", regions), stack_backup("dr", regions)
-        for args in (prod_args, dr_args):
-            regions.create_buckets(args)
-        prod = ArchivingCluster(rendered_database("prod"), prod_args, regions.s3.ca)
-        dr = ArchivingCluster(rendered_database("dr"), dr_args, regions.s3.ca, credentials_from=prod)
+        prod, dr = prod_and_dr(regions)
+        prod_args = prod.backup
         try:
             with prod.explained():
                 prod.start_all()
