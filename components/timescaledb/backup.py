@@ -40,7 +40,7 @@ Facts this relies on (pgBackRest 2.x user guide and command reference; Patroni 4
   writable volume: another copy of the secret, shared by two containers that start at once, and a value
   with a newline would add options of its own. The export has none of that. Its cost: a ``pgbackrest``
   started by ``kubectl exec`` does not descend from the start command, so it must export the keys itself
-  (see :data:`CREDENTIAL_OPTIONS`). The keys are read at container start, as ``secretKeyRef`` env was:
+  (see :func:`credential_options`). The keys are read at container start, as ``secretKeyRef`` env was:
   a rotated key pair takes effect when the pods restart.
 """
 
@@ -71,8 +71,8 @@ LOCK_DIR = "/tmp/pgbackrest"
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 """Keys the user's credentials Secret must hold."""
-MAX_REPOSITORIES = 2
-"""``repository`` and ``secondary_repository``: pgBackRest's ``repo1`` and ``repo2``."""
+_KEY_OPTIONS = (("s3-key", ACCESS_KEY_ID_KEY), ("s3-key-secret", SECRET_ACCESS_KEY_KEY))
+"""Each repository's key options (after ``repoN-``) and the Secret key each is read from."""
 
 
 def credential_options(repositories: int = 1) -> dict[str, str]:
@@ -90,11 +90,6 @@ def credential_files(secrets: Sequence[str]) -> list[tuple[str, str, str]]:
             for option, key in _KEY_OPTIONS]
 
 
-_KEY_OPTIONS = (("s3-key", ACCESS_KEY_ID_KEY), ("s3-key-secret", SECRET_ACCESS_KEY_KEY))
-
-
-CREDENTIAL_OPTIONS = credential_options(1)
-"""The first repository's key options (:func:`credential_options`)."""
 BOOTSTRAP_METHOD = "pgbackrest"
 ARCHIVE_TIMEOUT_S = 60
 """PostgreSQL's ``archive_timeout``: a WAL segment is closed and archived at least this often while anything is
@@ -515,7 +510,8 @@ def agent_command(args: BackupArgs, *, script: str, patroni_ca: str | None = Non
     """The agent container's command; ``patroni_ca`` when Patroni's REST API serves HTTPS (TLS on)."""
     schedules = ["--full", args.full_schedule, *(["--diff", args.diff_schedule] if args.diff_schedule else [])]
     tls = ["--patroni-url", "https://127.0.0.1:8008", "--patroni-ca", patroni_ca] if patroni_ca else []
-    repos = ["--repositories", str(len(repositories(args)))] if args.secondary_repository is not None else []
+    count = len(repositories(args))
+    repos = ["--repositories", str(count)] if count > 1 else []
     return ["python3", script, "--stanza", args.stanza, *schedules, *repos, "--port", str(AGENT_PORT), *tls]
 
 

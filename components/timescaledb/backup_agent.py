@@ -396,8 +396,6 @@ class Agent:
         if result.returncode != 0:
             log.warning("pgbackrest info failed: %s", result.stderr.strip()[-500:])
             self.repos = [RepoState(ok=False, stanza_exists=False, newest={})] * self.config.repositories
-        elif self.config.repositories == 1:
-            self.repos = [parse_info(result.stdout, self.config.stanza)]
         else:
             self.repos = [parse_info(result.stdout, self.config.stanza, repo)
                           for repo in range(1, self.config.repositories + 1)]
