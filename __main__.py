@@ -14,7 +14,7 @@ from components.pooler import Pooler, PoolerArgs
 from components.reconciler import Reconciler, ReconcilerArgs
 from components.timescaledb import TimescaleDB
 from components.workload import MigrationJob, MigrationJobArgs, Workload, WorkloadArgs
-from stack import DATABASE_NAME, read_stack_config
+from stack import DATABASE_NAME, ROLE_PASSWORDS_OUTPUT, read_stack_config
 from stack.reader import ConfigError
 from stack.pooler import POOLER_NAME
 
@@ -44,8 +44,13 @@ namespace = StackNamespace(
     opts=with_provider,
 )
 
-# 4. Database, and its autoscaler (which adds read replicas).
-database = TimescaleDB(DATABASE_NAME, dataclasses.replace(config.database.args, namespace=namespace.name), opts=with_provider)
+# 4. Database, and its autoscaler (which adds read replicas). A standby cluster's data holds its source's roles:
+#    it takes the source stack's role passwords instead of generating its own.
+database_args = dataclasses.replace(config.database.args, namespace=namespace.name)
+if config.database.passwords_from_stack is not None:
+    source = pulumi.StackReference("passwords-source", stack_name=config.database.passwords_from_stack)
+    database_args = dataclasses.replace(database_args, source_passwords=source.require_output(ROLE_PASSWORDS_OUTPUT))
+database = TimescaleDB(DATABASE_NAME, database_args, opts=with_provider)
 if config.database.autoscaling is not None:
     Autoscaler(
         f"{DATABASE_NAME}-autoscaler",
@@ -147,6 +152,7 @@ pulumi.export("appSecretName", database.app_connection.secret_name)
 pulumi.export("readerSecretName", database.reader_connection.secret_name)
 pulumi.export("superuserSecretName", database.superuser_secret_name)
 pulumi.export("appPassword", pulumi.Output.secret(database.app_password))
+pulumi.export(ROLE_PASSWORDS_OUTPUT, database.role_passwords)  # secret: for a standby stack's passwordsFromStack
 pulumi.export("grafanaUrlHint", grafana_url_hint)
 pulumi.export("clientLabels", database.client_labels)
 pulumi.export("reconcilerJob", reconciler.job_name)

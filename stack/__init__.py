@@ -4,7 +4,7 @@ It belongs to this program, not to the component library: programs that import t
 their own Args.
 """
 
-from stack.config import DATABASE_NAME, PROJECT, StackConfig, read_stack_config
+from stack.config import DATABASE_NAME, PROJECT, ROLE_PASSWORDS_OUTPUT, StackConfig, read_stack_config
 from stack.reader import ConfigError
 
-__all__ = ["DATABASE_NAME", "PROJECT", "ConfigError", "StackConfig", "read_stack_config"]
+__all__ = ["DATABASE_NAME", "PROJECT", "ROLE_PASSWORDS_OUTPUT", "ConfigError", "StackConfig", "read_stack_config"]

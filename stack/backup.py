@@ -104,6 +104,7 @@ def _standby(block: ConfigSection | None) -> StandbyArgs | None:
         source=_source(block),
         host=block.optional(block.text, "host"),
         port=block.integer("port", 5432, minimum=1, maximum=65535),
+        source_uses_our_passwords=block.boolean("sourceUsesOurPasswords", False),
     )
     block.done()
     return standby

@@ -7,6 +7,8 @@ names the config key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +38,8 @@ from stack.reader import ConfigError, ConfigSection, ProblemCollector, checked, 
 PROJECT = "timescale-k8s"
 DATABASE_NAME = "timescaledb"
 """Component name of the database: also its StatefulSet name and Patroni scope, so it never changes."""
+ROLE_PASSWORDS_OUTPUT = "rolePasswords"
+"""The stack output with the database roles' passwords (secret), which a standby stack's ``passwordsFromStack`` reads."""
 
 MAX_APP_REPLICAS = 1000
 """Most generator/consumer pods (and HPA maxReplicas) a stack may ask for: beyond is a typo, not a plan."""
@@ -63,8 +67,11 @@ class DatabaseConfig:
 
     args: TimescaleDBArgs
     """Checked with the component's own rules; ``namespace`` is the configured name (replace it with the
-    Namespace resource's output to order creation)."""
+    Namespace resource's output to order creation), ``source_passwords`` unset (see ``passwords_from_stack``)."""
     autoscaling: AutoscalingSpec | None = None
+    passwords_from_stack: str | None = None
+    """The stack (``org/project/stack``) whose ``rolePasswords`` output are this cluster's ``source_passwords``
+    (the program reads it through a ``StackReference``); checked as if given."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,14 +227,23 @@ def _database(
         synchronous_mode=section.text("synchronousMode", "on", choices=SYNCHRONOUS_MODES),  # type: ignore[arg-type]
         allow_unsafe=section.optional(section.string_list, "allowUnsafe") or (),
     )
+    passwords_from_stack = section.optional(section.text, "passwordsFromStack")
+    if passwords_from_stack is not None and not _STACK_NAME.match(passwords_from_stack):
+        raise ConfigError(f"{section.key_path('passwordsFromStack')} ({passwords_from_stack!r}): must be a stack name "
+                          "such as 'acme/timescale-k8s/prod' (organization/project/stack)")
     storage.done()
     section.done()
-    warnings = checked(lambda: check_args(DATABASE_NAME, args), prefix=section.path, renames=_DATABASE_KEYS)
+    # The stack's output is read by the program; an empty stand-in lets the rules see that it is given.
+    as_given = dataclasses.replace(args, source_passwords={}) if passwords_from_stack is not None else args
+    warnings = checked(lambda: check_args(DATABASE_NAME, as_given), prefix=section.path, renames=_DATABASE_KEYS)
     for warning in warnings:
         warn_once(config_spelling(warning, prefix=section.path, renames=_DATABASE_KEYS))
     check_replication_capacity(section, args, autoscaling)
-    return DatabaseConfig(args=args, autoscaling=autoscaling)
+    return DatabaseConfig(args=args, autoscaling=autoscaling, passwords_from_stack=passwords_from_stack)
 
+
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+"""A stack reference: ``stack``, ``project/stack`` or ``organization/project/stack``."""
 
 _WARNED: set[str] = set()
 
@@ -259,6 +275,7 @@ _DATABASE_KEYS = {
     "tls_issuer": "tlsIssuer",
     "postgres_major": "postgresMajor",
     "synchronous_mode": "synchronousMode",
+    "source_passwords": "passwordsFromStack",
     **HA_KEYS,
 }
 

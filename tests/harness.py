@@ -102,10 +102,19 @@ class Recording:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that fill what real providers would compute: names, passwords, ids."""
+    """Mocks that fill what real providers would compute: names, passwords, ids, and the outputs of the stacks a
+    ``StackReference`` reads (``stack_outputs``: stack name → (outputs, names of the secret ones))."""
+
+    def __init__(self, stack_outputs: Mapping[str, tuple[Mapping[str, Any], set[str]]] | None = None) -> None:
+        self.stack_outputs = dict(stack_outputs or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            if args.resource_id not in self.stack_outputs:
+                raise AssertionError(f"no outputs mocked for stack {args.resource_id!r} (stack_outputs of run_program)")
+            outputs, secret = self.stack_outputs[args.resource_id]
+            return args.resource_id, {"name": args.resource_id, "outputs": dict(outputs), "secretOutputNames": sorted(secret)}
         digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()[:8]
         if args.typ.startswith("kubernetes:") and not args.typ.startswith("kubernetes:helm.sh/"):
             metadata = dict(state.get("metadata") or {})
@@ -166,17 +175,21 @@ def run_program(
     project: str = "timescale-k8s",
     config: Mapping[str, Any] | None = None,
     secret_config_keys: Iterable[str] = (),
+    stack_outputs: Mapping[str, Recording] | None = None,
 ) -> Recording:
     """Run ``program`` (components or a whole ``__main__``) under mocks and return what it registered.
 
     ``config`` maps bare keys (``timescaledb``) or namespaced keys (``kubernetes:context``) to values;
-    structured values are JSON-encoded as the Pulumi CLI does.
+    structured values are JSON-encoded as the Pulumi CLI does. ``stack_outputs``: the recordings whose exports a
+    ``StackReference`` to that stack name reads (secret exports stay secret).
     """
     settings.ROOT.set(None)
     full_config = {_namespaced(key, project): _config_text(value) for key, value in (config or {}).items()}
     pulumi.runtime.set_all_config(full_config, [_namespaced(k, project) for k in secret_config_keys])
-    monitor = RecordingMonitor(RecordingMocks())
-    pulumi.runtime.set_mocks(RecordingMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    references = {name: (source.outputs, source.secret_outputs) for name, source in (stack_outputs or {}).items()}
+    mocks = RecordingMocks(references)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     root = settings.get_root_resource()

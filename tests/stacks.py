@@ -21,9 +21,18 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
-def run_main(stack: str, config: dict[str, Any]) -> Recording:
-    """Run ``__main__.py`` with ``config`` (full keys such as ``timescale-k8s:cluster``)."""
-    return run_program(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), stack=stack, config=config)
+def run_main(stack: str, config: dict[str, Any], stack_outputs: dict[str, Recording] | None = None) -> Recording:
+    """Run ``__main__.py`` with ``config`` (full keys such as ``timescale-k8s:cluster``); ``stack_outputs``: the
+    recordings a ``StackReference`` reads, by stack name (default: :func:`referenced_stacks`)."""
+    return run_program(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), stack=stack, config=config,
+                       stack_outputs=referenced_stacks(config) if stack_outputs is None else stack_outputs)
+
+
+def referenced_stacks(config: dict[str, Any]) -> dict[str, Recording]:
+    """The stack files' recordings a config's ``passwordsFromStack`` names, by that name (its last part is the
+    stack file: ``acme/timescale-k8s/prod`` reads ``Pulumi.prod.yaml``'s exports)."""
+    source = (config.get("timescale-k8s:timescaledb") or {}).get("passwordsFromStack")
+    return {source: run_stack(source.rsplit("/", 1)[-1])} if isinstance(source, str) else {}
 
 
 @functools.cache
@@ -40,3 +49,10 @@ def external_objects(config: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     return [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
              "data": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}}]
+
+
+def stack_passwords(stack: str) -> list[str]:
+    """The mocked passwords a stack's objects may carry: its own and those of the stacks it takes passwords from."""
+    config = stack_file_config(stack)
+    return [*run_stack(stack).mock_passwords(), *(p for source in referenced_stacks(config).values() for p in source.mock_passwords())]
+

@@ -21,7 +21,7 @@ from components.shared.labels import (
 from tests.checks import schema_problems, selects, wiring_problems
 from tests.convergence import dropped_fields
 from tests.harness import Recording, RecordedResource, walk_strings
-from tests.stacks import STACKS, external_objects, run_main, run_stack, stack_file_config
+from tests.stacks import STACKS, external_objects, run_main, run_stack, stack_file_config, stack_passwords
 
 RECOMMENDED_LABELS = (NAME_LABEL, INSTANCE_LABEL, COMPONENT_LABEL, PART_OF_LABEL, MANAGED_BY_LABEL)
 MIN_KUBERNETES_OBJECTS = 20
@@ -116,8 +116,8 @@ def test_database_data_lives_on_persistent_volumes(recording: Recording) -> None
     assert retention == {"whenDeleted": "Retain", "whenScaled": "Retain"}
 
 
-def test_no_stack_inlines_a_password(recording: Recording) -> None:
-    passwords = recording.mock_passwords()
+def test_no_stack_inlines_a_password(recording: Recording, stack: str) -> None:
+    passwords = stack_passwords(stack)
     assert passwords, "the stack generates no passwords"
     allowed = {"kubernetes:core/v1:Secret", "random:index/randomPassword:RandomPassword"}
     leaks = [
@@ -128,8 +128,8 @@ def test_no_stack_inlines_a_password(recording: Recording) -> None:
     assert leaks == []
 
 
-def test_exported_passwords_are_secret(recording: Recording) -> None:
-    passwords = recording.mock_passwords()
+def test_exported_passwords_are_secret(recording: Recording, stack: str) -> None:
+    passwords = stack_passwords(stack)
     carrying = {key for key, value in recording.outputs.items() if any(p in s for s in walk_strings(value) for p in passwords)}
     assert carrying, "expected at least one password export (as a secret)"
     assert carrying <= recording.secret_outputs

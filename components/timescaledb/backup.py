@@ -179,6 +179,10 @@ class StandbyArgs:
     """Reachable primary of the source cluster to stream from; default None: archive only."""
     port: int = pc.POSTGRES_PORT
     """Port of ``host``; default 5432."""
+    source_uses_our_passwords: bool = False
+    """The source took its role passwords from this cluster (a failback: the old primary rebuilt as a standby of
+    the cluster promoted with its passwords), so this cluster's own are the source's and ``source_passwords`` is
+    not needed; default False."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -116,6 +116,7 @@ def check_args(name: str, args: TimescaleDBArgs) -> list[str]:
     for rule in (lambda: _check_name(name), lambda: _check_images(args), lambda: _check_resources(args),
                  lambda: _check_storage(args.storage), lambda: _check_members(args), lambda: _check_roles(args),
                  lambda: _check_network(args), lambda: _check_tls(args), lambda: _check_timing(args),
+                 lambda: _check_source_passwords(args),
                  lambda: br.check_backup(args.backup) if args.backup is not None else None):
         _collect(rule, problems)
     overrides = _collect(lambda: pc.check_parameters(args.postgresql_parameters, field_name=_FIELD), problems)
@@ -143,6 +144,24 @@ def check_args(name: str, args: TimescaleDBArgs) -> list[str]:
     if problems:
         raise Problems(problems)
     return warnings
+
+
+def _check_source_passwords(args: TimescaleDBArgs) -> None:
+    """A standby cluster's data holds its source's roles: without the source's passwords its replicas cannot
+    authenticate to the standby leader, nor clients after a promotion."""
+    standby = args.backup.standby if args.backup is not None else None
+    if standby is None:
+        if args.source_passwords is not None:
+            raise ValueError("source_passwords: set without backup.standby; only a standby cluster holds another's roles")
+        return
+    if args.source_passwords is None and not standby.source_uses_our_passwords:
+        raise ValueError(
+            "source_passwords: required with backup.standby: the standby's data holds the source's roles and passwords, "
+            "so its replicas and clients must use the source's (its role_passwords output); when the source took its "
+            "passwords from this cluster (a failback), set backup.standby.source_uses_our_passwords instead"
+        )
+    if args.source_passwords is not None and standby.source_uses_our_passwords:
+        raise ValueError("source_passwords: set with backup.standby.source_uses_our_passwords; choose one")
 
 
 def _collect(rule: Callable[[], object], problems: list[str]) -> object:

@@ -79,7 +79,7 @@ from ..pooler import auth as pooler_auth
 from ..pooler.auth import LookupCredentials
 from . import backup as br
 from . import patroni_config as pc
-from . import parameters, pod, role_agent
+from . import pod, role_agent
 from .checks import MAX_NAME_LENGTH, MAX_REPLICAS, check_args, check_pod_network_cidrs  # noqa: F401 (re-exported)
 from .exporter_queries import queries_file
 from ..shared import scram
@@ -94,6 +94,7 @@ from .credentials import (
     connection_data,
     opaque_secret,
     role_password,
+    source_password,
 )
 from ..shared.types import (
     ConnectionSecretKeys,
@@ -209,6 +210,12 @@ class TimescaleDBArgs:
     backup: br.BackupArgs | None = None
     """pgBackRest WAL archiving, scheduled backups, restore or standby (``components.timescaledb.backup``);
     default None: no archiving and no backups."""
+    source_passwords: pulumi.Input[Mapping[str, str]] | None = None
+    """The database roles' passwords (role name → password) of the cluster whose data this one holds: a standby
+    cluster's data is its source's, roles and passwords included, so its replicas, Patroni and clients must use
+    the source's (pass the source's ``role_passwords`` output, e.g. through a ``StackReference``) and keep them
+    after a promotion. Required with ``backup.standby`` unless ``standby.source_uses_our_passwords``. Default
+    None: generated (the REST API password is always generated: it is not in the data)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +298,9 @@ class TimescaleDB(pulumi.ComponentResource):
     the reader Secret, to store in its own Secret."""
     pooler_lookup: LookupCredentials | None
     """The pooler lookup role's credentials when ``pooler_lookup`` is set, else None."""
+    role_passwords: pulumi.Output[dict[str, str]]
+    """Every database role's password by role name (secret): a standby cluster of this one takes it as its
+    ``source_passwords``."""
     backup_max_age_seconds: int | None
     """Longest gap the backup schedules allow (None without backups): what the backup-age alert allows."""
     reconcile_target: ReconcileTarget
@@ -320,13 +330,14 @@ class TimescaleDB(pulumi.ComponentResource):
         primary_host = self._fqdn(primary)
         replica_host = self._fqdn(replicas)
 
-        # Children are named by purpose, not by role name, so renaming a role never regenerates a password.
+        self._database_roles: list[RolePassword] = []
         passwords = {
-            purpose: role_password(f"{name}-{purpose}-password", role, self._opts(protected=True))
+            purpose: self._database_password(purpose, role)
             for purpose, role in (("superuser", pc.SUPERUSER), ("replication", pc.REPLICATION_USER),
-                                  ("rewind", pc.REWIND_USER), ("restapi", pc.RESTAPI_USER), ("monitor", pc.MONITOR_USER),
+                                  ("rewind", pc.REWIND_USER), ("monitor", pc.MONITOR_USER),
                                   ("app", args.app_user), ("reader", args.reader_user))
         }
+        passwords["restapi"] = role_password(f"{name}-restapi-password", pc.RESTAPI_USER, self._opts(protected=True))
         superuser_secret = self._connection_secret("superuser", passwords["superuser"], primary_host, "postgres")
         app_secret = self._connection_secret("app", passwords["app"], primary_host, args.database)
         reader_secret = self._connection_secret("reader", passwords["reader"], replica_host, args.database)
@@ -344,6 +355,7 @@ class TimescaleDB(pulumi.ComponentResource):
         )
 
         self.pooler_lookup = self._pooler_lookup() if args.pooler_lookup else None
+        self.role_passwords = self._role_passwords_output()
 
         managed_roles = (
             role_agent.ManagedRole(args.app_user, SecretFile(secret_name=app_secret.metadata.name, key=ConnectionSecretKeys.PASSWORD)),
@@ -587,10 +599,24 @@ class TimescaleDB(pulumi.ComponentResource):
             config = br.merge(config, br.patroni_backup_config(args.backup))
         return pc.render(config), script
 
+    def _database_password(self, purpose: str, role: str) -> RolePassword:
+        """A database role's password: the source's with ``source_passwords``, else generated (named by purpose, not
+        by role name, so renaming a role never regenerates a password)."""
+        source = self._args.source_passwords
+        password = (source_password(source, role) if source is not None
+                    else role_password(f"{self._name}-{purpose}-password", role, self._opts(protected=True)))
+        self._database_roles.append(password)
+        return password
+
+    def _role_passwords_output(self) -> pulumi.Output[dict[str, str]]:
+        """Every database role's password by role name (secret): what a standby of this cluster takes."""
+        roles = [credentials.role for credentials in self._database_roles]
+        return pulumi.Output.secret(pulumi.Output.all(*(c.password for c in self._database_roles)).apply(
+            lambda values: dict(zip(roles, values))))
+
     def _pooler_lookup(self) -> LookupCredentials:
         """The lookup role's password and a Secret with it, PgBouncer's auth file and the server's verifier."""
-        credentials = role_password(f"{self._name}-pooler-lookup-password", pooler_auth.LOOKUP_ROLE,
-                                    self._opts(protected=True))
+        credentials = self._database_password("pooler-lookup", pooler_auth.LOOKUP_ROLE)
         secret = opaque_secret(
             f"{self._name}-pooler-lookup",
             namespace=self._args.namespace,

@@ -1,7 +1,8 @@
 """Passwords and Secrets of the TimescaleDB component.
 
 Every password is a ``pulumi_random.RandomPassword`` without keepers (stable across updates), marked
-secret explicitly, and lands only in Kubernetes Secrets: pods read them through ``secretKeyRef`` or a
+secret explicitly, or, for a standby cluster, the source cluster's password of the same role (its data holds
+the source's roles: :func:`source_password`); either lands only in Kubernetes Secrets: pods read them through ``secretKeyRef`` or a
 secret volume, never through a ConfigMap or a plain env value. Passwords are alphanumeric (32 chars,
 ~190 bits) so they need no escaping in URIs, shell scripts or pgpass files.
 """
@@ -32,6 +33,22 @@ def role_password(name: str, role: str, opts: pulumi.ResourceOptions) -> RolePas
     """A stable RandomPassword for ``role``; ``opts`` carries parent/protect/retain."""
     generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=opts)
     return RolePassword(role=role, password=pulumi.Output.secret(generated.result))
+
+
+def source_password(passwords: pulumi.Input[Mapping[str, str]], role: str) -> RolePassword:
+    """``role``'s password from a source cluster's ``role_passwords`` (role name → password), marked secret; a
+    source without that role fails the update with the role's name (its data has no such role to log in as)."""
+
+    def pick(given: Mapping[str, str]) -> str:
+        if role not in given:
+            raise ValueError(
+                f"source_passwords has no password for role {role!r} (it has {', '.join(sorted(given)) or 'none'}): "
+                "the source cluster's data holds no such role; configure the same roles (app_user, reader_user, "
+                "pooler_lookup) as the source"
+            )
+        return given[role]
+
+    return RolePassword(role=role, password=pulumi.Output.secret(pulumi.Output.from_input(passwords).apply(pick)))
 
 
 def opaque_secret(

@@ -176,7 +176,8 @@ class ArchivingCluster(PatroniCluster):
     """A :class:`PatroniCluster` whose members run the stack's pgBackRest settings (module docstring).
 
     ``credentials_from``: a standby cluster's data holds its source's roles, so its members authenticate (the
-    replication role among them) with the source's passwords."""
+    replication role among them) with the source's passwords, as the dr stack's ``passwordsFromStack`` renders
+    them (``tests/timescaledb/test_source_passwords.py``)."""
 
     def __init__(self, rendered: RenderedDatabase, backup: BackupArgs, ca: Path, *, members: int = 2,
                  credentials_from: PatroniCluster | None = None, startup_timeout: float = 120.0) -> None:
