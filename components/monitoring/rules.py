@@ -272,8 +272,11 @@ def alerts(scope: RuleScope, t: AlertThresholds) -> list[Alert]:
         ),
         Alert(
             "TimescaleDBReplicationLagHigh",
+            # A standby cluster's leader replays archived WAL (no WAL receiver, so the exporter reports the age of
+            # its newest replayed commit, up to archive_timeout and more): TimescaleDBStandbyBehind watches it.
             f"pg_replication_lag_seconds{{{ns}}} > {_num(t.replication_lag_seconds)}"
-            f" and on (namespace, pod) pg_replication_is_replica{{{ns}}} == 1",
+            f" and on (namespace, pod) pg_replication_is_replica{{{ns}}} == 1"
+            f" unless on (namespace, pod) patroni_standby_leader{{{ns}}} == 1",
             "5m", "warning",
             "Replica {{ $labels.namespace }}/{{ $labels.pod }} lags {{ $value | humanizeDuration }}",
             "Replica {{ $labels.namespace }}/{{ $labels.pod }} replayed its last transaction"

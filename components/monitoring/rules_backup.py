@@ -15,6 +15,9 @@ GRACE_SECONDS = 3600
 """Slack on top of the schedule's longest gap: a backup takes time, and the agent checks once a minute."""
 READY_SEGMENTS = 32
 """WAL segments (16 MiB each) waiting for archiving that count as lagging: 512 MiB not yet in the repository."""
+ARCHIVE_GAP_SECONDS = 300
+"""Age of the primary's newest archived segment, while it writes WAL, that counts as a gap: five times the
+component's ``archive_timeout`` (60 s, which bounds a DR standby's loss), so past it a promotion loses more."""
 
 
 def backup_alerts(scope: RuleScope, *, max_backup_age_seconds: float) -> list[Alert]:
@@ -57,6 +60,20 @@ def backup_alerts(scope: RuleScope, *, max_backup_age_seconds: float) -> list[Al
             "WAL archiving lags on {{ $labels.namespace }}/{{ $labels.pod }}",
             "{{ $value }} WAL segments wait to be archived on {{ $labels.namespace }}/{{ $labels.pod }}"
             " (more than 512 MiB not yet in the repository).",
+        ),
+        Alert(
+            "TimescaleDBWalArchiveGap",
+            # The primary wrote WAL in the window but archived nothing in it: archiving stopped without failing
+            # (e.g. a hung push). archive_timeout switches a written segment within a minute, so an idle cluster
+            # (no WAL, nothing to archive) and one first write after idling (archived within a minute) stay quiet.
+            f"(time() - pg_stat_archiver_last_archived_timestamp_seconds{{{ns}}}) > {_num(ARCHIVE_GAP_SECONDS)}"
+            f" and on (namespace, pod) (increase(patroni_xlog_location{{{ns}}}[{_num(ARCHIVE_GAP_SECONDS)}s]) > 0)"
+            f" and on (namespace, pod) patroni_primary{{{ns}}} == 1",
+            "5m", "critical",
+            "WAL is not reaching the archive from {{ $labels.namespace }}/{{ $labels.pod }}",
+            "The primary {{ $labels.namespace }}/{{ $labels.pod }} writes WAL but archived its last segment"
+            " {{ $value | humanizeDuration }} ago: a standby cluster replaying the archive, and point-in-time"
+            " recovery, miss everything since. Check the backup-agent and pgBackRest archive-push logs.",
         ),
         Alert(
             "TimescaleDBBackupRepositoryError",

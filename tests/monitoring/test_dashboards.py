@@ -84,6 +84,18 @@ def test_overview_charts_what_the_timescaledb_job_alerts_watch(boards: dict[str,
     assert alerted <= charted
 
 
+def test_overview_shows_the_cluster_role_and_what_the_standby_alerts_watch(boards: dict[str, dict[str, Any]]) -> None:
+    from components.monitoring.rules import alerts
+    from tests.monitoring.metric_catalog import metric_names
+
+    charted = {name for e in prometheus_expressions(boards["tsdb-overview"]) for name in metric_names(_promql(e))}
+    standby = [a for a in alerts(RuleScope(("tsdb",), ("patroni",)), AlertThresholds()) if a.name.startswith("TimescaleDBStandby")]
+    assert len(standby) == 2
+    assert {name for a in standby for name in metric_names(a.expr)} <= charted
+    titles = {panel["title"] for panel in boards["tsdb-overview"]["panels"]}
+    assert {"Cluster role", "Standby replay delay"} <= titles
+
+
 def test_promql_panels_follow_the_namespace_variable(boards: dict[str, dict[str, Any]]) -> None:
     for key in ("tsdb-overview", "ingest-pipeline"):
         for expr in prometheus_expressions(boards[key]):

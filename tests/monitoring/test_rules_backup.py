@@ -26,7 +26,7 @@ def test_every_backup_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     cases = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
     seen = {(c["alertname"], bool(c["exp_alerts"])) for test in cases for c in test["alert_rule_test"]}
     names = [a.name for a in backup_alerts(SCOPE, max_backup_age_seconds=TEST_MAX_AGE)]
-    assert len(names) == 5
+    assert len(names) == 6
     for name in names:
         assert (name, True) in seen, f"{name} never fires in a unit test"
         assert (name, False) in seen, f"{name} has no quiet case"

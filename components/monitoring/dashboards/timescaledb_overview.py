@@ -10,7 +10,9 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from .common import (
     NAMESPACE, RATE, DashboardIds, prom, prometheus_dashboard, stat_panel, timeseries_panel, to_json,
 )
-from ..rules import REPLICATION_LAG_BYTES
+from ..rules import REPLICATION_LAG_BYTES, AlertThresholds, _num
+
+STANDBY_BEHIND_SECONDS = AlertThresholds().standby_behind_seconds
 
 SLUG = "tsdb-overview"
 N = NAMESPACE  # short alias: it appears in nearly every f-string below
@@ -36,9 +38,24 @@ def build(ids: DashboardIds) -> dict[str, Any]:
                                steps=((None, "orange"), (1, "green"))))
         .with_panel(stat_panel("Worst replica lag", "s", prom(f"max(pg_replication_lag_seconds{{{N}}})"),
                                steps=((None, "green"), (10, "orange"), (30, "red"))))
-        .with_panel(stat_panel("Role", "none", prom(f"max by (pod) (patroni_primary{{{N}}})", "{{pod}}"),
+        .with_panel(stat_panel("Cluster role", "none", prom(f"max(patroni_standby_leader{{{N}}})"),
+                               description="A primary cluster, or a standby cluster (disaster recovery) replaying its"
+                                           " source's archive: read-only until promoted.", span=12,
+                               mappings={"0": ("primary cluster", "blue"), "1": ("standby cluster", "purple")}))
+        .with_panel(stat_panel("Standby replay delay", "s",
+                               prom(f"time() - max(patroni_xlog_replayed_timestamp{{{N}}}"
+                                    f" and on (pod) patroni_standby_leader{{{N}}} == 1)"),
+                               description="Standby cluster only (empty on a primary cluster): age of the newest"
+                                           " commit its standby leader replayed, what a promotion would lose while the"
+                                           " source writes. TimescaleDBStandbyBehind fires above"
+                                           f" {_num(STANDBY_BEHIND_SECONDS)} s by default.", span=12,
+                               steps=((None, "green"), (STANDBY_BEHIND_SECONDS / 2, "orange"), (STANDBY_BEHIND_SECONDS, "red"))))
+        .with_panel(stat_panel("Role", "none",
+                               prom(f"max by (pod) (patroni_primary{{{N}}}) + 2 * max by (pod) (patroni_standby_leader{{{N}}})",
+                                    "{{pod}}"),
                                description="Patroni role of each member.", span=24,
-                               mappings={"1": ("primary", "blue"), "0": ("replica", "green")}))
+                               mappings={"1": ("primary", "blue"), "0": ("replica", "green"),
+                                         "2": ("standby leader", "purple")}))
         .with_row(dash.Row("Load"))
         .with_panel(timeseries_panel(
             "Connections", "short",
@@ -61,10 +78,18 @@ def build(ids: DashboardIds) -> dict[str, Any]:
         .with_row(dash.Row("Replication"))
         .with_panel(timeseries_panel(
             "Replication lag (time)", "s", prom(f"pg_replication_lag_seconds{{{N}}}", "{{pod}}"),
-            description="Seconds since the replica replayed its last transaction (0 on the primary)."))
+            description="Seconds since the replica replayed its last transaction (0 on the primary; on a standby"
+                        " leader, which replays the archive, the age of its newest replayed commit)."))
         .with_panel(timeseries_panel(
             "Replication lag (bytes)", "bytes", prom(f"{REPLICATION_LAG_BYTES}{{{N}}}", "{{pod}}"),
             description="Primary WAL position minus each replica's replayed position (Patroni)."))
+        .with_panel(timeseries_panel(
+            "Standby replay", "Bps",
+            prom(f"rate(patroni_xlog_replayed_location{{{N}}}[{RATE}]) and on (pod) patroni_standby_leader{{{N}}} == 1",
+                 "{{pod}} replayed"),
+            prom(f"patroni_xlog_paused{{{N}}} and on (pod) patroni_standby_leader{{{N}}} == 1", "{{pod}} paused (1)"),
+            description="Standby cluster only: WAL the standby leader replays from the source's archive (or stream)."
+                        " Flat at 0 while the source writes means its feed stopped (TimescaleDBStandbyNotReplaying)."))
         .with_row(dash.Row("Storage"))
         .with_panel(timeseries_panel(
             "Database size", "bytes",
