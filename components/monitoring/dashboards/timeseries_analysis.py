@@ -14,10 +14,10 @@ The rule that keeps every panel bounded, whatever the range and selection:
   per series, or the series that part reads more than its row budget, of that rollup: then the next coarser
   one (``rollup_branches``). So the choice follows the interval and the selection, not the range alone.
 - **Series per panel.** A panel draws at most MAX_SERIES series. A wider selection (the variables' All) is read
-  once at the resolution WIDE_ROWS allows for all of it, to rank it (exactly: a maximum or a sum) and to draw
-  one aggregate of the whole selection; its top MAX_SERIES are then drawn one by one through the per-series
-  index, at the resolution MAX_ROWS allows for that many (``top_series``). The min/max band covers every
-  selected series in two. Rows returned stay at most (MAX_SERIES + 1) x ``maxDataPoints``.
+  at the resolution WIDE_ROWS allows for all of it, once grouped per series to rank it (exactly: a maximum or a
+  sum) and once grouped per interval to draw one aggregate of the whole selection; its top MAX_SERIES are then
+  drawn one by one through the per-series index, at the resolution MAX_ROWS allows for that many
+  (``top_series``). The min/max band covers every selected series in two. Rows returned stay at most (MAX_SERIES + 1) x ``maxDataPoints``.
 - **Indexes.** Every rollup has a covering index on (device_id, metric, bucket) (tsflow schema version 6), so
   a few series over a long range are an index-only scan, not a scan of every series in the range.
 
@@ -101,8 +101,8 @@ def by_interval(template: str) -> str:
     return rollup_branches(template) + "\nORDER BY 1"
 
 
-def top_series(*, keys: tuple[str, ...], selected: str, per_key: str, rows: str, rank: str, drawn: str,
-               aggregate: str, aggregate_label: str) -> str:
+def top_series(*, keys: tuple[str, ...], selected: str, per_key: str, scores: str, drawn: str,
+               aggregated: str, aggregate_label: str) -> str:
     """A value panel query that draws at most MAX_SERIES series, whatever the selection.
 
     ``selected`` counts the selection's keys (constant after interpolation), each covering ``per_key`` rollup
@@ -110,18 +110,19 @@ def top_series(*, keys: tuple[str, ...], selected: str, per_key: str, rows: str,
 
     - A selection of at most MAX_SERIES keys: ``drawn`` (columns ``"time"``, ``series``, ``value``) over the
       selection, at the resolution the selection allows.
-    - A wider one reads ``rows`` (per ``$__interval`` bucket and key) once, at the resolution WIDE_ROWS allow
-      for the whole selection; ranks its keys by ``rank`` (an aggregate over ``wide``, highest first) and draws the
-      top MAX_SERIES with ``drawn`` one key at a time (an index lookup each, at the resolution MAX_SERIES keys
-      allow); and folds every key into one series per bucket with ``aggregate``, named ``aggregate_label``.
+    - A wider one is read twice at the resolution WIDE_ROWS allow for the whole selection, each time grouped as
+      little as its answer needs: ``scores`` (per key, a ``score`` column: a maximum or a sum, exact at any
+      resolution) ranks the keys, and the top MAX_SERIES are drawn with ``drawn`` one key at a time (an index
+      lookup each, at the resolution MAX_SERIES keys allow); ``aggregated`` (columns ``"time"``, ``value``: one
+      value per ``$__interval`` bucket over every key) is drawn as ``aggregate_label``.
     """
     columns = ", ".join(keys)
     narrow, wide = f"{selected} <= {MAX_SERIES}", f"{selected} > {MAX_SERIES}"
     one_key = " AND ".join(f"{key} = top.{key}" for key in keys)
-    return f"""WITH wide AS (
-{rollup_branches(rows, SERIES, when=wide, budget=WIDE_ROWS)}
-), top AS (
-  SELECT {columns} FROM wide GROUP BY {columns} ORDER BY {rank} DESC, {columns} LIMIT {MAX_SERIES}
+    return f"""WITH top AS (
+  SELECT {columns} FROM (
+{rollup_branches(scores, SERIES, when=wide, budget=WIDE_ROWS)}
+  ) scored ORDER BY score DESC, {columns} LIMIT {MAX_SERIES}
 )
 {rollup_branches(drawn.replace("{series_filter}", SELECTION), SERIES, when=narrow)}
 UNION ALL
@@ -129,7 +130,9 @@ UNION ALL
 {rollup_branches(drawn.replace("{series_filter}", one_key), f"LEAST({selected}, {MAX_SERIES}) * {per_key}", when=wide)}
 ) drawn)
 UNION ALL
-(SELECT "time", '{aggregate_label}' AS series, {aggregate} AS value FROM wide GROUP BY 1)
+(SELECT "time", '{aggregate_label}' AS series, value FROM (
+{rollup_branches(aggregated, SERIES, when=wide, budget=WIDE_ROWS)}
+) whole)
 ORDER BY 1"""
 
 
@@ -137,16 +140,17 @@ _WINDOW = "$__timeFilter(bucket) AND {guard}"
 
 WEIGHTED_AVERAGE = top_series(
     keys=("device_id", "metric"), selected=SERIES, per_key="1",
-    rows=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id, metric,
-       sum(avg_value * samples) AS weighted, sum(samples) AS samples, max(max_value) AS peak
+    scores=f"""SELECT device_id, metric, max(max_value) AS score
 FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
-GROUP BY 1, device_id, metric""",
-    rank="max(peak)",
+GROUP BY device_id, metric""",
     drawn=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id || ' ' || metric AS series,
        sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
 FROM {{rollup}} WHERE {{series_filter}} AND {_WINDOW}
 GROUP BY 1, device_id, metric""",
-    aggregate="sum(weighted) / NULLIF(sum(samples), 0)", aggregate_label="selection mean")
+    aggregated=f"""SELECT $__timeGroupAlias(bucket, $__interval), sum(avg_value * samples) / NULLIF(sum(samples), 0) AS value
+FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
+GROUP BY 1""",
+    aggregate_label="selection mean")
 """Sample-weighted mean per series: a wide selection's MAX_SERIES with the highest peak in range, and its mean."""
 
 ENVELOPE = by_interval(f"""SELECT $__timeGroupAlias(bucket, $__interval),
@@ -159,14 +163,16 @@ GROUP BY 1""")
 
 SAMPLES = top_series(
     keys=("device_id",), selected=DEVICES_SELECTED, per_key="cardinality(ARRAY[$metric])",
-    rows=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id, sum(samples) AS samples
+    scores=f"""SELECT device_id, -sum(samples) AS score
 FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
-GROUP BY 1, device_id""",
-    rank="-sum(samples)",
+GROUP BY device_id""",
     drawn=f"""SELECT $__timeGroupAlias(bucket, $__interval), device_id AS series, sum(samples) AS value
 FROM {{rollup}} WHERE {{series_filter}} AND metric IN ($metric) AND {_WINDOW}
 GROUP BY 1, device_id""",
-    aggregate=f"sum(samples)::float8 / {DEVICES_SELECTED}", aggregate_label="mean per device")
+    aggregated=f"""SELECT $__timeGroupAlias(bucket, $__interval), sum(samples)::float8 / {DEVICES_SELECTED} AS value
+FROM {{rollup}} WHERE {SELECTION} AND {_WINDOW}
+GROUP BY 1""",
+    aggregate_label="mean per device")
 """Samples per device: a wide selection's MAX_SERIES devices with the fewest samples in range (gaps first), and the
 mean over the selected devices."""
 
