@@ -151,9 +151,7 @@ def _check_source_passwords(args: TimescaleDBArgs) -> None:
     authenticate to the standby leader, nor clients after a promotion."""
     standby = args.backup.standby if args.backup is not None else None
     if standby is None:
-        if args.source_passwords is not None:
-            raise ValueError("source_passwords: set without backup.standby; only a standby cluster holds another's roles")
-        return
+        return  # given passwords without a standby: a promoted standby, whose data still holds its source's roles
     if args.source_passwords is None and not standby.source_uses_our_passwords:
         raise ValueError(
             "source_passwords: required with backup.standby: the standby's data holds the source's roles and passwords, "

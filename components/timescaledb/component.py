@@ -214,7 +214,8 @@ class TimescaleDBArgs:
     """The database roles' passwords (role name → password) of the cluster whose data this one holds: a standby
     cluster's data is its source's, roles and passwords included, so its replicas, Patroni and clients must use
     the source's (pass the source's ``role_passwords`` output, e.g. through a ``StackReference``) and keep them
-    after a promotion. Required with ``backup.standby`` unless ``standby.source_uses_our_passwords``. Default
+    after a promotion (then without ``backup.standby``). Required with ``backup.standby`` unless
+    ``standby.source_uses_our_passwords``. Default
     None: generated (the REST API password is always generated: it is not in the data)."""
 
 

@@ -76,6 +76,16 @@ def test_a_failback_standby_keeps_its_own_generated_passwords() -> None:
     assert failback.outputs[ROLE_PASSWORDS_OUTPUT] == prod.outputs[ROLE_PASSWORDS_OUTPUT]
 
 
+def test_a_promoted_dr_keeps_prods_passwords() -> None:
+    """After the promotion the runbook removes ``standby`` and keeps ``passwordsFromStack``: the data still holds
+    prod's roles, so the Secrets must not change."""
+    config = stack_file_config("dr")
+    backup = {key: value for key, value in config[BACKUP].items() if key != "standby"}
+    promoted = run_main("dr", {**config, BACKUP: backup})
+    assert promoted.outputs[ROLE_PASSWORDS_OUTPUT] == run_stack("dr").outputs[ROLE_PASSWORDS_OUTPUT]
+    assert secret_data(promoted, "-app") == secret_data(run_stack("dr"), "-app")
+
+
 def test_a_standby_without_its_sources_passwords_is_refused_in_config_spelling() -> None:
     raw = raw_config("dr")
     del raw["timescaledb"]["passwordsFromStack"]
@@ -87,7 +97,6 @@ def test_a_standby_without_its_sources_passwords_is_refused_in_config_spelling()
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    (lambda raw: raw["backup"].pop("standby"), "passwordsFromStack: set without backup.standby"),
     (lambda raw: raw["backup"]["standby"].update(sourceUsesOurPasswords=True), "choose one"),
     (lambda raw: raw["timescaledb"].update(passwordsFromStack="acme/timescale k8s/prod"), "must be a stack name"),
     (lambda raw: raw["timescaledb"].update(passwordsFromStack="a/b/c/d"), "must be a stack name"),
