@@ -21,11 +21,11 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
-def run_main(stack: str, config: dict[str, Any], stack_outputs: dict[str, Recording] | None = None) -> Recording:
-    """Run ``__main__.py`` with ``config`` (full keys such as ``timescale-k8s:cluster``); ``stack_outputs``: the
-    recordings a ``StackReference`` reads, by stack name (default: :func:`referenced_stacks`)."""
+def run_main(stack: str, config: dict[str, Any]) -> Recording:
+    """Run ``__main__.py`` with ``config`` (full keys such as ``timescale-k8s:cluster``); a ``StackReference`` reads
+    the recordings :func:`referenced_stacks` names."""
     return run_program(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"), stack=stack, config=config,
-                       stack_outputs=referenced_stacks(config) if stack_outputs is None else stack_outputs)
+                       stack_outputs=referenced_stacks(config))
 
 
 def referenced_stacks(config: dict[str, Any]) -> dict[str, Recording]:
