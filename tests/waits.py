@@ -64,3 +64,19 @@ def timeout_message(what: str, deadline: float, last: BaseException | None = Non
         except Exception as failed:  # noqa: BLE001 - the diagnostics must not hide the timeout itself
             message += f"\n(could not collect the state: {failed!r})"
     return message
+
+
+def poll_steady(value: Callable[[], T], *, steady_for: float, deadline: float, what: str,
+                interval: float = 0.05) -> T:
+    """Wait until ``value()`` has not changed for ``steady_for`` seconds (a producer that stopped, a counter that
+    settled) and return it; after ``deadline`` seconds raise naming ``what`` and the last value seen."""
+    end = time.monotonic() + deadline
+    last, since = value(), time.monotonic()
+    while time.monotonic() - since < steady_for:
+        if time.monotonic() > end:
+            raise WaitTimeout(timeout_message(what, deadline, state=lambda: f"still changing, last value {last!r}"))
+        time.sleep(interval)
+        current = value()
+        if current != last:
+            last, since = current, time.monotonic()
+    return last

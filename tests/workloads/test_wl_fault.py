@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.waits import poll_steady
 from wl_support import generator_config, metric_value, migrate_db, table_counts
 from pgserver import PgServer
 from tsflow.config import DbConfig
@@ -36,19 +37,6 @@ def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def _wait_for_steady(value: Callable[[], float], steady_for: float, timeout: float, what: str) -> None:
-    """Wait until ``value`` has not changed for ``steady_for`` seconds; a timeout names the last values seen."""
-    deadline = time.monotonic() + timeout
-    last, since = value(), time.monotonic()
-    while time.monotonic() - since < steady_for:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: still changing, last value {last}")
-        time.sleep(0.05)
-        current = value()
-        if current != last:
-            last, since = current, time.monotonic()
 
 
 def _terminate_generator_backends(dsn: str) -> int:
@@ -91,8 +79,8 @@ def test_no_row_lost_or_duplicated_across_faults(own_server: PgServer) -> None:
     # With the buffer full the producer still finishes the batch it is building, then blocks in put(): wait for
     # generation to stop (the real condition) and bound what it produced ahead of the writer.
     generated = lambda: metric_value(registry, "tsflow_generator_rows_generated_total")  # noqa: E731
-    _wait_for_steady(generated, steady_for=1.0, timeout=30, what="generation to stop while the server is down")
-    ahead = generated() - written()
+    ahead = poll_steady(generated, steady_for=1.0, deadline=30, what="generation to stop while the server is down") \
+        - written()
     # The full buffer, the writer's batch in retry and the producer's blocked batch, plus the part of a tick left over.
     bound = (cfg.buffer_batches + 2) * cfg.batch_rows + cfg.sim.devices * cfg.sim.metrics_per_device
     blocked = ahead <= bound
