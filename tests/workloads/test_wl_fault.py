@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.waits import poll_steady
+from tests.waits import poll, poll_steady
 from wl_support import generator_config, metric_value, migrate_db, table_counts
 from pgserver import PgServer
 from tsflow.config import DbConfig
@@ -29,14 +29,6 @@ def own_server() -> Iterator[PgServer]:
         yield server
     finally:
         server.cleanup()
-
-
-def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _terminate_generator_backends(dsn: str) -> int:
@@ -69,13 +61,13 @@ def test_no_row_lost_or_duplicated_across_faults(own_server: PgServer) -> None:
     # 1. Kill the writer's backend twice while it is copying.
     killed = 0
     for fraction in (0.1, 0.25):
-        _wait_for(lambda: written() >= ROWS * fraction, 30, f"{fraction:.0%} written")
+        poll(lambda: written() >= ROWS * fraction, deadline=30, what=f"{fraction:.0%} written", interval=0.01)
         killed += _terminate_generator_backends(dsn)
     # 2. Crash the whole server, hold it down until the buffer is full, then bring it back.
-    _wait_for(lambda: written() >= ROWS * 0.4, 30, "40% written")
+    poll(lambda: written() >= ROWS * 0.4, deadline=30, what="40% written", interval=0.01)
     own_server.stop("immediate")
-    _wait_for(lambda: metric_value(registry, "tsflow_generator_buffer_batches") >= cfg.buffer_batches,
-              15, "the buffer to fill while the server is down")
+    poll(lambda: metric_value(registry, "tsflow_generator_buffer_batches") >= cfg.buffer_batches,
+         deadline=15, what="the buffer to fill while the server is down", interval=0.01)
     # With the buffer full the producer still finishes the batch it is building, then blocks in put(): wait for
     # generation to stop (the real condition) and bound what it produced ahead of the writer.
     generated = lambda: metric_value(registry, "tsflow_generator_rows_generated_total")  # noqa: E731

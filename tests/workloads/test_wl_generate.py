@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.waits import poll_steady
+from tests.waits import poll, poll_steady
 from wl_support import generator_config, metric_value, table_counts
 from tsflow import identity
 from tsflow.generator import COPY_SQL, Batch, Generator, Producer, make_batch_id, write_batch
@@ -84,9 +84,7 @@ def test_full_buffer_blocks_generation(migrated_dsn: str) -> None:
     producer = Producer(cfg, Fleet(cfg.sim, cfg.generator_id, time.time() - 3600), 0, buffer,
                         GeneratorMetrics(registry), stop, abandon)
     producer.start()
-    deadline = time.monotonic() + 5
-    while not buffer.full() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poll(buffer.full, deadline=5, what="the producer to fill the buffer", interval=0.02)
     # Once the buffer is full the producer finishes the batch in hand and blocks: generation stops, bounded.
     generated = poll_steady(lambda: producer.rows_generated, steady_for=0.5, deadline=15,
                             what="the producer to block on the full buffer")
